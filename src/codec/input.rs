@@ -1,0 +1,187 @@
+//! Decoding input record values (Avro datum or JSON) into [`Record`]s.
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::types::Value;
+
+use super::record::Record;
+use super::schema::RecordSchema;
+use crate::config::Format;
+
+/// Why a record value could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The record has no value (a tombstone).
+    #[error("record has no value")]
+    Empty,
+    /// The bytes are not an Avro datum of the schema.
+    #[error("not an Avro datum of schema {schema}: {reason}")]
+    Avro { schema: String, reason: String },
+    /// Bytes were left over after a complete datum: wrong schema.
+    #[error(
+        "{extra} bytes left after an Avro datum of schema {schema}: written with another schema?"
+    )]
+    Trailing { schema: String, extra: usize },
+    /// The bytes are not JSON, or not JSON matching the schema.
+    #[error("not a JSON object of schema {schema}: {reason}")]
+    Json { schema: String, reason: String },
+}
+
+/// Turns input bytes into records of one schema.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    schema: RecordSchema,
+    format: Format,
+    name: String,
+}
+
+impl Decoder {
+    /// A decoder for `schema` in `format`.
+    pub fn new(schema: RecordSchema, format: Format) -> Self {
+        let name = schema.path.display().to_string();
+        Self {
+            schema,
+            format,
+            name,
+        }
+    }
+
+    /// The schema records are decoded with.
+    pub fn schema(&self) -> &RecordSchema {
+        &self.schema
+    }
+
+    /// Prepares a decoder for one batch (resolving the schema once per batch).
+    ///
+    /// # Errors
+    /// Only if the schema cannot be resolved, which `load` already ruled out.
+    pub fn batch(&self) -> Result<BatchDecoder<'_>, DecodeError> {
+        let avro = match self.format {
+            Format::Avro => Some(
+                GenericDatumReader::builder(&self.schema.schema)
+                    .build()
+                    .map_err(|e| self.avro_err(&e))?,
+            ),
+            Format::Json => None,
+        };
+        Ok(BatchDecoder {
+            decoder: self,
+            avro,
+        })
+    }
+
+    fn avro_err(&self, e: &apache_avro::Error) -> DecodeError {
+        DecodeError::Avro {
+            schema: self.name.clone(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// A [`Decoder`] ready for the records of one batch.
+pub struct BatchDecoder<'a> {
+    decoder: &'a Decoder,
+    avro: Option<GenericDatumReader<'a>>,
+}
+
+impl BatchDecoder<'_> {
+    /// Decodes one record value.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] saying what is wrong with the bytes.
+    pub fn decode(&self, payload: Option<&[u8]>) -> Result<Record, DecodeError> {
+        let bytes = payload.ok_or(DecodeError::Empty)?;
+        let d = self.decoder;
+        let value = match &self.avro {
+            Some(reader) => {
+                let mut rest = bytes;
+                let v = reader.read_value(&mut rest).map_err(|e| d.avro_err(&e))?;
+                if !rest.is_empty() {
+                    return Err(DecodeError::Trailing {
+                        schema: d.name.clone(),
+                        extra: rest.len(),
+                    });
+                }
+                v
+            }
+            None => json_to_value(bytes, &d.schema).map_err(|reason| DecodeError::Json {
+                schema: d.name.clone(),
+                reason,
+            })?,
+        };
+        match value {
+            Value::Record(fields) => Ok(Record {
+                values: fields.into_iter().map(|(_, v)| v).collect(),
+            }),
+            other => Err(DecodeError::Avro {
+                schema: d.name.clone(),
+                reason: format!("decoded to {other:?}, not a record"),
+            }),
+        }
+    }
+}
+
+/// Parses one JSON object and resolves it against `schema`.
+///
+/// # Errors
+/// A message saying what does not match.
+pub fn json_to_value(bytes: &[u8], schema: &RecordSchema) -> Result<Value, String> {
+    let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let value = Value::try_from(json).map_err(|e| e.to_string())?;
+    value.resolve(&schema.schema).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const SCHEMA: &str = r#"{"type":"record","name":"T","fields":[
+        {"name":"k","type":"string"},{"name":"n","type":"long"}]}"#;
+
+    fn decoder(format: Format) -> Decoder {
+        Decoder::new(
+            RecordSchema::parse(Path::new("t.avsc"), SCHEMA).unwrap(),
+            format,
+        )
+    }
+
+    #[test]
+    fn avro_round_trip_and_garbage_is_an_error() {
+        let d = decoder(Format::Avro);
+        let v = Value::Record(vec![
+            ("k".into(), Value::String("a".into())),
+            ("n".into(), Value::Long(42)),
+        ]);
+        let bytes = apache_avro::writer::datum::GenericDatumWriter::builder(&d.schema().schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(v)
+            .unwrap();
+        let b = d.batch().unwrap();
+        let r = b.decode(Some(&bytes)).unwrap();
+        assert_eq!(r.str(0).unwrap(), "a");
+        assert_eq!(r.i64(1).unwrap(), 42);
+
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(matches!(
+            b.decode(Some(&longer)),
+            Err(DecodeError::Trailing { extra: 1, .. })
+        ));
+        assert!(matches!(
+            b.decode(Some(&[0xff])),
+            Err(DecodeError::Avro { .. })
+        ));
+        assert!(matches!(b.decode(None), Err(DecodeError::Empty)));
+    }
+
+    #[test]
+    fn json_is_resolved_against_the_schema() {
+        let d = decoder(Format::Json);
+        let b = d.batch().unwrap();
+        let r = b.decode(Some(br#"{"k":"x","n":5}"#)).unwrap();
+        assert_eq!(r.i64(1).unwrap(), 5);
+        let e = b.decode(Some(br#"{"k":"x"}"#)).unwrap_err();
+        assert!(e.to_string().contains("t.avsc"), "{e}");
+    }
+}

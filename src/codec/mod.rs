@@ -1,0 +1,11 @@
+//! Codecs: Avro schemas, decoding input records, encoding window results.
+
+mod input;
+mod output;
+mod record;
+mod schema;
+
+pub use input::{BatchDecoder, DecodeError, Decoder, json_to_value};
+pub use output::{EncodeError, OutputEncoder, WindowOutput, avro_to_json};
+pub use record::{FieldError, Layout, Record};
+pub use schema::{Field, FieldType, RecordSchema, SchemaError};

@@ -1,0 +1,454 @@
+//! Loading: the TOML file, then `STREAMFOLD__SECTION__KEY` environment
+//! variables, then checks that need more than one field.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format as _, Toml};
+
+use super::model::Config;
+
+/// Prefix of environment variables that override the file.
+pub const ENV_PREFIX: &str = "STREAMFOLD__";
+
+/// One thing wrong with the configuration, phrased for the person fixing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file or environment variable the value came from.
+    pub source: String,
+    /// Dotted key, e.g. `pipeline.window.size`.
+    pub key: String,
+    /// What was expected and what was found.
+    pub message: String,
+}
+
+impl Problem {
+    pub(crate) fn new(
+        source: impl Into<String>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            source: source.into(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.source, self.key, self.message)
+    }
+}
+
+/// Everything wrong with a configuration, so a user fixes it in one go.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The problems, in the order found.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "{n} configuration problem{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<Problem> for ConfigError {
+    fn from(p: Problem) -> Self {
+        Self { problems: vec![p] }
+    }
+}
+
+/// A configuration together with where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The merged configuration.
+    pub config: Config,
+    /// The file it was read from.
+    pub path: PathBuf,
+}
+
+impl LoadedConfig {
+    /// Resolves a path written in the config file relative to that file.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.path.parent().unwrap_or_else(|| Path::new(".")).join(p)
+        }
+    }
+}
+
+/// Loads `path`, applies environment overrides and checks the result.
+///
+/// # Errors
+/// Every problem found, each naming the file or variable and the key.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let shown = path.display().to_string();
+    if !path.is_file() {
+        return Err(Problem::new(shown, "-", "file not found (or not a regular file)").into());
+    }
+    let figment = Figment::new()
+        .merge(Toml::file_exact(path))
+        .merge(Env::prefixed(ENV_PREFIX).split("__"));
+    let config: Config = figment.extract().map_err(|e| ConfigError {
+        problems: e.into_iter().map(|e| figment_problem(&shown, e)).collect(),
+    })?;
+    let problems = check(&config, &shown);
+    if problems.is_empty() {
+        Ok(LoadedConfig {
+            config,
+            path: path.to_path_buf(),
+        })
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+fn figment_problem(file: &str, e: figment::Error) -> Problem {
+    let source = match &e.metadata {
+        Some(md) if md.name.contains("environment") => {
+            let var = format!("{ENV_PREFIX}{}", e.path.join("__").to_uppercase());
+            format!("environment variable {var}")
+        }
+        _ => file.to_string(),
+    };
+    let key = if e.path.is_empty() {
+        "-".to_string()
+    } else {
+        e.path.join(".")
+    };
+    Problem::new(source, key, e.kind.to_string())
+}
+
+/// librdkafka properties that typed settings own; setting them in a
+/// passthrough table would silently fight the typed value.
+const OWNED_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "kafka.bootstrap_servers"),
+    ("group.id", "kafka.group_id"),
+    ("security.protocol", "kafka.security_protocol"),
+    ("sasl.mechanism", "kafka.sasl.mechanism"),
+    ("sasl.mechanisms", "kafka.sasl.mechanism"),
+    ("sasl.username", "kafka.sasl.username"),
+    ("queued.max.messages.kbytes", "kafka.prefetch"),
+    ("session.timeout.ms", "kafka.session_timeout"),
+    (
+        "partition.assignment.strategy",
+        "kafka.partition_assignment_strategy",
+    ),
+    ("auto.offset.reset", "kafka.auto_offset_reset"),
+    (
+        "enable.auto.commit",
+        "nothing: streamfold commits offsets itself",
+    ),
+    (
+        "enable.auto.offset.store",
+        "nothing: streamfold stores offsets itself",
+    ),
+    (
+        "enable.idempotence",
+        "nothing: the producer is always idempotent",
+    ),
+    ("acks", "nothing: outputs are always written with acks=all"),
+];
+
+/// Properties that carry secrets: only the environment may supply them.
+const SECRET_PROPERTIES: &[&str] = &[
+    "sasl.password",
+    "ssl.key.password",
+    "ssl.keystore.password",
+    "sasl.oauthbearer.client.secret",
+];
+
+fn check(c: &Config, file: &str) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut bad = |key: &str, msg: String| out.push(Problem::new(file, key, msg));
+
+    let k = &c.kafka;
+    if k.bootstrap_servers.trim().is_empty() {
+        bad(
+            "kafka.bootstrap_servers",
+            "expected host:port[,host:port...], found an empty string".into(),
+        );
+    }
+    if k.group_id.trim().is_empty() {
+        bad(
+            "kafka.group_id",
+            "expected a consumer group name, found an empty string".into(),
+        );
+    }
+    let tables = [
+        ("kafka.properties", &k.properties),
+        ("kafka.consumer_properties", &k.consumer_properties),
+        ("kafka.producer_properties", &k.producer_properties),
+    ];
+    for (table, props) in tables {
+        for name in props.keys() {
+            if let Some((_, owner)) = OWNED_PROPERTIES.iter().find(|(p, _)| p == name) {
+                bad(
+                    &format!("{table}.\"{name}\""),
+                    format!("conflicts with a typed setting; set {owner} instead"),
+                );
+            }
+            if SECRET_PROPERTIES.contains(&name.as_str()) {
+                bad(
+                    &format!("{table}.\"{name}\""),
+                    "secrets are read from the environment only, never from the config file \
+                     (for SASL use kafka.sasl.password_env)"
+                        .into(),
+                );
+            }
+        }
+    }
+    if !["range", "roundrobin", "cooperative-sticky"]
+        .contains(&k.partition_assignment_strategy.as_str())
+    {
+        bad(
+            "kafka.partition_assignment_strategy",
+            format!(
+                "expected range, roundrobin or cooperative-sticky, found {:?}",
+                k.partition_assignment_strategy
+            ),
+        );
+    }
+    if !["earliest", "latest"].contains(&k.auto_offset_reset.as_str()) {
+        bad(
+            "kafka.auto_offset_reset",
+            format!(
+                "expected earliest or latest, found {:?}",
+                k.auto_offset_reset
+            ),
+        );
+    }
+    if k.prefetch.as_u64() < 1024 {
+        bad(
+            "kafka.prefetch",
+            format!("expected at least 1KiB, found {}", k.prefetch),
+        );
+    }
+    if let Some(sasl) = &k.sasl
+        && !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&sasl.mechanism.as_str())
+    {
+        bad(
+            "kafka.sasl.mechanism",
+            format!(
+                "expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, found {:?}",
+                sasl.mechanism
+            ),
+        );
+    }
+
+    let p = &c.pipeline;
+    for (key, topic) in [
+        ("pipeline.input_topic", &p.input_topic),
+        ("pipeline.output_topic", &p.output_topic),
+        ("pipeline.dead_letter_topic", &p.dead_letter_topic),
+    ] {
+        if topic.trim().is_empty() {
+            bad(key, "expected a topic name, found an empty string".into());
+        }
+    }
+    if p.output_topic == p.input_topic {
+        bad(
+            "pipeline.output_topic",
+            format!(
+                "expected a topic other than the input, found {:?} (the pipeline would read its own output)",
+                p.output_topic
+            ),
+        );
+    }
+    if p.dead_letter_topic == p.input_topic || p.dead_letter_topic == p.output_topic {
+        bad(
+            "pipeline.dead_letter_topic",
+            format!(
+                "expected a topic of its own, found {:?} (also the input or output topic)",
+                p.dead_letter_topic
+            ),
+        );
+    }
+    let super::WindowConfig::Tumbling { size } = &p.window;
+    if size.as_millis() == 0 || size.subsec_nanos() % 1_000_000 != 0 {
+        bad(
+            "pipeline.window.size",
+            format!(
+                "expected a whole number of milliseconds of at least 1ms, found {}",
+                humantime::format_duration(*size)
+            ),
+        );
+    }
+    if p.aggregates.is_empty() {
+        bad(
+            "pipeline.aggregates",
+            "expected at least one of count, sum, min, max, mean, found none".into(),
+        );
+    }
+    for (i, a) in p.aggregates.iter().enumerate() {
+        if p.aggregates[..i].contains(a) {
+            bad(
+                "pipeline.aggregates",
+                format!("{} is listed twice", a.field_name()),
+            );
+        }
+    }
+
+    let b = &c.batch;
+    for (key, v) in [
+        ("batch.max_records", b.max_records),
+        ("batch.max_in_flight", b.max_in_flight),
+        ("batch.queue", b.queue),
+        ("batch.max_pending_outputs", b.max_pending_outputs),
+    ] {
+        if v == 0 {
+            bad(key, "expected at least 1, found 0".into());
+        }
+    }
+    if c.commit.interval.is_zero() {
+        bad(
+            "commit.interval",
+            "expected a duration above zero, found 0s".into(),
+        );
+    }
+    if c.commit.drain_deadline >= k.session_timeout {
+        bad(
+            "commit.drain_deadline",
+            format!(
+                "expected less than kafka.session_timeout ({}), found {}: a drain that long \
+                 would get this member evicted from the group",
+                humantime::format_duration(k.session_timeout),
+                humantime::format_duration(c.commit.drain_deadline)
+            ),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    pub(crate) const MINIMAL: &str = r#"
+[kafka]
+bootstrap_servers = "localhost:9092"
+group_id = "g"
+
+[pipeline]
+name = "p"
+input_topic = "in"
+input_schema = "in.avsc"
+output_topic = "out"
+output_schema = "out.avsc"
+dead_letter_topic = "dlq"
+group_by = "k"
+value = "v"
+event_time = { source = "field", field = "t" }
+window = { kind = "tumbling", size = "1m" }
+aggregates = ["count", "sum"]
+"#;
+
+    fn write(contents: &str) -> tempfile_lite::TempFile {
+        let f = tempfile_lite::TempFile::new("toml");
+        std::fs::File::create(&f.path)
+            .unwrap()
+            .write_all(contents.as_bytes())
+            .unwrap();
+        f
+    }
+
+    /// Just enough of a temporary file for these tests.
+    mod tempfile_lite {
+        pub struct TempFile {
+            pub path: std::path::PathBuf,
+        }
+        impl TempFile {
+            pub fn new(ext: &str) -> Self {
+                let path = std::env::temp_dir().join(format!(
+                    "streamfold-config-test-{}-{}.{ext}",
+                    std::process::id(),
+                    fastrand::u64(..)
+                ));
+                Self { path }
+            }
+        }
+        impl Drop for TempFile {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+
+    #[test]
+    fn minimal_file_loads_with_defaults() {
+        let f = write(MINIMAL);
+        let c = load(&f.path).unwrap().config;
+        assert_eq!(c.batch.max_records, 1024);
+        assert_eq!(c.kafka.prefetch, bytesize::ByteSize::mib(8));
+        assert_eq!(
+            c.pipeline.window,
+            crate::config::WindowConfig::Tumbling {
+                size: std::time::Duration::from_secs(60)
+            }
+        );
+    }
+
+    #[test]
+    fn human_sizes_and_durations_parse() {
+        let f = write(&format!(
+            "{MINIMAL}\n[batch]\nmax_wait = \"250ms\"\n[commit]\ninterval = \"5s\"\n"
+        ));
+        let c = load(&f.path).unwrap().config;
+        assert_eq!(c.batch.max_wait, std::time::Duration::from_millis(250));
+        assert_eq!(c.commit.interval, std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_file() {
+        let f = write(&MINIMAL.replace("group_id = \"g\"", "group_id = \"g\"\ngroup_idd = 1"));
+        let e = load(&f.path).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("group_idd"), "{text}");
+        assert!(text.contains(&f.path.display().to_string()), "{text}");
+    }
+
+    #[test]
+    fn passthrough_conflict_and_secret_are_rejected() {
+        let f = write(&format!(
+            "{MINIMAL}\n[kafka.properties]\n\"group.id\" = \"x\"\n\"sasl.password\" = \"pw\"\n"
+        ));
+        let e = load(&f.path).unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{e}");
+        assert!(e.problems[0].message.contains("kafka.group_id"), "{e}");
+        assert!(e.problems[1].message.contains("environment"), "{e}");
+        assert!(!e.to_string().contains("pw\""), "{e}");
+    }
+
+    #[test]
+    fn several_problems_are_all_reported() {
+        let f = write(
+            &MINIMAL
+                .replace("output_topic = \"out\"", "output_topic = \"in\"")
+                .replace("aggregates = [\"count\", \"sum\"]", "aggregates = []"),
+        );
+        let e = load(&f.path).unwrap_err();
+        let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["pipeline.output_topic", "pipeline.aggregates"]);
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let e = load(Path::new("/nonexistent/streamfold.toml")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/streamfold.toml"));
+    }
+}

@@ -1,0 +1,366 @@
+//! The configuration tree, as written in TOML. Defaults live here, once.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of one streamfold process.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How to reach the Kafka cluster.
+    pub kafka: KafkaConfig,
+    /// The pipeline this process runs.
+    pub pipeline: PipelineConfig,
+    /// How records are grouped into batches for the rayon pool.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// When offsets are committed and how long a drain may take.
+    #[serde(default)]
+    pub commit: CommitConfig,
+    /// Log output.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Kafka connection settings: typed where they matter, then passthrough.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list (librdkafka `bootstrap.servers`).
+    pub bootstrap_servers: String,
+    /// Consumer group shared by every replica of this pipeline.
+    pub group_id: String,
+    /// librdkafka `security.protocol` (plaintext, ssl, sasl_plaintext, sasl_ssl).
+    #[serde(default)]
+    pub security_protocol: Option<String>,
+    /// SASL credentials; the password comes from the environment only.
+    #[serde(default)]
+    pub sasl: Option<SaslConfig>,
+    /// Bytes librdkafka may prefetch per partition (`queued.max.messages.kbytes`).
+    #[serde(default = "defaults::prefetch")]
+    pub prefetch: ByteSize,
+    /// Consumer group session timeout (`session.timeout.ms`).
+    #[serde(default = "defaults::session_timeout", with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// Partition assignment strategy: `range`, `roundrobin` or `cooperative-sticky`.
+    #[serde(default = "defaults::assignment")]
+    pub partition_assignment_strategy: String,
+    /// Where a new group starts reading: `earliest` or `latest`.
+    #[serde(default = "defaults::auto_offset_reset")]
+    pub auto_offset_reset: String,
+    /// librdkafka properties applied to the consumer and the producer.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties for the consumer only.
+    #[serde(default)]
+    pub consumer_properties: BTreeMap<String, String>,
+    /// librdkafka properties for the producer only.
+    #[serde(default)]
+    pub producer_properties: BTreeMap<String, String>,
+}
+
+/// SASL authentication. The password is read from `password_env`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaslConfig {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    /// SASL user name.
+    pub username: String,
+    /// Environment variable that holds the password.
+    #[serde(default = "defaults::sasl_password_env")]
+    pub password_env: String,
+}
+
+/// Wire format of a topic's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Avro binary datum (no container, no registry framing).
+    Avro,
+    /// One JSON object per record.
+    Json,
+}
+
+/// One pipeline: input topic → transforms → windowed aggregates → output topic.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Name used in logs and metrics.
+    pub name: String,
+    /// Topic to read.
+    pub input_topic: String,
+    /// Avro schema of the input records (path relative to the config file).
+    pub input_schema: PathBuf,
+    /// Encoding of input values.
+    #[serde(default = "defaults::format")]
+    pub input_format: Format,
+    /// Topic the aggregates are written to.
+    pub output_topic: String,
+    /// Avro schema of the output records (path relative to the config file).
+    pub output_schema: PathBuf,
+    /// Encoding of output values.
+    #[serde(default = "defaults::format")]
+    pub output_format: Format,
+    /// Topic that receives records which could not be processed.
+    pub dead_letter_topic: String,
+    /// Transforms applied in order, on the rayon pool.
+    #[serde(default)]
+    pub transforms: Vec<TransformConfig>,
+    /// Field whose value is the group key (a string field).
+    pub group_by: String,
+    /// Numeric field the aggregates are computed over.
+    pub value: String,
+    /// Where event time comes from.
+    pub event_time: EventTimeConfig,
+    /// The window every record is assigned to.
+    pub window: WindowConfig,
+    /// How far behind the newest event time a record may be and still count.
+    #[serde(default, with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// What happens to a record whose window has already been emitted.
+    #[serde(default = "defaults::late_records")]
+    pub late_records: LatePolicy,
+    /// Aggregates to compute; each is a field of the output schema.
+    pub aggregates: Vec<AggregateKind>,
+}
+
+/// Event-time source.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", tag = "source")]
+pub enum EventTimeConfig {
+    /// A `long` / `timestamp-millis` field of the record, in milliseconds.
+    Field {
+        /// The field name.
+        field: String,
+    },
+    /// The Kafka record timestamp.
+    KafkaTimestamp,
+}
+
+/// Window kind and size.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", tag = "kind")]
+pub enum WindowConfig {
+    /// Fixed-size, non-overlapping windows aligned to the epoch.
+    Tumbling {
+        /// Window length, e.g. `"1m"`.
+        #[serde(with = "humantime_serde")]
+        size: Duration,
+    },
+}
+
+/// Policy for records that arrive after their window was emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatePolicy {
+    /// Count them and drop them.
+    Drop,
+    /// Count them and send them to the dead-letter topic.
+    DeadLetter,
+}
+
+/// An aggregate over the pipeline's value field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AggregateKind {
+    /// Number of records (`long`).
+    Count,
+    /// Sum of values (`double`).
+    Sum,
+    /// Smallest value (`double`).
+    Min,
+    /// Largest value (`double`).
+    Max,
+    /// Sum / count (`double`).
+    Mean,
+}
+
+impl AggregateKind {
+    /// The output field name of this aggregate.
+    pub fn field_name(self) -> &'static str {
+        match self {
+            Self::Count => "count",
+            Self::Sum => "sum",
+            Self::Min => "min",
+            Self::Max => "max",
+            Self::Mean => "mean",
+        }
+    }
+}
+
+/// A built-in transform.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", tag = "type")]
+pub enum TransformConfig {
+    /// Replace a string field with a keyed BLAKE3 hash of it.
+    Pseudonymise {
+        /// The field to replace.
+        field: String,
+        /// Environment variable holding the hash key.
+        #[serde(default = "defaults::pseudonym_key_env")]
+        key_env: String,
+    },
+    /// Convert an amount in minor units of some currency to the base currency.
+    ConvertCurrency {
+        /// `long` field with the amount in minor units (cents).
+        amount_field: String,
+        /// `string` field with the ISO 4217 code.
+        currency_field: String,
+        /// New field holding the amount in major units of `base_currency`.
+        output_field: String,
+        /// ISO 4217 code of the base currency.
+        base_currency: String,
+        /// Units of base currency per major unit of each currency.
+        rates: BTreeMap<String, f64>,
+        /// Minor-unit digits per currency where not 2 (JPY = 0, BHD = 3).
+        #[serde(default)]
+        minor_units: BTreeMap<String, u32>,
+    },
+}
+
+/// Batching between the partition tasks and the rayon pool.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// A batch is handed over once it holds this many records.
+    #[serde(default = "defaults::batch_max_records")]
+    pub max_records: usize,
+    /// ... or once its first record has waited this long.
+    #[serde(default = "defaults::batch_max_wait", with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// Batches of one partition on the rayon pool at once.
+    #[serde(default = "defaults::batch_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Batches queued for one partition before it is paused.
+    #[serde(default = "defaults::batch_queue")]
+    pub queue: usize,
+    /// Unacknowledged output records per partition before it stops taking batches.
+    #[serde(default = "defaults::max_pending_outputs")]
+    pub max_pending_outputs: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_records: defaults::batch_max_records(),
+            max_wait: defaults::batch_max_wait(),
+            max_in_flight: defaults::batch_max_in_flight(),
+            queue: defaults::batch_queue(),
+            max_pending_outputs: defaults::max_pending_outputs(),
+        }
+    }
+}
+
+/// Offset commits.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitConfig {
+    /// How often processed offsets are committed.
+    #[serde(default = "defaults::commit_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long revoked partitions and shutdown may take to drain.
+    #[serde(default = "defaults::drain_deadline", with = "humantime_serde")]
+    pub drain_deadline: Duration,
+}
+
+impl Default for CommitConfig {
+    fn default() -> Self {
+        Self {
+            interval: defaults::commit_interval(),
+            drain_deadline: defaults::drain_deadline(),
+        }
+    }
+}
+
+/// Log format and level.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info` or `streamfold=debug`; `RUST_LOG` wins.
+    #[serde(default = "defaults::log_level")]
+    pub level: String,
+    /// `human` or `json`.
+    #[serde(default = "defaults::log_format")]
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: defaults::log_level(),
+            format: defaults::log_format(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Every default, in one place.
+pub(crate) mod defaults {
+    use super::*;
+
+    pub fn prefetch() -> ByteSize {
+        ByteSize::mib(8)
+    }
+    pub fn session_timeout() -> Duration {
+        Duration::from_secs(45)
+    }
+    pub fn assignment() -> String {
+        "range".into()
+    }
+    pub fn auto_offset_reset() -> String {
+        "earliest".into()
+    }
+    pub fn sasl_password_env() -> String {
+        "STREAMFOLD_SASL_PASSWORD".into()
+    }
+    pub fn pseudonym_key_env() -> String {
+        "STREAMFOLD_PSEUDONYM_KEY".into()
+    }
+    pub fn format() -> Format {
+        Format::Avro
+    }
+    pub fn late_records() -> LatePolicy {
+        LatePolicy::DeadLetter
+    }
+    pub fn batch_max_records() -> usize {
+        1024
+    }
+    pub fn batch_max_wait() -> Duration {
+        Duration::from_millis(50)
+    }
+    pub fn batch_max_in_flight() -> usize {
+        2
+    }
+    pub fn batch_queue() -> usize {
+        2
+    }
+    pub fn max_pending_outputs() -> usize {
+        10_000
+    }
+    pub fn commit_interval() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn drain_deadline() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn log_level() -> String {
+        "info".into()
+    }
+    pub fn log_format() -> LogFormat {
+        LogFormat::Human
+    }
+}

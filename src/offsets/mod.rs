@@ -1,0 +1,8 @@
+//! Offsets: the per-partition commit frontier and the board the partition
+//! tasks publish it on for the consumer to commit.
+
+mod board;
+mod frontier;
+
+pub use board::CommitBoard;
+pub use frontier::{CommitPoint, Frontier, decode_metadata, encode_metadata};
