@@ -8,10 +8,21 @@
 //! - [`window`]: window assignment, watermarks and lateness, open windows.
 //! - [`aggregate`]: mergeable partial aggregates.
 //! - [`offsets`]: the commit frontier that makes at-least-once precise.
+//! - [`pipeline`]: the plan resolved from config, and the batch step on rayon.
+//! - [`source`]: the consumer, rebalances, one task per partition.
+//! - [`sink`]: the producer for window results and dead letters.
+//! - [`telemetry`]: tracing and metrics.
 
 pub mod aggregate;
+pub mod broker;
+pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod generate;
 pub mod offsets;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+pub mod telemetry;
 pub mod transform;
 pub mod window;

@@ -1,9 +1,11 @@
 //! Configuration: the serde tree, loading with environment overrides, secrets.
 
+mod kafka;
 mod load;
 mod model;
 mod secret;
 
+pub use kafka::ClientConfigError;
 pub use load::{ConfigError, ENV_PREFIX, LoadedConfig, Problem, load};
 pub use model::*;
 pub use secret::Secret;

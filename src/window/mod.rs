@@ -20,6 +20,17 @@ pub const NO_TIME: i64 = i64::MIN;
 #[error("event time {0} ms is outside the range windows can be computed for")]
 pub struct EventTimeOutOfRange(pub i64);
 
+/// An epoch-millis instant as RFC 3339 (`2026-01-01T00:00:00.000Z`).
+pub fn format_millis(ms: i64) -> String {
+    match u64::try_from(ms) {
+        Ok(ms) => humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        )
+        .to_string(),
+        Err(_) => format!("{ms} ms"),
+    }
+}
+
 /// Fixed-size, epoch-aligned, non-overlapping windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tumbling {

@@ -1,0 +1,240 @@
+//! The `streamfold` command line.
+
+mod consume;
+mod demo;
+mod produce;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, LoadedConfig, LogConfig};
+use crate::pipeline::Plan;
+use crate::telemetry::{self, Metrics};
+
+/// Stream processing for Kafka: windowed aggregates with at-least-once commits.
+#[derive(Debug, Parser)]
+#[command(name = "streamfold", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Zero-install demo: embedded broker, generated payments, live aggregates.
+    Demo(demo::DemoArgs),
+    /// Run the pipeline of a config file against a Kafka cluster.
+    Run {
+        /// The TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration and its schemas; print every problem found.
+    Validate {
+        /// The TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Publish JSON-lines events (file or stdin) or generated payments.
+    Produce(produce::ProduceArgs),
+    /// Read a topic, decode it with its schema, print JSON lines.
+    Consume(consume::ConsumeArgs),
+    /// Run the embedded broker on loopback until Ctrl-C.
+    DevBroker {
+        /// Topics to create, as NAME or NAME:PARTITIONS.
+        #[arg(long, value_delimiter = ',', default_values = ["payments:4", "merchant-window-stats:4", "payments-dlq:1"])]
+        topics: Vec<String>,
+    },
+}
+
+/// Runs the command line and maps the outcome to an exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    if let Command::Demo(_) = cli.command {
+        demo::ensure_demo_key();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("streamfold-rt")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(dispatch(cli.command));
+    // Tasks still running (a drained partition's stragglers) must not hold
+    // the process open.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Run { config } => run(&config).await,
+        Command::Validate { config } => Ok(validate(&config)),
+        Command::Produce(args) => produce::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Consume(args) => consume::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::DevBroker { topics } => dev_broker(&topics).await.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+fn load_or_report(path: &Path) -> Result<LoadedConfig, ExitCode> {
+    config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let loaded = match load_or_report(path) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    telemetry::init_tracing(&loaded.config.log);
+    let shutdown = CancellationToken::new();
+    shutdown_on_signals(shutdown.clone());
+    match crate::source::run(&loaded, Vec::new(), Metrics::new(), shutdown).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(crate::source::RunError::Config(e)) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("running {}", path.display()))),
+    }
+}
+
+/// Prints every problem of a configuration; exit code 1 if there are any.
+fn validate(path: &Path) -> ExitCode {
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            println!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut problems = Vec::new();
+    let plan = match Plan::build(&loaded, Vec::new()) {
+        Ok(plan) => Some(plan),
+        Err(e) => {
+            problems.extend(e.problems.iter().map(ToString::to_string));
+            None
+        }
+    };
+    if let Err(e) = loaded.config.consumer_config() {
+        problems.push(format!("{}: {e}", path.display()));
+    }
+    match plan {
+        Some(plan) if problems.is_empty() => {
+            println!(
+                "{}: ok: pipeline {:?} reads {} ({}), writes {} and dead letters to {}",
+                path.display(),
+                plan.name,
+                plan.input_topic,
+                plan.decoder.schema().path.display(),
+                plan.output_topic,
+                plan.dead_letter_topic
+            );
+            ExitCode::SUCCESS
+        }
+        _ => {
+            println!(
+                "{} configuration problem{}:",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            );
+            for p in problems {
+                println!("  - {p}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// First SIGINT/SIGTERM: graceful drain. Second: exit at once.
+pub(crate) fn shutdown_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut count = 0;
+        loop {
+            wait_for_signal().await;
+            count += 1;
+            if count == 1 {
+                tracing::info!(
+                    "signal received: draining and committing; send again to exit at once"
+                );
+                eprintln!("stopping: draining in-flight work (press Ctrl-C again to exit at once)");
+                token.cancel();
+            } else {
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn parse_topic_spec(spec: &str) -> anyhow::Result<(String, i32)> {
+    match spec.split_once(':') {
+        Some((name, n)) => {
+            let n: i32 = n
+                .parse()
+                .with_context(|| format!("topic {spec:?}: partitions must be a number"))?;
+            anyhow::ensure!(n > 0, "topic {spec:?}: partitions must be at least 1");
+            Ok((name.to_string(), n))
+        }
+        None => Ok((spec.to_string(), 1)),
+    }
+}
+
+async fn dev_broker(topics: &[String]) -> anyhow::Result<()> {
+    telemetry::init_tracing(&LogConfig::default());
+    let broker = crate::broker::EmbeddedBroker::start(1)?;
+    for spec in topics {
+        let (name, partitions) = parse_topic_spec(spec)?;
+        broker.create_topic(&name, partitions)?;
+        println!("topic {name} ({partitions} partitions)");
+    }
+    println!("bootstrap servers: {}", broker.bootstrap_servers());
+    println!(
+        "e.g. STREAMFOLD__KAFKA__BOOTSTRAP_SERVERS={} streamfold run --config config/payments.toml",
+        broker.bootstrap_servers()
+    );
+    println!("Ctrl-C stops the broker (its data is kept in memory only).");
+    let _ = tokio::signal::ctrl_c().await;
+    drop(broker);
+    Ok(())
+}

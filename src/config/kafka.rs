@@ -1,0 +1,84 @@
+//! librdkafka client configurations built from the typed settings.
+
+use rdkafka::ClientConfig;
+
+use super::model::{Config, KafkaConfig};
+use super::secret::Secret;
+
+/// Why a client configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientConfigError {
+    /// The SASL password variable is not set.
+    #[error("kafka.sasl: {0}")]
+    MissingSecret(String),
+}
+
+impl KafkaConfig {
+    fn common(&self) -> Result<ClientConfig, ClientConfigError> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers);
+        if let Some(p) = &self.security_protocol {
+            c.set("security.protocol", p);
+        }
+        if let Some(sasl) = &self.sasl {
+            let password =
+                Secret::from_env(&sasl.password_env).map_err(ClientConfigError::MissingSecret)?;
+            c.set("sasl.mechanism", &sasl.mechanism)
+                .set("sasl.username", &sasl.username)
+                .set("sasl.password", password.expose());
+        }
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        Ok(c)
+    }
+}
+
+impl Config {
+    /// The consumer configuration: offsets are stored and committed by
+    /// streamfold only, prefetch is bounded.
+    ///
+    /// # Errors
+    /// When a secret the configuration names is missing from the environment.
+    pub fn consumer_config(&self) -> Result<ClientConfig, ClientConfigError> {
+        let k = &self.kafka;
+        let mut c = k.common()?;
+        c.set("group.id", &k.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", &k.auto_offset_reset)
+            .set(
+                "partition.assignment.strategy",
+                &k.partition_assignment_strategy,
+            )
+            .set(
+                "session.timeout.ms",
+                k.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "queued.max.messages.kbytes",
+                (k.prefetch.as_u64() / 1024).max(1).to_string(),
+            );
+        for (key, v) in &k.consumer_properties {
+            c.set(key, v);
+        }
+        Ok(c)
+    }
+
+    /// The producer configuration: idempotent, acks from all in-sync replicas.
+    ///
+    /// # Errors
+    /// When a secret the configuration names is missing from the environment.
+    pub fn producer_config(&self) -> Result<ClientConfig, ClientConfigError> {
+        let k = &self.kafka;
+        let mut c = k.common()?;
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5");
+        for (key, v) in &k.producer_properties {
+            c.set(key, v);
+        }
+        Ok(c)
+    }
+}

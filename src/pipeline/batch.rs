@@ -1,0 +1,221 @@
+//! The work of one batch on the rayon pool: decode, transform, assign
+//! windows, and pre-aggregate into one partial per (key, window).
+//!
+//! Whether a record is late depends on the largest event time seen before
+//! it, which is the largest of (a) everything before this batch, known only
+//! to the partition task, and (b) the records before it in this batch.
+//! This step decides (b) and leaves (a) to the partition task, which needs
+//! one comparison per partial instead of one per record. Several batches of
+//! one partition can therefore be on the pool at once.
+
+use std::collections::HashMap;
+
+use crate::aggregate::{Partial, int_to_micros, to_micros};
+use crate::codec::{FieldType, Record};
+use crate::window::NO_TIME;
+
+use super::plan::{EventTime, Plan};
+
+/// A record as read from Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// Its offset in the partition.
+    pub offset: i64,
+    /// Kafka timestamp in millis, if the record has one.
+    pub timestamp: Option<i64>,
+    /// Message key.
+    pub key: Option<Vec<u8>>,
+    /// Message value.
+    pub payload: Option<Vec<u8>>,
+}
+
+/// The step at which a record failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailStage {
+    /// The value could not be decoded.
+    Decode,
+    /// A transform rejected it.
+    Transform,
+    /// Group key, value or event time could not be read.
+    Extract,
+}
+
+impl FailStage {
+    /// Name used in dead-letter headers and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Decode => "decode",
+            Self::Transform => "transform",
+            Self::Extract => "extract",
+        }
+    }
+}
+
+/// A record that failed, by index in the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Index in the batch.
+    pub index: u32,
+    /// Where it failed.
+    pub stage: FailStage,
+    /// Why, for the dead-letter header.
+    pub reason: String,
+}
+
+/// The pre-aggregate of one (key, window) in a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowPartial {
+    /// Group key.
+    pub key: String,
+    /// Window start.
+    pub start: i64,
+    /// Window end.
+    pub end: i64,
+    /// The aggregate of `members`.
+    pub partial: Partial,
+    /// Indexes of the records in it, ascending.
+    pub members: Vec<u32>,
+}
+
+/// What a batch produced.
+#[derive(Debug)]
+pub struct BatchOutput {
+    /// The records, handed back for the dead-letter path.
+    pub records: Vec<RawRecord>,
+    /// For each record, the largest event time before it within this batch.
+    pub max_event_time_before: Vec<i64>,
+    /// Largest event time in the batch (`NO_TIME` if none).
+    pub max_event_time: i64,
+    /// Partials in order of first appearance.
+    pub partials: Vec<WindowPartial>,
+    /// Records already late within this batch (indexes, ascending).
+    pub late: Vec<u32>,
+    /// Records that failed.
+    pub failures: Vec<Failure>,
+}
+
+struct Extracted {
+    key: String,
+    micros: i64,
+    event_time: i64,
+}
+
+fn extract(plan: &Plan, r: &RawRecord, rec: &Record) -> Result<Extracted, String> {
+    let key = rec
+        .str(plan.key_index)
+        .map_err(|e| format!("group key: {e}"))?
+        .to_string();
+    let (vi, ty) = plan.value;
+    let micros = if ty == FieldType::Long {
+        let n = rec.i64(vi).map_err(|e| format!("value: {e}"))?;
+        int_to_micros(n).map_err(|e| format!("value: {e}"))?
+    } else {
+        let x = rec.f64(vi).map_err(|e| format!("value: {e}"))?;
+        to_micros(x).map_err(|e| format!("value: {e}"))?
+    };
+    let event_time = match plan.event_time {
+        EventTime::Field(i) => rec.i64(i).map_err(|e| format!("event time: {e}"))?,
+        EventTime::KafkaTimestamp => r
+            .timestamp
+            .ok_or_else(|| "event time: the record has no Kafka timestamp".to_string())?,
+    };
+    Ok(Extracted {
+        key,
+        micros,
+        event_time,
+    })
+}
+
+/// Processes one batch. Runs on a rayon worker; never panics on bad input.
+pub fn process(plan: &Plan, records: Vec<RawRecord>) -> BatchOutput {
+    let n = records.len();
+    let mut out = BatchOutput {
+        records: Vec::new(),
+        max_event_time_before: Vec::with_capacity(n),
+        max_event_time: NO_TIME,
+        partials: Vec::new(),
+        late: Vec::new(),
+        failures: Vec::new(),
+    };
+    let mut index: HashMap<(String, i64), usize> = HashMap::new();
+    let decoder = match plan.decoder.batch() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            // Cannot happen for a schema that loaded; fail every record
+            // rather than lose them.
+            for i in 0..n {
+                out.max_event_time_before.push(NO_TIME);
+                out.failures.push(Failure {
+                    index: i as u32,
+                    stage: FailStage::Decode,
+                    reason: e.to_string(),
+                });
+            }
+            None
+        }
+    };
+    let Some(decoder) = decoder else {
+        out.records = records;
+        return out;
+    };
+
+    for (i, r) in records.iter().enumerate() {
+        let i32 = i as u32;
+        out.max_event_time_before.push(out.max_event_time);
+        let fail = |stage, reason| Failure {
+            index: i32,
+            stage,
+            reason,
+        };
+        let mut rec = match decoder.decode(r.payload.as_deref()) {
+            Ok(rec) => rec,
+            Err(e) => {
+                out.failures.push(fail(FailStage::Decode, e.to_string()));
+                continue;
+            }
+        };
+        if let Some(e) = plan
+            .transforms
+            .iter()
+            .find_map(|t| t.apply(&mut rec).err().map(|e| (t.name(), e)))
+        {
+            out.failures
+                .push(fail(FailStage::Transform, format!("{}: {}", e.0, e.1)));
+            continue;
+        }
+        let x = match extract(plan, r, &rec) {
+            Ok(x) => x,
+            Err(e) => {
+                out.failures.push(fail(FailStage::Extract, e));
+                continue;
+            }
+        };
+        let (start, end) = match plan.window.assign(x.event_time) {
+            Ok(w) => w,
+            Err(e) => {
+                out.failures.push(fail(FailStage::Extract, e.to_string()));
+                continue;
+            }
+        };
+        if plan.lateness.is_closed(end, out.max_event_time) {
+            out.late.push(i32);
+            continue;
+        }
+        out.max_event_time = out.max_event_time.max(x.event_time);
+        let slot = *index.entry((x.key, start)).or_insert_with_key(|(key, _)| {
+            out.partials.push(WindowPartial {
+                key: key.clone(),
+                start,
+                end,
+                partial: Partial::default(),
+                members: Vec::new(),
+            });
+            out.partials.len() - 1
+        });
+        let p = &mut out.partials[slot];
+        p.partial.add(x.micros);
+        p.members.push(i32);
+    }
+    out.records = records;
+    out
+}

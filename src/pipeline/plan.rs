@@ -1,0 +1,171 @@
+//! A pipeline resolved against its schemas: every field lookup, type check
+//! and transform binding happens here, once, before any record is read.
+
+use crate::codec::{Decoder, FieldType, Layout, OutputEncoder, RecordSchema};
+use crate::config::{
+    AggregateKind, ConfigError, EventTimeConfig, LatePolicy, LoadedConfig, Problem, WindowConfig,
+};
+use crate::transform::{self, Transform};
+use crate::window::{Lateness, Tumbling};
+
+/// Where a record's event time comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventTime {
+    /// Field at this position (epoch millis).
+    Field(usize),
+    /// The Kafka record timestamp.
+    KafkaTimestamp,
+}
+
+/// Everything the data path needs to process a record, resolved.
+pub struct Plan {
+    /// Pipeline name (logs, metrics, dead-letter headers).
+    pub name: String,
+    /// Topic read.
+    pub input_topic: String,
+    /// Topic the window results go to.
+    pub output_topic: String,
+    /// Topic for records that could not be processed.
+    pub dead_letter_topic: String,
+    /// Input decoder.
+    pub decoder: Decoder,
+    /// Transforms in order.
+    pub transforms: Vec<Box<dyn Transform>>,
+    /// Position of the group-key field.
+    pub key_index: usize,
+    /// Position and type of the aggregated field.
+    pub value: (usize, FieldType),
+    /// Event-time source.
+    pub event_time: EventTime,
+    /// Window assignment.
+    pub window: Tumbling,
+    /// Watermark and lateness.
+    pub lateness: Lateness,
+    /// What to do with late records.
+    pub late_policy: LatePolicy,
+    /// The aggregates computed.
+    pub aggregates: Vec<AggregateKind>,
+    /// Output encoder.
+    pub encoder: OutputEncoder,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("name", &self.name)
+            .field("input_topic", &self.input_topic)
+            .field("output_topic", &self.output_topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plan {
+    /// Resolves the pipeline of `loaded`. `extra` transforms (from library
+    /// users) run after the configured ones.
+    ///
+    /// # Errors
+    /// Every problem found: unreadable schemas, missing or mistyped fields,
+    /// transforms that cannot bind, an output schema that does not match.
+    pub fn build(
+        loaded: &LoadedConfig,
+        extra: Vec<Box<dyn Transform>>,
+    ) -> Result<Self, ConfigError> {
+        let file = loaded.path.display().to_string();
+        let p = &loaded.config.pipeline;
+        let mut problems = Vec::new();
+
+        let input = RecordSchema::load(&loaded.resolve(&p.input_schema))
+            .map_err(|e| problems.push(Problem::new(&file, "pipeline.input_schema", e.to_string())))
+            .ok();
+        let output = RecordSchema::load(&loaded.resolve(&p.output_schema))
+            .map_err(|e| {
+                problems.push(Problem::new(&file, "pipeline.output_schema", e.to_string()))
+            })
+            .ok();
+
+        let encoder = output.and_then(|schema| {
+            OutputEncoder::new(schema, p.output_format, &p.aggregates)
+                .map_err(|msgs| {
+                    for m in msgs {
+                        problems.push(Problem::new(&file, "pipeline.output_schema", m));
+                    }
+                })
+                .ok()
+        });
+
+        let Some(input) = input else {
+            return Err(ConfigError { problems });
+        };
+        let mut layout = Layout::new(input.fields.clone());
+        let mut transforms = match transform::build(&p.transforms, &mut layout, &file) {
+            Ok(t) => t,
+            Err(mut more) => {
+                problems.append(&mut more);
+                Vec::new()
+            }
+        };
+        for mut t in extra {
+            match t.bind(&mut layout) {
+                Ok(()) => transforms.push(t),
+                Err(m) => problems.push(Problem::new(&file, format!("transform {}", t.name()), m)),
+            }
+        }
+
+        let mut field = |key: &str, name: &str, accepts: &[FieldType], expected: &str| {
+            transform::bind_field(&layout, name, accepts, expected)
+                .map_err(|m| {
+                    problems.push(Problem::new(
+                        &file,
+                        key,
+                        format!("{m} (in {} after transforms)", input.path.display()),
+                    ))
+                })
+                .ok()
+        };
+        let key_index = field(
+            "pipeline.group_by",
+            &p.group_by,
+            &[FieldType::String],
+            "string",
+        );
+        let value_index = field(
+            "pipeline.value",
+            &p.value,
+            &[FieldType::Long, FieldType::Double],
+            "long or double",
+        );
+        let event_time = match &p.event_time {
+            EventTimeConfig::Field { field: name } => field(
+                "pipeline.event_time.field",
+                name,
+                &[FieldType::TimestampMillis, FieldType::Long],
+                "timestamp-millis or long (epoch millis)",
+            )
+            .map(EventTime::Field),
+            EventTimeConfig::KafkaTimestamp => Some(EventTime::KafkaTimestamp),
+        };
+        let WindowConfig::Tumbling { size } = &p.window;
+
+        match (key_index, value_index, event_time, encoder) {
+            (Some(key_index), Some(vi), Some(event_time), Some(encoder)) if problems.is_empty() => {
+                Ok(Self {
+                    name: p.name.clone(),
+                    input_topic: p.input_topic.clone(),
+                    output_topic: p.output_topic.clone(),
+                    dead_letter_topic: p.dead_letter_topic.clone(),
+                    decoder: Decoder::new(input, p.input_format),
+                    transforms,
+                    key_index,
+                    value: (vi, layout.field(vi).ty),
+                    event_time,
+                    window: Tumbling::new(size.as_millis() as i64),
+                    lateness: Lateness::new(p.allowed_lateness.as_millis() as i64),
+                    late_policy: p.late_records,
+                    aggregates: p.aggregates.clone(),
+                    encoder,
+                })
+            }
+            _ => Err(ConfigError { problems }),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Sink: writing window results and dead letters with one idempotent producer.
+
+mod dead_letter;
+
+pub use dead_letter::{DeadLetter, headers as dead_letter_headers};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use crate::codec::WindowOutput;
+
+/// Why a record could not be handed to the producer.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The producer queue is full: wait for acknowledgements and retry.
+    #[error("producer queue is full")]
+    QueueFull,
+    /// Anything else: the pipeline cannot go on safely.
+    #[error("cannot produce to {topic}")]
+    Produce {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// The producer and the topics it writes.
+pub struct Sink {
+    producer: FutureProducer,
+    output_topic: String,
+    dead_letter_topic: String,
+}
+
+impl Sink {
+    /// A sink writing to `output_topic` and `dead_letter_topic`.
+    pub fn new(producer: FutureProducer, output_topic: &str, dead_letter_topic: &str) -> Self {
+        Self {
+            producer,
+            output_topic: output_topic.to_string(),
+            dead_letter_topic: dead_letter_topic.to_string(),
+        }
+    }
+
+    /// The underlying producer (for flushing at shutdown).
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    fn send(
+        &self,
+        topic: &str,
+        record: FutureRecord<'_, [u8], [u8]>,
+    ) -> Result<DeliveryFuture, SendError> {
+        self.producer.send_result(record).map_err(|(e, _)| match e {
+            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => SendError::QueueFull,
+            source => SendError::Produce {
+                topic: topic.to_string(),
+                source,
+            },
+        })
+    }
+
+    /// Enqueues one window result, keyed by its group key, with the window
+    /// bounds in headers.
+    ///
+    /// # Errors
+    /// [`SendError::QueueFull`] to retry later, or a fatal [`SendError`].
+    pub fn send_window(
+        &self,
+        w: &WindowOutput,
+        payload: &[u8],
+    ) -> Result<DeliveryFuture, SendError> {
+        let start = w.start.to_string();
+        let end = w.end.to_string();
+        let headers = OwnedHeaders::new_with_capacity(3)
+            .insert(Header {
+                key: "streamfold.window.start",
+                value: Some(start.as_str()),
+            })
+            .insert(Header {
+                key: "streamfold.window.end",
+                value: Some(end.as_str()),
+            })
+            .insert(Header {
+                key: "streamfold.emit",
+                value: Some("final"),
+            });
+        let record = FutureRecord::to(&self.output_topic)
+            .key(w.key.as_bytes())
+            .payload(payload)
+            .headers(headers);
+        self.send(&self.output_topic, record)
+    }
+
+    /// Enqueues a dead letter: the original key and value, with headers
+    /// naming the error and where the record came from.
+    ///
+    /// # Errors
+    /// [`SendError::QueueFull`] to retry later, or a fatal [`SendError`].
+    pub fn send_dead_letter(&self, d: &DeadLetter<'_>) -> Result<DeliveryFuture, SendError> {
+        let mut record = FutureRecord::to(&self.dead_letter_topic).headers(d.headers());
+        if let Some(k) = &d.record.key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(p) = &d.record.payload {
+            record = record.payload(p.as_slice());
+        }
+        self.send(&self.dead_letter_topic, record)
+    }
+}

@@ -1,0 +1,348 @@
+//! The consumer thread: polls librdkafka, hands records to the partition
+//! tasks in batches, pauses partitions whose task is behind, commits, and
+//! handles rebalances (drain and commit on revoke, resume state on assign).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Shared;
+use super::partition::{DrainRequest, PartitionTask};
+use crate::offsets::{CommitPoint, decode_metadata, encode_metadata};
+use crate::pipeline::RawRecord;
+
+/// The consumer with streamfold's context.
+pub(crate) type SourceConsumer = BaseConsumer<SourceContext>;
+
+struct Feed {
+    tx: mpsc::Sender<Vec<RawRecord>>,
+    drain: Option<oneshot::Sender<DrainRequest>>,
+    /// Records not yet handed over, and when the first of them arrived.
+    batch: Vec<RawRecord>,
+    since: Option<Instant>,
+    /// Full batches the task had no room for; the partition is paused
+    /// while any are waiting.
+    waiting: VecDeque<Vec<RawRecord>>,
+    paused: bool,
+}
+
+/// Rebalance callbacks and the per-partition feeds they create and end.
+pub(crate) struct SourceContext {
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Handle,
+    feeds: Mutex<HashMap<i32, Feed>>,
+}
+
+impl ClientContext for SourceContext {}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &SourceConsumer, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => self.assign(consumer, tpl),
+            Rebalance::Revoke(tpl) => {
+                let partitions = self.partitions_of(tpl);
+                if consumer.assignment_lost() {
+                    tracing::warn!(
+                        ?partitions,
+                        "partitions lost (session expired); dropping their state without commit"
+                    );
+                    self.stop(&partitions);
+                } else {
+                    self.drain_and_commit(consumer, &partitions, "revoked");
+                }
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                self.shared.metrics.commits.with_label_values(&["ok"]).inc();
+                for e in offsets.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        let met = decode_metadata(e.metadata()).unwrap_or(crate::window::NO_TIME);
+                        self.shared.board.mark_committed(
+                            e.partition(),
+                            CommitPoint {
+                                offset: o,
+                                max_event_time: met,
+                            },
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                // Commits fail during rebalances (ILLEGAL_GENERATION,
+                // REBALANCE_IN_PROGRESS): the next commit, by this member or
+                // the partition's new owner, covers it.
+                self.shared
+                    .metrics
+                    .commits
+                    .with_label_values(&["failed"])
+                    .inc();
+                tracing::warn!(error = %e, "offset commit failed; will be retried by the next commit");
+            }
+        }
+    }
+}
+
+impl SourceContext {
+    pub(crate) fn new(shared: Arc<Shared>, runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            shared,
+            runtime,
+            feeds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn feeds(&self) -> MutexGuard<'_, HashMap<i32, Feed>> {
+        self.feeds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn partitions_of(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+        tpl.elements()
+            .iter()
+            .filter(|e| e.topic() == self.shared.plan.input_topic)
+            .map(|e| e.partition())
+            .collect()
+    }
+
+    /// Starts a task per newly assigned partition, resuming from the
+    /// committed offset and the event-time state stored with it.
+    fn assign(&self, consumer: &SourceConsumer, tpl: &TopicPartitionList) {
+        let partitions = self.partitions_of(tpl);
+        let committed = consumer
+            .committed_offsets(tpl.clone(), Duration::from_secs(10))
+            .map_err(|e| tracing::warn!(error = %e, "cannot read committed offsets; starting without resume state"))
+            .ok();
+        let topic = &self.shared.plan.input_topic;
+        let mut feeds = self.feeds();
+        for p in partitions {
+            let resume = committed.as_ref().and_then(|c| {
+                let e = c.find_partition(topic, p)?;
+                let Offset::Offset(offset) = e.offset() else {
+                    return None;
+                };
+                match decode_metadata(e.metadata()) {
+                    Some(max_event_time) => Some(CommitPoint {
+                        offset,
+                        max_event_time,
+                    }),
+                    None => {
+                        tracing::warn!(
+                            partition = p,
+                            offset,
+                            "committed offset carries no streamfold metadata; windows that \
+                             were open before it may be emitted again with partial contents"
+                        );
+                        None
+                    }
+                }
+            });
+            tracing::info!(partition = p, ?resume, "partition assigned");
+            let (tx, rx) = mpsc::channel(self.shared.batch.queue);
+            let (drain_tx, drain_rx) = oneshot::channel();
+            let task = PartitionTask::new(p, Arc::clone(&self.shared), resume);
+            self.runtime.spawn(task.run(rx, drain_rx));
+            if let Some(point) = resume {
+                self.shared.board.publish(p, point);
+                self.shared.board.mark_committed(p, point);
+            }
+            feeds.insert(
+                p,
+                Feed {
+                    tx,
+                    drain: Some(drain_tx),
+                    batch: Vec::new(),
+                    since: None,
+                    waiting: VecDeque::new(),
+                    paused: false,
+                },
+            );
+        }
+    }
+
+    fn stop(&self, partitions: &[i32]) {
+        let mut feeds = self.feeds();
+        for p in partitions {
+            feeds.remove(p);
+            self.shared.board.remove(*p);
+        }
+    }
+
+    /// Drains the tasks of `partitions` within the drain deadline, then
+    /// commits their final points synchronously and forgets them.
+    pub(crate) fn drain_and_commit(
+        &self,
+        consumer: &SourceConsumer,
+        partitions: &[i32],
+        why: &str,
+    ) {
+        if partitions.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let deadline = started + self.shared.drain_deadline;
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut waiting = 0;
+        {
+            let mut feeds = self.feeds();
+            for p in partitions {
+                let Some(drain) = feeds.get_mut(p).and_then(|f| f.drain.take()) else {
+                    continue;
+                };
+                let req = DrainRequest {
+                    deadline,
+                    done: done_tx.clone(),
+                };
+                if drain.send(req).is_ok() {
+                    waiting += 1;
+                }
+            }
+        }
+        while waiting > 0 {
+            let left =
+                deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(100);
+            if done_rx.recv_timeout(left).is_err() {
+                tracing::warn!(waiting, "partition tasks did not finish draining in time");
+                break;
+            }
+            waiting -= 1;
+        }
+        self.commit(consumer, CommitMode::Sync, Some(partitions));
+        self.stop(partitions);
+        tracing::info!(
+            ?partitions,
+            why,
+            drain_ms = started.elapsed().as_millis() as u64,
+            "partitions drained and committed"
+        );
+    }
+
+    /// Commits the published points not committed yet.
+    pub(crate) fn commit(&self, consumer: &SourceConsumer, mode: CommitMode, only: Option<&[i32]>) {
+        let points = self.shared.board.uncommitted(only);
+        if points.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, point) in &points {
+            let mut e = tpl.add_partition(&self.shared.plan.input_topic, *p);
+            if let Err(err) = e.set_offset(Offset::Offset(point.offset)) {
+                tracing::warn!(error = %err, partition = p, "cannot set commit offset");
+                continue;
+            }
+            e.set_metadata(encode_metadata(point));
+        }
+        // librdkafka reports the result of async and sync commits alike
+        // through `commit_callback`, which counts and logs it.
+        if let Err(e) = consumer.commit(&tpl, mode) {
+            tracing::debug!(error = %e, ?mode, "commit returned an error");
+        }
+    }
+
+    /// Appends a polled record to its partition's batch.
+    pub(crate) fn accept(&self, consumer: &SourceConsumer, m: &BorrowedMessage<'_>) {
+        let record = RawRecord {
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+        };
+        let p = m.partition();
+        let max = self.shared.batch.max_records;
+        let mut feeds = self.feeds();
+        let Some(feed) = feeds.get_mut(&p) else {
+            // Not ours (any more): its new owner reads it from the commit.
+            return;
+        };
+        feed.since.get_or_insert_with(Instant::now);
+        feed.batch.push(record);
+        if feed.batch.len() >= max {
+            self.hand_over(consumer, p, feed);
+        }
+    }
+
+    /// Hands over batches that waited long enough and retries waiting ones.
+    /// Returns how long until the next batch is due.
+    pub(crate) fn flush_due(&self, consumer: &SourceConsumer) -> Duration {
+        let max_wait = self.shared.batch.max_wait;
+        let now = Instant::now();
+        let mut next = max_wait;
+        let mut feeds = self.feeds();
+        for (p, feed) in feeds.iter_mut() {
+            if !feed.waiting.is_empty() {
+                self.retry_waiting(consumer, *p, feed);
+            }
+            if let Some(since) = feed.since {
+                let age = now.duration_since(since);
+                if age >= max_wait {
+                    self.hand_over(consumer, *p, feed);
+                } else {
+                    next = next.min(max_wait - age);
+                }
+            }
+        }
+        next
+    }
+
+    fn hand_over(&self, consumer: &SourceConsumer, p: i32, feed: &mut Feed) {
+        feed.since = None;
+        let batch = std::mem::take(&mut feed.batch);
+        if batch.is_empty() {
+            return;
+        }
+        feed.waiting.push_back(batch);
+        self.retry_waiting(consumer, p, feed);
+    }
+
+    fn retry_waiting(&self, consumer: &SourceConsumer, p: i32, feed: &mut Feed) {
+        while let Some(batch) = feed.waiting.pop_front() {
+            match feed.tx.try_send(batch) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(batch)) => {
+                    feed.waiting.push_front(batch);
+                    break;
+                }
+                // The task ended (fatal error elsewhere, or cancelled).
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    feed.waiting.clear();
+                    break;
+                }
+            }
+        }
+        let behind = !feed.waiting.is_empty();
+        if behind != feed.paused {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&self.shared.plan.input_topic, p);
+            let res = if behind {
+                consumer.pause(&tpl)
+            } else {
+                consumer.resume(&tpl)
+            };
+            match res {
+                Ok(()) => {
+                    feed.paused = behind;
+                    tracing::debug!(partition = p, paused = behind, "backpressure");
+                }
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "cannot pause/resume partition")
+                }
+            }
+        }
+    }
+
+    /// Every partition this member owns.
+    pub(crate) fn owned(&self) -> Vec<i32> {
+        let mut v: Vec<i32> = self.feeds().keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+}

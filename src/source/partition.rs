@@ -1,0 +1,384 @@
+//! The task that owns one assigned partition: it sends batches to rayon,
+//! folds their partials into window state in offset order, emits closed
+//! windows, tracks acknowledgements and publishes its commit point.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream::{FuturesOrdered, FuturesUnordered};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Shared;
+use crate::codec::WindowOutput;
+use crate::config::LatePolicy;
+use crate::offsets::{CommitPoint, Frontier};
+use crate::pipeline::{BatchOutput, RawRecord, process};
+use crate::sink::{DeadLetter, SendError};
+use crate::window::{NO_TIME, OpenWindow, WindowStore};
+
+/// Asks a partition task to finish in-flight work, publish its final commit
+/// point and stop.
+#[derive(Debug)]
+pub(crate) struct DrainRequest {
+    /// When to give up waiting for acknowledgements.
+    pub deadline: Instant,
+    /// Signalled once the final commit point is published.
+    pub done: std::sync::mpsc::Sender<i32>,
+}
+
+/// What an acknowledgement releases.
+#[derive(Debug, Clone, Copy)]
+enum Tag {
+    DeadLetter { offset: i64, stage: &'static str },
+    Window(WindowSpan),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WindowSpan {
+    first: i64,
+    last: i64,
+    max_event_time_before_first: i64,
+}
+
+type AckFuture = Pin<Box<dyn Future<Output = (Tag, Result<(), String>)> + Send>>;
+
+/// A batch on the rayon pool: its offset range and, once done, its output.
+type BatchFuture = Pin<Box<dyn Future<Output = BatchDone> + Send>>;
+type BatchDone = ((i64, i64), Result<BatchOutput, oneshot::error::RecvError>);
+
+/// Fatal errors of a partition task.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PartitionError {
+    #[error("partition {partition}: batch at offsets {from}..={to} panicked on the rayon pool")]
+    BatchPanicked { partition: i32, from: i64, to: i64 },
+    #[error("partition {partition}: {what} was not delivered: {reason}")]
+    Delivery {
+        partition: i32,
+        what: String,
+        reason: String,
+    },
+    #[error("partition {partition}: {source}")]
+    Send {
+        partition: i32,
+        #[source]
+        source: SendError,
+    },
+    #[error("partition {partition}: {source}")]
+    Encode {
+        partition: i32,
+        #[source]
+        source: crate::codec::EncodeError,
+    },
+}
+
+pub(crate) struct PartitionTask {
+    partition: i32,
+    shared: Arc<Shared>,
+    windows: WindowStore,
+    frontier: Frontier,
+    /// Largest event time seen in this partition (from the resumed commit on).
+    max_event_time: i64,
+    in_flight: FuturesOrdered<BatchFuture>,
+    acks: FuturesUnordered<AckFuture>,
+}
+
+impl PartitionTask {
+    /// A task resuming from `resume` (the committed point, if any).
+    pub fn new(partition: i32, shared: Arc<Shared>, resume: Option<CommitPoint>) -> Self {
+        Self {
+            partition,
+            shared,
+            windows: WindowStore::default(),
+            frontier: Frontier::new(),
+            max_event_time: resume.map_or(NO_TIME, |p| p.max_event_time),
+            in_flight: FuturesOrdered::new(),
+            acks: FuturesUnordered::new(),
+        }
+    }
+
+    /// Runs until drained, until the input closes or until the pipeline
+    /// is cancelled after a fatal error elsewhere.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Vec<RawRecord>>,
+        mut drain: oneshot::Receiver<DrainRequest>,
+    ) {
+        let result = async {
+            loop {
+                let batch = &self.shared.batch;
+                let can_take = self.in_flight.len() < batch.max_in_flight
+                    && self.acks.len() < batch.max_pending_outputs;
+                tokio::select! {
+                    // Completions first: they release memory and producer
+                    // queue space and move the commit frontier, so they must
+                    // not starve behind new input.
+                    biased;
+                    Some((tag, res)) = self.acks.next(), if !self.acks.is_empty() => {
+                        self.on_ack(tag, res)?;
+                    }
+                    Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                        self.on_batch(done).await?;
+                    }
+                    req = &mut drain => {
+                        if let Ok(req) = req {
+                            self.drain(req).await?;
+                        }
+                        return Ok::<(), PartitionError>(());
+                    }
+                    records = rx.recv(), if can_take => match records {
+                        Some(records) => self.start(records),
+                        None => return Ok(()),
+                    },
+                    () = self.shared.cancel.cancelled() => return Ok(()),
+                }
+                self.publish();
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            self.shared.fail(e.to_string());
+        }
+        self.shared
+            .metrics
+            .open_windows
+            .sub(self.windows.len() as i64);
+    }
+
+    fn start(&mut self, records: Vec<RawRecord>) {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return;
+        };
+        let range = (first.offset, last.offset);
+        self.shared.metrics.consumed.inc_by(records.len() as u64);
+        let (tx, rx) = oneshot::channel();
+        let shared = Arc::clone(&self.shared);
+        rayon::spawn(move || {
+            let _ = tx.send(process(&shared.plan, records));
+        });
+        self.in_flight
+            .push_back(Box::pin(async move { (range, rx.await) }));
+    }
+
+    async fn on_batch(&mut self, done: BatchDone) -> Result<(), PartitionError> {
+        let ((from, last), out) = done;
+        let out = out.map_err(|_| PartitionError::BatchPanicked {
+            partition: self.partition,
+            from,
+            to: last,
+        })?;
+        let plan = Arc::clone(&self.shared.plan);
+        let before = self.max_event_time;
+        let m_before = |i: u32| before.max(out.max_event_time_before[i as usize]);
+        let processed = self.shared.metrics.processed.clone();
+
+        for f in &out.failures {
+            let r = &out.records[f.index as usize];
+            self.dead_letter(r, f.stage.as_str(), &f.reason, m_before(f.index))
+                .await?;
+        }
+        let mut late: Vec<u32> = out.late.clone();
+        let mut ok = 0u64;
+        for p in &out.partials {
+            if plan.lateness.is_closed(p.end, before) {
+                late.extend_from_slice(&p.members);
+                continue;
+            }
+            let (Some(&first), Some(&last)) = (p.members.first(), p.members.last()) else {
+                continue;
+            };
+            ok += p.members.len() as u64;
+            let offsets = (
+                out.records[first as usize].offset,
+                out.records[last as usize].offset,
+            );
+            let opened =
+                self.windows
+                    .merge(&p.key, p.start, p.end, &p.partial, offsets, m_before(first));
+            if opened {
+                self.frontier.hold(offsets.0, m_before(first));
+                self.shared.metrics.open_windows.inc();
+            }
+        }
+        processed.with_label_values(&["ok"]).inc_by(ok);
+        late.sort_unstable();
+        processed
+            .with_label_values(&["late"])
+            .inc_by(late.len() as u64);
+        if plan.late_policy == LatePolicy::DeadLetter {
+            for &i in &late {
+                let r = &out.records[i as usize];
+                let reason = format!(
+                    "late: its window had already been emitted (watermark {})",
+                    crate::window::format_millis(plan.lateness.watermark(m_before(i)))
+                );
+                self.dead_letter(r, "late", &reason, m_before(i)).await?;
+            }
+        }
+
+        self.max_event_time = before.max(out.max_event_time);
+        self.frontier.advance(last + 1, self.max_event_time);
+        let watermark = plan.lateness.watermark(self.max_event_time);
+        if self.max_event_time != NO_TIME {
+            for (key, end, w) in self.windows.close_until(watermark) {
+                self.shared.metrics.open_windows.dec();
+                self.emit(key, end, w).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn emit(&mut self, key: String, end: i64, w: OpenWindow) -> Result<(), PartitionError> {
+        let out = WindowOutput {
+            key,
+            start: w.start,
+            end,
+            partial: w.partial,
+        };
+        let payload =
+            self.shared
+                .plan
+                .encoder
+                .encode(&out)
+                .map_err(|source| PartitionError::Encode {
+                    partition: self.partition,
+                    source,
+                })?;
+        let tag = Tag::Window(WindowSpan {
+            first: w.first_offset,
+            last: w.last_offset,
+            max_event_time_before_first: w.max_event_time_before_first,
+        });
+        let shared = Arc::clone(&self.shared);
+        self.send(tag, move || shared.sink.send_window(&out, &payload))
+            .await
+    }
+
+    async fn dead_letter(
+        &mut self,
+        record: &RawRecord,
+        stage: &'static str,
+        reason: &str,
+        max_event_time_before: i64,
+    ) -> Result<(), PartitionError> {
+        self.frontier.hold(record.offset, max_event_time_before);
+        let shared = Arc::clone(&self.shared);
+        let letter = DeadLetter {
+            pipeline: &shared.plan.name,
+            topic: &shared.plan.input_topic,
+            partition: self.partition,
+            record,
+            stage,
+            reason,
+        };
+        let tag = Tag::DeadLetter {
+            offset: record.offset,
+            stage,
+        };
+        self.send(tag, || shared.sink.send_dead_letter(&letter))
+            .await
+    }
+
+    /// Hands a record to the producer, waiting for acknowledgements while
+    /// its queue is full (backpressure instead of buffering).
+    async fn send<F>(&mut self, tag: Tag, mut send: F) -> Result<(), PartitionError>
+    where
+        F: FnMut() -> Result<rdkafka::producer::DeliveryFuture, SendError>,
+    {
+        loop {
+            match send() {
+                Ok(delivery) => {
+                    self.acks.push(Box::pin(async move {
+                        let res = match delivery.await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err((e, _))) => Err(e.to_string()),
+                            Err(_) => Err("the producer was closed".to_string()),
+                        };
+                        (tag, res)
+                    }));
+                    return Ok(());
+                }
+                Err(SendError::QueueFull) => match self.acks.next().await {
+                    Some((t, res)) => self.on_ack(t, res)?,
+                    None => tokio::time::sleep(Duration::from_millis(5)).await,
+                },
+                Err(source) => {
+                    return Err(PartitionError::Send {
+                        partition: self.partition,
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_ack(&mut self, tag: Tag, res: Result<(), String>) -> Result<(), PartitionError> {
+        if let Err(reason) = res {
+            let what = match tag {
+                Tag::DeadLetter { offset, .. } => format!("dead letter for offset {offset}"),
+                Tag::Window(w) => format!("window of offsets {}..={}", w.first, w.last),
+            };
+            return Err(PartitionError::Delivery {
+                partition: self.partition,
+                what,
+                reason,
+            });
+        }
+        let m = &self.shared.metrics;
+        match tag {
+            Tag::DeadLetter { offset, stage } => {
+                self.frontier.release(offset);
+                m.dead_letters.with_label_values(&[stage]).inc();
+                if stage != "late" {
+                    m.processed.with_label_values(&["dead_lettered"]).inc();
+                }
+            }
+            Tag::Window(w) => {
+                self.frontier
+                    .window_acknowledged(w.first, w.last, w.max_event_time_before_first);
+                m.windows_emitted.inc();
+            }
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self) {
+        if let Some(p) = self.frontier.commit_point() {
+            self.shared.board.publish(self.partition, p);
+        }
+    }
+
+    /// Finishes batches already on the pool, waits for acknowledgements
+    /// until the deadline, and publishes the final commit point.
+    async fn drain(&mut self, req: DrainRequest) -> Result<(), PartitionError> {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(req.deadline);
+        while !self.in_flight.is_empty() || !self.acks.is_empty() {
+            tokio::select! {
+                biased;
+                Some((tag, res)) = self.acks.next(), if !self.acks.is_empty() => self.on_ack(tag, res)?,
+                Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => self.on_batch(done).await?,
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(
+                        partition = self.partition,
+                        unacknowledged = self.acks.len(),
+                        batches = self.in_flight.len(),
+                        "drain deadline passed; committing what is acknowledged"
+                    );
+                    break;
+                }
+            }
+        }
+        self.publish();
+        tracing::info!(
+            partition = self.partition,
+            open_windows = self.windows.len(),
+            drain_ms = started.elapsed().as_millis() as u64,
+            "partition drained"
+        );
+        let _ = req.done.send(self.partition);
+        Ok(())
+    }
+}

@@ -1,0 +1,23 @@
+//! Telemetry: tracing set-up and the process's metrics.
+
+mod metrics;
+
+pub use metrics::Metrics;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Installs the global tracing subscriber. `RUST_LOG`, when set, wins over
+/// the configured level. Safe to call more than once (later calls are no-ops).
+pub fn init_tracing(log: &LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match log.format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
