@@ -1,0 +1,407 @@
+//! Helpers shared by the integration tests: an embedded broker with random
+//! topic names, config files, producing payments, reading topics back, and
+//! an independent, record-at-a-time computation of the expected windows.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use apache_avro::Schema;
+use apache_avro::types::Value;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use streamfold::broker::EmbeddedBroker;
+use streamfold::generate::Payment;
+
+pub const PSEUDONYM_KEY: &str = "test-pseudonym-key";
+
+/// Euro rates used by every test config.
+pub const RATES: &[(&str, f64, u32)] = &[
+    ("EUR", 1.0, 2),
+    ("USD", 0.92, 2),
+    ("GBP", 1.17, 2),
+    ("CHF", 1.04, 2),
+    ("SEK", 0.087, 2),
+    ("JPY", 0.0061, 0),
+];
+
+pub fn schema_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas")
+}
+
+/// A broker plus three fresh topics.
+pub struct Setup {
+    pub broker: EmbeddedBroker,
+    pub input: String,
+    pub output: String,
+    pub dlq: String,
+    pub partitions: i32,
+    pub dir: PathBuf,
+}
+
+impl Setup {
+    pub fn new(partitions: i32) -> Self {
+        let broker = EmbeddedBroker::start(1).expect("embedded broker");
+        let tag = format!("{:08x}", fastrand::u32(..));
+        let input = format!("payments-{tag}");
+        let output = format!("stats-{tag}");
+        let dlq = format!("dlq-{tag}");
+        broker.create_topic(&input, partitions).unwrap();
+        broker.create_topic(&output, 2).unwrap();
+        broker.create_topic(&dlq, 1).unwrap();
+        let dir = std::env::temp_dir().join(format!("streamfold-test-{tag}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            broker,
+            input,
+            output,
+            dlq,
+            partitions,
+            dir,
+        }
+    }
+
+    pub fn servers(&self) -> String {
+        self.broker.bootstrap_servers().to_string()
+    }
+
+    /// Writes a pipeline config (1-minute windows, `lateness`) and returns its path.
+    pub fn write_config(&self, lateness: &str, extra: &str) -> PathBuf {
+        let rates: Vec<String> = RATES.iter().map(|(c, r, _)| format!("{c} = {r}")).collect();
+        let text = format!(
+            r#"
+[kafka]
+bootstrap_servers = "{servers}"
+group_id = "group-{input}"
+session_timeout = "6s"
+
+[pipeline]
+name = "merchant-stats"
+input_topic = "{input}"
+input_schema = "{schemas}/payment.avsc"
+output_topic = "{output}"
+output_schema = "{schemas}/merchant_window_stats.avsc"
+dead_letter_topic = "{dlq}"
+group_by = "merchant_id"
+value = "amount_eur"
+event_time = {{ source = "field", field = "event_time" }}
+window = {{ kind = "tumbling", size = "1m" }}
+allowed_lateness = "{lateness}"
+late_records = "dead-letter"
+aggregates = ["count", "sum", "min", "max", "mean"]
+
+[[pipeline.transforms]]
+type = "pseudonymise"
+field = "card_id"
+
+[[pipeline.transforms]]
+type = "convert-currency"
+amount_field = "amount"
+currency_field = "currency"
+output_field = "amount_eur"
+base_currency = "EUR"
+rates = {{ {rates} }}
+minor_units = {{ JPY = 0 }}
+
+[commit]
+interval = "200ms"
+drain_deadline = "3s"
+{extra}
+"#,
+            servers = self.servers(),
+            input = self.input,
+            output = self.output,
+            dlq = self.dlq,
+            schemas = schema_dir().display(),
+            rates = rates.join(", "),
+        );
+        let path = self.dir.join("pipeline.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One record the test publishes, and where.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Payment(Payment),
+    /// Bytes that are no Avro payment.
+    Poison(Vec<u8>),
+}
+
+/// Publishes events to explicit partitions; returns (partition, offset) of each.
+pub fn publish(servers: &str, topic: &str, events: &[(i32, Event)]) -> Vec<(i32, i64)> {
+    // Offsets follow publish order per partition (idempotent producer),
+    // starting at each partition's end before publishing.
+    let consumer = reader(servers);
+    let mut next: HashMap<i32, i64> = HashMap::new();
+    let offsets = events
+        .iter()
+        .map(|(p, _)| {
+            let o = next.entry(*p).or_insert_with(|| {
+                consumer
+                    .fetch_watermarks(topic, *p, Duration::from_secs(5))
+                    .unwrap()
+                    .1
+            });
+            *o += 1;
+            (*p, *o - 1)
+        })
+        .collect();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let schema =
+        Schema::parse_str(&std::fs::read_to_string(schema_dir().join("payment.avsc")).unwrap())
+            .unwrap();
+    let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+        .build()
+        .unwrap();
+    for (partition, e) in events {
+        let (key, payload) = match e {
+            Event::Payment(p) => (
+                p.merchant_id.clone(),
+                writer.write_value_to_vec(p.to_avro_value()).unwrap(),
+            ),
+            Event::Poison(b) => ("poison".to_string(), b.clone()),
+        };
+        let mut record = BaseRecord::to(topic)
+            .partition(*partition)
+            .key(key.as_bytes())
+            .payload(&payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    offsets
+}
+
+fn reader(servers: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", format!("reader-{}", fastrand::u64(..)))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap()
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+/// Reads `topic` from the beginning until `done(&records)` holds or the
+/// deadline passes; returns what was read.
+pub fn read_until(
+    servers: &str,
+    topic: &str,
+    deadline: Duration,
+    mut done: impl FnMut(&[Read]) -> bool,
+) -> Vec<Read> {
+    let consumer = reader(servers);
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let until = Instant::now() + deadline;
+    let mut out = Vec::new();
+    while Instant::now() < until && !done(&out) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_string(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Read {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                headers,
+                payload: m.payload().unwrap_or_default().to_vec(),
+            });
+        }
+    }
+    out
+}
+
+/// One window result, decoded with the output schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowRow {
+    pub key: String,
+    pub start: i64,
+    pub end: i64,
+    pub count: i64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+pub fn decode_window(payload: &[u8]) -> WindowRow {
+    let schema = Schema::parse_str(
+        &std::fs::read_to_string(schema_dir().join("merchant_window_stats.avsc")).unwrap(),
+    )
+    .unwrap();
+    let reader = apache_avro::reader::datum::GenericDatumReader::builder(&schema)
+        .build()
+        .unwrap();
+    let Value::Record(fields) = reader.read_value(&mut &payload[..]).unwrap() else {
+        panic!("not a record");
+    };
+    let f: HashMap<String, Value> = fields.into_iter().collect();
+    let num = |k: &str| match &f[k] {
+        Value::Double(x) => *x,
+        other => panic!("{k}: {other:?}"),
+    };
+    let int = |k: &str| match &f[k] {
+        Value::Long(n) | Value::TimestampMillis(n) => *n,
+        other => panic!("{k}: {other:?}"),
+    };
+    let Value::String(key) = &f["key"] else {
+        panic!("key")
+    };
+    WindowRow {
+        key: key.clone(),
+        start: int("window_start"),
+        end: int("window_end"),
+        count: int("count"),
+        sum: num("sum"),
+        min: num("min"),
+        max: num("max"),
+        mean: num("mean"),
+    }
+}
+
+/// Amount in EUR, the straightforward way.
+pub fn euros(p: &Payment) -> Option<f64> {
+    let (_, rate, digits) = RATES.iter().find(|(c, _, _)| *c == p.currency)?;
+    Some(p.amount as f64 / 10f64.powi(*digits as i32) * rate)
+}
+
+/// What the pipeline must produce, computed one record at a time in
+/// partition order with the documented rules: a record is late when its
+/// window's end is at or below (largest event time seen before it in its
+/// partition − lateness); a window is emitted once that watermark reaches
+/// its end.
+#[derive(Debug, Default)]
+pub struct Expected {
+    pub windows: BTreeMap<(String, i64), WindowRow>,
+    /// (partition, offset) of late records.
+    pub late: Vec<(i32, i64)>,
+    /// (partition, offset) of records that cannot be processed.
+    pub failed: Vec<(i32, i64)>,
+}
+
+pub fn expected(
+    events: &[(i32, Event)],
+    offsets: &[(i32, i64)],
+    lateness_ms: i64,
+    key_of: impl Fn(&Payment) -> String,
+) -> Expected {
+    let mut out = Expected::default();
+    let mut max_seen: HashMap<i32, i64> = HashMap::new();
+    let mut open: HashMap<i32, BTreeMap<(String, i64), Vec<f64>>> = HashMap::new();
+    for ((partition, e), (_, offset)) in events.iter().zip(offsets) {
+        let Event::Payment(p) = e else {
+            out.failed.push((*partition, *offset));
+            continue;
+        };
+        let Some(eur) = euros(p) else {
+            out.failed.push((*partition, *offset));
+            continue;
+        };
+        let start = p.event_time.div_euclid(60_000) * 60_000;
+        let end = start + 60_000;
+        if let Some(m) = max_seen.get(partition)
+            && end <= m - lateness_ms
+        {
+            out.late.push((*partition, *offset));
+            continue;
+        }
+        open.entry(*partition)
+            .or_default()
+            .entry((key_of(p), start))
+            .or_default()
+            .push(eur);
+        let m = max_seen.entry(*partition).or_insert(i64::MIN);
+        *m = (*m).max(p.event_time);
+    }
+    for (partition, windows) in open {
+        let watermark = max_seen[&partition] - lateness_ms;
+        for ((key, start), values) in windows {
+            if start + 60_000 > watermark {
+                continue; // still open
+            }
+            let sum: f64 = values.iter().sum();
+            let row = WindowRow {
+                key: key.clone(),
+                start,
+                end: start + 60_000,
+                count: values.len() as i64,
+                sum,
+                min: values.iter().cloned().fold(f64::INFINITY, f64::min),
+                max: values.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+                mean: sum / values.len() as f64,
+            };
+            assert!(
+                out.windows.insert((key, start), row).is_none(),
+                "the test must keep each key in one partition"
+            );
+        }
+    }
+    out
+}
+
+/// Whether two rows agree: exact counts and bounds, amounts to a millionth
+/// of a euro per record.
+pub fn same_window(a: &WindowRow, b: &WindowRow) -> bool {
+    let close = |x: f64, y: f64| (x - y).abs() <= 1e-6 * (a.count.max(1) as f64) + 1e-9 * x.abs();
+    a.key == b.key
+        && a.start == b.start
+        && a.end == b.end
+        && a.count == b.count
+        && close(a.sum, b.sum)
+        && close(a.min, b.min)
+        && close(a.max, b.max)
+        && close(a.mean, b.mean)
+}

@@ -1,0 +1,218 @@
+//! End to end on the embedded broker: a generated stream with several keys,
+//! out-of-order and late events, a poison record and a record no transform
+//! can handle. The output topic must hold exactly the windows an
+//! independent record-at-a-time computation gives; the dead-letter topic
+//! must hold the bad and late records with headers saying why and where.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use apache_avro::types::Value;
+use common::*;
+use streamfold::codec::{FieldType, Layout, Record};
+use streamfold::config::Secret;
+use streamfold::generate::{GeneratorOptions, PaymentGenerator};
+use streamfold::telemetry::Metrics;
+use streamfold::transform::{Pseudonymise, Transform, TransformError};
+use tokio_util::sync::CancellationToken;
+
+/// A user-defined transform: upper-cases the merchant id and records
+/// whether it ran on the rayon pool.
+struct UpperMerchant {
+    index: usize,
+    on_pool: Arc<AtomicU64>,
+    off_pool: Arc<AtomicU64>,
+}
+
+impl Transform for UpperMerchant {
+    fn name(&self) -> &str {
+        "upper-merchant"
+    }
+
+    fn bind(&mut self, layout: &mut Layout) -> Result<(), String> {
+        self.index = layout.index_of("merchant_id").ok_or("no merchant_id")?;
+        assert_eq!(layout.field(self.index).ty, FieldType::String);
+        Ok(())
+    }
+
+    fn apply(&self, record: &mut Record) -> Result<(), TransformError> {
+        if rayon::current_thread_index().is_some() {
+            self.on_pool.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.off_pool.fetch_add(1, Ordering::Relaxed);
+        }
+        let upper = record
+            .str(self.index)
+            .map_err(|e| TransformError(e.to_string()))?
+            .to_uppercase();
+        record.set(self.index, Value::String(upper));
+        Ok(())
+    }
+}
+
+/// Payments for 6 merchants over 3 partitions (each merchant in one, as a
+/// producer keying by merchant gives), a poison record, a payment in an
+/// unknown currency, and a final far-future payment per partition that
+/// closes everything before it.
+fn events(n: usize, partitions: i32) -> Vec<(i32, Event)> {
+    let options = GeneratorOptions {
+        seed: 7,
+        merchants: 6,
+        step_ms: 40,
+        jitter_ms: 5_000,
+        late_every: 53,
+        late_ms: 120_000,
+        ..GeneratorOptions::default()
+    };
+    let partition_of = |m: &str| m.trim_start_matches("m-").parse::<i32>().unwrap() % partitions;
+    let mut out: Vec<(i32, Event)> = PaymentGenerator::new(options.clone())
+        .take(n)
+        .map(|p| (partition_of(&p.merchant_id), Event::Payment(p)))
+        .collect();
+    out.insert(n / 3, (0, Event::Poison(b"\x02garbage".to_vec())));
+    if let (_, Event::Payment(p)) = &out[n / 2] {
+        let mut odd = p.clone();
+        odd.currency = "XXX".into();
+        let part = partition_of(&odd.merchant_id);
+        out.insert(n / 2, (part, Event::Payment(odd)));
+    }
+    let end = options.start_ms + n as i64 * options.step_ms;
+    for part in 0..partitions {
+        let mut p = PaymentGenerator::new(options.clone()).next().unwrap();
+        p.merchant_id = format!("m-{part}");
+        p.event_time = end + 600_000;
+        out.push((part, Event::Payment(p)));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_match_an_independent_computation_and_bad_records_are_dead_lettered() {
+    let setup = Setup::new(3);
+    let events = events(4_000, 3);
+    let offsets = publish(&setup.servers(), &setup.input, &events);
+    let expected = expected(&events, &offsets, 10_000, |p| p.merchant_id.to_uppercase());
+    assert!(
+        expected.windows.len() > 20,
+        "test data must span many windows"
+    );
+    assert!(expected.late.len() > 30);
+
+    // The shipped pipeline without its pseudonymise step, which a library
+    // user adds back through the API along with their own transform.
+    let path = setup.write_config("10s", "[batch]\nmax_records = 300\nmax_wait = \"20ms\"\n");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[[pipeline.transforms]]\ntype = \"pseudonymise\"\nfield = \"card_id\"\n",
+        "",
+    );
+    std::fs::write(&path, text).unwrap();
+    let loaded = streamfold::config::load(&path).unwrap();
+    let on_pool = Arc::new(AtomicU64::new(0));
+    let off_pool = Arc::new(AtomicU64::new(0));
+    let extra: Vec<Box<dyn Transform>> = vec![
+        Box::new(Pseudonymise::new("card_id", &Secret::new(PSEUDONYM_KEY))),
+        Box::new(UpperMerchant {
+            index: 0,
+            on_pool: on_pool.clone(),
+            off_pool: off_pool.clone(),
+        }),
+    ];
+    let shutdown = CancellationToken::new();
+    let pipeline = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            streamfold::source::run(&loaded, extra, Metrics::new(), shutdown).await
+        })
+    };
+
+    let servers = setup.servers();
+    let (output, dlq) = (setup.output.clone(), setup.dlq.clone());
+    let want = expected.windows.len();
+    let want_dead = expected.late.len() + expected.failed.len();
+    let (outputs, dead) = tokio::task::spawn_blocking(move || {
+        let outputs = read_until(&servers, &output, Duration::from_secs(60), |r| {
+            r.len() >= want
+        });
+        let dead = read_until(&servers, &dlq, Duration::from_secs(30), |r| {
+            r.len() >= want_dead
+        });
+        (outputs, dead)
+    })
+    .await
+    .unwrap();
+    // Let anything extra (wrongly emitted) arrive before stopping.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shutdown.cancel();
+    pipeline.await.unwrap().expect("pipeline stops cleanly");
+
+    // Windows: exactly the expected ones, each once, keyed by the group key.
+    let mut got = std::collections::BTreeMap::new();
+    for r in &outputs {
+        let row = decode_window(&r.payload);
+        assert_eq!(r.key.as_deref(), Some(row.key.as_str()));
+        assert_eq!(r.headers["streamfold.window.start"], row.start.to_string());
+        assert_eq!(r.headers["streamfold.window.end"], row.end.to_string());
+        assert!(
+            got.insert((row.key.clone(), row.start), row).is_none(),
+            "window emitted twice without a restart"
+        );
+    }
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.windows.keys().collect::<Vec<_>>()
+    );
+    for (k, want) in &expected.windows {
+        assert!(
+            same_window(&got[k], want),
+            "{k:?}: got {:?}, want {want:?}",
+            got[k]
+        );
+    }
+
+    // Dead letters: every failed and late record, with its coordinates.
+    let mut by_stage: std::collections::BTreeMap<String, Vec<(i32, i64)>> = Default::default();
+    for r in &dead {
+        let h = &r.headers;
+        assert_eq!(h["streamfold.source.topic"], setup.input);
+        assert_eq!(h["streamfold.pipeline"], "merchant-stats");
+        assert!(h.contains_key("streamfold.source.timestamp"));
+        assert!(!h["streamfold.error"].is_empty());
+        let at = (
+            h["streamfold.source.partition"].parse().unwrap(),
+            h["streamfold.source.offset"].parse().unwrap(),
+        );
+        by_stage
+            .entry(h["streamfold.error.stage"].clone())
+            .or_default()
+            .push(at);
+    }
+    for v in by_stage.values_mut() {
+        v.sort_unstable();
+    }
+    let poison = offsets[4_000 / 3];
+    assert_eq!(by_stage["decode"], vec![poison]);
+    let poison_letter = dead
+        .iter()
+        .find(|r| r.headers["streamfold.error.stage"] == "decode")
+        .unwrap();
+    assert_eq!(poison_letter.payload, b"\x02garbage", "original bytes kept");
+    assert!(poison_letter.headers["streamfold.error"].contains("payment.avsc"));
+    let unknown_currency = &by_stage["transform"];
+    assert_eq!(unknown_currency.len(), 1);
+    let letter = dead
+        .iter()
+        .find(|r| r.headers["streamfold.error.stage"] == "transform")
+        .unwrap();
+    assert!(letter.headers["streamfold.error"].contains("\"XXX\""));
+    let mut late = expected.late.clone();
+    late.sort_unstable();
+    assert_eq!(by_stage["late"], late);
+
+    // The user's transform ran on the rayon pool, for every record that
+    // reached it (all but the poison and the unknown currency).
+    assert_eq!(off_pool.load(Ordering::Relaxed), 0);
+    assert_eq!(on_pool.load(Ordering::Relaxed), events.len() as u64 - 2);
+}
