@@ -1,0 +1,178 @@
+//! Crash test: the test owns the broker and runs `streamfold run` as a
+//! child process, kills it with SIGKILL at several points mid-stream,
+//! restarts it, and finally stops it with SIGTERM. Every expected window
+//! must be in the output, every repeated window identical to the expected
+//! one, and none with partial contents.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use streamfold::generate::{GeneratorOptions, PaymentGenerator};
+
+fn start(setup: &Setup, config: &std::path::Path, run: usize) -> Child {
+    let log = std::fs::File::create(setup.dir.join(format!("run-{run}.log"))).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_streamfold"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("STREAMFOLD_PSEUDONYM_KEY", PSEUDONYM_KEY)
+        .env("RUST_LOG", "streamfold=debug,info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting streamfold run")
+}
+
+fn windows(setup: &Setup, at_least: usize, wait: Duration) -> Vec<WindowRow> {
+    read_until(&setup.servers(), &setup.output, wait, |r| {
+        r.len() >= at_least
+    })
+    .iter()
+    .map(|r| decode_window(&r.payload))
+    .collect()
+}
+
+fn logs(setup: &Setup) -> String {
+    let mut out = String::new();
+    for run in 0..10 {
+        if let Ok(text) = std::fs::read_to_string(setup.dir.join(format!("run-{run}.log"))) {
+            let tail: Vec<_> = text.lines().rev().take(30).collect();
+            out += &format!("--- run {run} (last lines) ---\n");
+            for l in tail.into_iter().rev() {
+                out += l;
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn sigkill_mid_stream_loses_no_window_and_repeats_only_identical_ones() {
+    let setup = Setup::new(4);
+    let config = setup.write_config("5s", "[batch]\nmax_records = 100\nmax_wait = \"10ms\"\n");
+    let options = GeneratorOptions {
+        seed: 11,
+        merchants: 8,
+        step_ms: 25,
+        jitter_ms: 4_000,
+        late_every: 41,
+        late_ms: 90_000,
+        ..GeneratorOptions::default()
+    };
+    let n = 24_000;
+    let payments: Vec<(i32, Event)> = PaymentGenerator::new(options.clone())
+        .take(n)
+        .map(|p| {
+            let m: i32 = p.merchant_id.trim_start_matches("m-").parse().unwrap();
+            (m % 4, Event::Payment(p))
+        })
+        .collect();
+    let mut closers = Vec::new();
+    for part in 0..4 {
+        let mut p = PaymentGenerator::new(options.clone()).next().unwrap();
+        p.merchant_id = format!("m-{part}");
+        p.event_time = options.start_ms + n as i64 * options.step_ms + 3_600_000;
+        closers.push((part, Event::Payment(p)));
+    }
+
+    let mut events = Vec::new();
+    let mut offsets = Vec::new();
+    let phases = 4;
+    let mut seen = 0;
+    for (phase, chunk) in payments.chunks(n / phases).enumerate() {
+        offsets.extend(publish(&setup.servers(), &setup.input, chunk));
+        events.extend_from_slice(chunk);
+        let mut child = start(&setup, &config, phase);
+        // Kill as soon as this run has written something new: mid-stream,
+        // with batches in flight, windows open and commits pending.
+        let now = windows(&setup, seen + 1, Duration::from_secs(45));
+        assert!(
+            now.len() > seen,
+            "run {phase} produced nothing within 45s\n{}",
+            logs(&setup)
+        );
+        std::thread::sleep(Duration::from_millis(fastrand::u64(0..150)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        seen = windows(&setup, usize::MAX, Duration::from_millis(500)).len();
+    }
+    offsets.extend(publish(&setup.servers(), &setup.input, &closers));
+    events.extend(closers);
+
+    let expected = expected(&events, &offsets, 5_000, |p| p.merchant_id.clone());
+    assert!(expected.windows.len() > 60);
+
+    let mut child = start(&setup, &config, phases);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut rows = Vec::new();
+    while Instant::now() < deadline {
+        rows = windows(&setup, usize::MAX, Duration::from_secs(1));
+        let distinct: std::collections::BTreeSet<_> =
+            rows.iter().map(|r| (r.key.clone(), r.start)).collect();
+        if expected.windows.keys().all(|k| distinct.contains(k)) {
+            break;
+        }
+    }
+    // A graceful stop drains and commits, and exits cleanly.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "SIGTERM exit: {exit:?}\n{}", logs(&setup));
+    // Restarts resumed from commits carrying the event-time state.
+    let last_run = std::fs::read_to_string(setup.dir.join(format!("run-{phases}.log"))).unwrap();
+    assert!(
+        last_run.contains("resume=Some(CommitPoint"),
+        "the last run resumed from no commit:\n{last_run}"
+    );
+
+    let mut by_window: BTreeMap<(String, i64), Vec<&WindowRow>> = BTreeMap::new();
+    for r in &rows {
+        by_window
+            .entry((r.key.clone(), r.start))
+            .or_default()
+            .push(r);
+    }
+    let missing: Vec<_> = expected
+        .windows
+        .keys()
+        .filter(|k| !by_window.contains_key(*k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "windows lost: {missing:?}\n{}",
+        logs(&setup)
+    );
+    let unexpected: Vec<_> = by_window
+        .keys()
+        .filter(|k| !expected.windows.contains_key(*k))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "windows that should not exist: {unexpected:?}"
+    );
+    let mut repeated = 0;
+    for (k, emitted) in &by_window {
+        let want = &expected.windows[k];
+        for row in emitted {
+            assert!(
+                same_window(row, want),
+                "partial or wrong window {k:?}: got {row:?}, want {want:?}\n{}",
+                logs(&setup)
+            );
+        }
+        repeated += emitted.len() - 1;
+    }
+    eprintln!(
+        "{} windows, {} emitted more than once (identical), across {} runs",
+        by_window.len(),
+        repeated,
+        phases + 1
+    );
+}
