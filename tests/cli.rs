@@ -1,0 +1,203 @@
+//! The command line as a user meets it: validate, produce, consume, demo.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+fn streamfold(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamfold"));
+    cmd.args(args).env_remove("STREAMFOLD_PSEUDONYM_KEY");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running streamfold")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn shipped_config() -> String {
+    format!("{}/config/payments.toml", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn validate_accepts_the_shipped_example() {
+    let out = streamfold(
+        &["validate", "--config", &shipped_config()],
+        &[("STREAMFOLD_PSEUDONYM_KEY", "k")],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("ok: pipeline \"merchant-stats\""));
+}
+
+#[test]
+fn validate_lists_every_problem_with_file_and_key_and_never_prints_secrets() {
+    let dir = std::env::temp_dir().join(format!("streamfold-cli-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = std::fs::read_to_string(shipped_config())
+        .unwrap()
+        .replace("../schemas/", &format!("{}/", schema_dir().display()))
+        .replace("group_by = \"merchant_id\"", "group_by = \"amount\"")
+        .replace("value = \"amount_eur\"", "value = \"amount_usd\"")
+        .replace(
+            "aggregates = [\"count\", \"sum\", \"min\", \"max\", \"mean\"]",
+            "aggregates = [\"count\", \"sum\"]",
+        )
+        .replace(
+            "[kafka]\n",
+            "[kafka]\nsasl = { mechanism = \"PLAIN\", username = \"svc\" }\n",
+        );
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = streamfold(
+        &["validate", "--config", path.to_str().unwrap()],
+        &[("STREAMFOLD_SASL_PASSWORD", "hunter2-secret")],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let file = path.display().to_string();
+    for needle in [
+        // the missing pseudonymisation key, by variable name
+        "pipeline.transforms[0]",
+        "STREAMFOLD_PSEUDONYM_KEY is not set",
+        // a long field used as group key
+        "pipeline.group_by: field \"amount\": expected string, found long",
+        // a value field that does not exist
+        "pipeline.value: field \"amount_usd\"",
+        // output schema has fields for aggregates no longer configured
+        "field \"min\": expected one of key, window_start, window_end",
+    ] {
+        assert!(shown.contains(needle), "missing {needle:?} in:\n{shown}");
+    }
+    assert!(
+        shown.lines().filter(|l| l.contains(&file)).count() >= 4,
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2"), "secret printed:\n{shown}");
+
+    // Environment overrides are applied and named when wrong.
+    let out = streamfold(
+        &["validate", "--config", &shipped_config()],
+        &[
+            ("STREAMFOLD_PSEUDONYM_KEY", "k"),
+            ("STREAMFOLD__BATCH__MAX_RECORDS", "lots"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("environment variable STREAMFOLD__BATCH__MAX_RECORDS"),
+        "{}",
+        text(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn run_refuses_to_start_on_bad_config_with_exit_code_2() {
+    let out = streamfold(&["run", "--config", "/nonexistent/pipeline.toml"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("/nonexistent/pipeline.toml"));
+}
+
+#[test]
+fn produce_json_lines_then_consume_them_decoded() {
+    let setup = Setup::new(2);
+    let servers = setup.servers();
+    let input = setup.dir.join("payments.jsonl");
+    let lines = [
+        r#"{"payment_id":"p1","merchant_id":"m-1","card_id":"c1","amount":1250,"currency":"EUR","country":"DE","event_time":1767225600000}"#,
+        r#"{"payment_id":"p2","merchant_id":"m-2","card_id":"c2","amount":99,"currency":"USD","country":"US","event_time":1767225601000}"#,
+    ];
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let schema = schema_dir().join("payment.avsc");
+    let schema = schema.to_str().unwrap();
+    let out = streamfold(
+        &[
+            "produce",
+            "--bootstrap-servers",
+            &servers,
+            "--topic",
+            &setup.input,
+            "--schema",
+            schema,
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = streamfold(
+        &[
+            "consume",
+            "--bootstrap-servers",
+            &servers,
+            "--topic",
+            &setup.input,
+            "--schema",
+            schema,
+            "--max-records",
+            "2",
+            "--idle-timeout",
+            "10s",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let mut got: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    got.sort_by_key(|v| v["value"]["payment_id"].as_str().unwrap().to_string());
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0]["key"], "m-1", "keyed by the group-by field");
+    assert_eq!(
+        got[0]["value"],
+        serde_json::from_str::<serde_json::Value>(lines[0]).unwrap()
+    );
+    assert_eq!(got[1]["value"]["amount"], 99);
+
+    // A bad line names the file and line number.
+    std::fs::write(&input, format!("{}\n{{\"payment_id\": 3}}\n", lines[0])).unwrap();
+    let out = streamfold(
+        &[
+            "produce",
+            "--bootstrap-servers",
+            &servers,
+            "--topic",
+            &setup.input,
+            "--schema",
+            schema,
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!("{}:2:", input.display())),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn demo_prints_windows_and_dead_letters() {
+    let out = streamfold(&["demo", "--duration", "8s", "--rate", "400"], &[]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    let windows = shown
+        .lines()
+        .filter(|l| l.contains("count") && l.contains("EUR"))
+        .count();
+    assert!(windows >= 5, "too few window lines:\n{shown}");
+    assert!(shown.contains("stage=decode"), "{shown}");
+    assert!(shown.contains("window results and"), "{shown}");
+}
