@@ -121,18 +121,22 @@ async fn run(path: &Path) -> anyhow::Result<ExitCode> {
 
 /// Prints every problem of a configuration; exit code 1 if there are any.
 fn validate(path: &Path) -> ExitCode {
-    let loaded = match config::load(path) {
+    let (loaded, found) = match config::load_lenient(path) {
         Ok(l) => l,
         Err(e) => {
             println!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> = found.iter().map(ToString::to_string).collect();
     let plan = match Plan::build(&loaded, Vec::new()) {
         Ok(plan) => Some(plan),
         Err(e) => {
-            problems.extend(e.problems.iter().map(ToString::to_string));
+            for p in e.problems.iter().map(ToString::to_string) {
+                if !problems.contains(&p) {
+                    problems.push(p);
+                }
+            }
             None
         }
     };

@@ -82,7 +82,7 @@ pub struct RecordSchema {
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
     /// The file could not be read.
-    #[error("{path}: cannot read schema file")]
+    #[error("{path}: cannot read schema file: {source}")]
     Read {
         path: PathBuf,
         #[source]

@@ -96,6 +96,20 @@ impl LoadedConfig {
 /// # Errors
 /// Every problem found, each naming the file or variable and the key.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let (loaded, problems) = load_lenient(path)?;
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+/// Like [`load`], but returns a configuration that parsed together with the
+/// problems of its values, so `validate` can go on checking schemas.
+///
+/// # Errors
+/// When the file is missing or does not parse into the configuration tree.
+pub fn load_lenient(path: &Path) -> Result<(LoadedConfig, Vec<Problem>), ConfigError> {
     let shown = path.display().to_string();
     if !path.is_file() {
         return Err(Problem::new(shown, "-", "file not found (or not a regular file)").into());
@@ -107,14 +121,11 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         problems: e.into_iter().map(|e| figment_problem(&shown, e)).collect(),
     })?;
     let problems = check(&config, &shown);
-    if problems.is_empty() {
-        Ok(LoadedConfig {
-            config,
-            path: path.to_path_buf(),
-        })
-    } else {
-        Err(ConfigError { problems })
-    }
+    let loaded = LoadedConfig {
+        config,
+        path: path.to_path_buf(),
+    };
+    Ok((loaded, problems))
 }
 
 fn figment_problem(file: &str, e: figment::Error) -> Problem {

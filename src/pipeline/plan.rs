@@ -145,6 +145,18 @@ impl Plan {
             EventTimeConfig::KafkaTimestamp => Some(EventTime::KafkaTimestamp),
         };
         let WindowConfig::Tumbling { size } = &p.window;
+        let size_ms = size.as_millis() as i64;
+        if size_ms <= 0 {
+            // Same text as the config check, so `validate` shows it once.
+            problems.push(Problem::new(
+                &file,
+                "pipeline.window.size",
+                format!(
+                    "expected a whole number of milliseconds of at least 1ms, found {}",
+                    humantime::format_duration(*size)
+                ),
+            ));
+        }
 
         match (key_index, value_index, event_time, encoder) {
             (Some(key_index), Some(vi), Some(event_time), Some(encoder)) if problems.is_empty() => {
@@ -158,7 +170,7 @@ impl Plan {
                     key_index,
                     value: (vi, layout.field(vi).ty),
                     event_time,
-                    window: Tumbling::new(size.as_millis() as i64),
+                    window: Tumbling::new(size_ms),
                     lateness: Lateness::new(p.allowed_lateness.as_millis() as i64),
                     late_policy: p.late_records,
                     aggregates: p.aggregates.clone(),

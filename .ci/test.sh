@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The project's test command (README: "Tests"). Installs what the tests need
+# on a fresh machine, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo test --locked --all-targets
+cargo test --locked --doc
