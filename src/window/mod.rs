@@ -46,6 +46,12 @@ impl Tumbling {
 
     /// The `[start, end)` window holding event time `t`.
     ///
+    /// ```
+    /// use streamfold::window::Tumbling;
+    /// let minute = Tumbling::new(60_000);
+    /// assert_eq!(minute.assign(90_000).unwrap(), (60_000, 120_000));
+    /// ```
+    ///
     /// # Errors
     /// When `end` would overflow (event times near `i64::MAX`).
     pub fn assign(&self, t: i64) -> Result<(i64, i64), EventTimeOutOfRange> {
@@ -83,6 +89,13 @@ impl Lateness {
     /// Whether a window ending at `end` is closed once the largest event
     /// time seen is `max_event_time`. Also: whether a record for that window
     /// arriving after such an event time is late.
+    ///
+    /// ```
+    /// use streamfold::window::Lateness;
+    /// let l = Lateness::new(5_000);
+    /// assert!(!l.is_closed(60_000, 64_999)); // watermark 59_999
+    /// assert!(l.is_closed(60_000, 65_000)); // watermark 60_000 reaches the end
+    /// ```
     pub fn is_closed(&self, end: i64, max_event_time: i64) -> bool {
         max_event_time != NO_TIME && end <= self.watermark(max_event_time)
     }
