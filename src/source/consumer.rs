@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
@@ -60,37 +59,6 @@ impl ConsumerContext for SourceContext {
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
     }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => {
-                self.shared.metrics.commits.with_label_values(&["ok"]).inc();
-                for e in offsets.elements() {
-                    if let Offset::Offset(o) = e.offset() {
-                        let met = decode_metadata(e.metadata()).unwrap_or(crate::window::NO_TIME);
-                        self.shared.board.mark_committed(
-                            e.partition(),
-                            CommitPoint {
-                                offset: o,
-                                max_event_time: met,
-                            },
-                        );
-                    }
-                }
-            }
-            Err(e) => {
-                // Commits fail during rebalances (ILLEGAL_GENERATION,
-                // REBALANCE_IN_PROGRESS): the next commit, by this member or
-                // the partition's new owner, covers it.
-                self.shared
-                    .metrics
-                    .commits
-                    .with_label_values(&["failed"])
-                    .inc();
-                tracing::warn!(error = %e, "offset commit failed; will be retried by the next commit");
-            }
-        }
-    }
 }
 
 impl SourceContext {
@@ -131,9 +99,10 @@ impl SourceContext {
                     return None;
                 };
                 match decode_metadata(e.metadata()) {
-                    Some(max_event_time) => Some(CommitPoint {
+                    Some((max_event_time, settled)) => Some(CommitPoint {
                         offset,
                         max_event_time,
+                        settled,
                     }),
                     None => {
                         tracing::warn!(
@@ -216,7 +185,7 @@ impl SourceContext {
             }
             waiting -= 1;
         }
-        self.commit(consumer, CommitMode::Sync, Some(partitions));
+        self.commit(consumer, Some(partitions));
         self.stop(partitions);
         tracing::info!(
             ?partitions,
@@ -226,8 +195,11 @@ impl SourceContext {
         );
     }
 
-    /// Commits the published points not committed yet.
-    pub(crate) fn commit(&self, consumer: &SourceConsumer, mode: CommitMode, only: Option<&[i32]>) {
+    /// Commits the published points not committed yet, synchronously:
+    /// librdkafka reports the outcome of a manual asynchronous commit to
+    /// nobody, and the outcome is what marks a point committed and what
+    /// the metrics count. One round trip per `commit.interval`.
+    pub(crate) fn commit(&self, consumer: &SourceConsumer, only: Option<&[i32]>) {
         let points = self.shared.board.uncommitted(only);
         if points.is_empty() {
             return;
@@ -241,10 +213,21 @@ impl SourceContext {
             }
             e.set_metadata(encode_metadata(point));
         }
-        // librdkafka reports the result of async and sync commits alike
-        // through `commit_callback`, which counts and logs it.
-        if let Err(e) = consumer.commit(&tpl, mode) {
-            tracing::debug!(error = %e, ?mode, "commit returned an error");
+        let commits = &self.shared.metrics.commits;
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                commits.with_label_values(&["ok"]).inc();
+                for (p, point) in points {
+                    self.shared.board.mark_committed(p, point);
+                }
+            }
+            Err(e) => {
+                // Commits fail during rebalances (ILLEGAL_GENERATION,
+                // REBALANCE_IN_PROGRESS): the next commit, by this member or
+                // by the partition's new owner, covers these offsets.
+                commits.with_label_values(&["failed"]).inc();
+                tracing::warn!(error = %e, "offset commit failed; the next commit covers it");
+            }
         }
     }
 

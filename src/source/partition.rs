@@ -38,9 +38,9 @@ enum Tag {
 
 #[derive(Debug, Clone, Copy)]
 struct WindowSpan {
+    end: i64,
     first: i64,
     last: i64,
-    max_event_time_before_first: i64,
 }
 
 type AckFuture = Pin<Box<dyn Future<Output = (Tag, Result<(), String>)> + Send>>;
@@ -92,7 +92,7 @@ impl PartitionTask {
             partition,
             shared,
             windows: WindowStore::default(),
-            frontier: Frontier::new(),
+            frontier: Frontier::new(resume.map_or(NO_TIME, |p| p.settled)),
             max_event_time: resume.map_or(NO_TIME, |p| p.max_event_time),
             in_flight: FuturesOrdered::new(),
             acks: FuturesUnordered::new(),
@@ -190,15 +190,21 @@ impl PartitionTask {
                 continue;
             };
             ok += p.members.len() as u64;
+            if p.end <= self.frontier.settled() {
+                // Replayed after a restart: this window was emitted and
+                // acknowledged with these records before the commit.
+                continue;
+            }
             let offsets = (
                 out.records[first as usize].offset,
                 out.records[last as usize].offset,
             );
-            let opened =
-                self.windows
-                    .merge(&p.key, p.start, p.end, &p.partial, offsets, m_before(first));
+            let opened = self
+                .windows
+                .merge(&p.key, p.start, p.end, &p.partial, offsets);
             if opened {
-                self.frontier.hold(offsets.0, m_before(first));
+                self.frontier
+                    .window_opened(p.end, offsets.0, m_before(first));
                 self.shared.metrics.open_windows.inc();
             }
         }
@@ -226,6 +232,7 @@ impl PartitionTask {
                 self.shared.metrics.open_windows.dec();
                 self.emit(key, end, w).await?;
             }
+            self.frontier.windows_closed(watermark);
         }
         Ok(())
     }
@@ -247,10 +254,11 @@ impl PartitionTask {
                     source,
                 })?;
         let tag = Tag::Window(WindowSpan {
+            end,
             first: w.first_offset,
             last: w.last_offset,
-            max_event_time_before_first: w.max_event_time_before_first,
         });
+        self.frontier.window_emitted(end);
         let shared = Arc::clone(&self.shared);
         self.send(tag, move || shared.sink.send_window(&out, &payload))
             .await
@@ -336,8 +344,7 @@ impl PartitionTask {
                 }
             }
             Tag::Window(w) => {
-                self.frontier
-                    .window_acknowledged(w.first, w.last, w.max_event_time_before_first);
+                self.frontier.window_acknowledged(w.end);
                 m.windows_emitted.inc();
             }
         }

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio_util::sync::CancellationToken;
@@ -193,7 +193,7 @@ fn poll_loop(
             next_flush = now + ctx.flush_due(consumer);
         }
         if now >= next_commit {
-            ctx.commit(consumer, CommitMode::Async, None);
+            ctx.commit(consumer, None);
             next_commit = now + commit_interval;
         }
         let wait = next_flush

@@ -11,12 +11,10 @@ pub struct OpenWindow {
     pub start: i64,
     /// The aggregates so far.
     pub partial: Partial,
-    /// Offset of its first record: the commit frontier may not pass it.
+    /// Offset of its first record.
     pub first_offset: i64,
     /// Offset of its last record so far.
     pub last_offset: i64,
-    /// Largest event time seen before its first record (to resume there).
-    pub max_event_time_before_first: i64,
 }
 
 /// Open windows keyed by `(end, key)`.
@@ -35,7 +33,6 @@ impl WindowStore {
         end: i64,
         partial: &Partial,
         offsets: (i64, i64),
-        max_event_time_before_first: i64,
     ) -> bool {
         if let Some(w) = self.windows.get_mut(&(end, key.to_string())) {
             w.partial.merge(partial);
@@ -49,7 +46,6 @@ impl WindowStore {
                 partial: *partial,
                 first_offset: offsets.0,
                 last_offset: offsets.1,
-                max_event_time_before_first,
             },
         );
         true
@@ -93,16 +89,15 @@ mod tests {
     #[test]
     fn closes_in_end_then_key_order_and_keeps_later_windows() {
         let mut s = WindowStore::default();
-        assert!(s.merge("b", 0, 60, &one(1), (3, 3), 10));
-        assert!(s.merge("a", 0, 60, &one(2), (4, 4), 10));
-        assert!(!s.merge("a", 0, 60, &one(3), (7, 7), 50));
-        assert!(s.merge("a", 60, 120, &one(4), (5, 5), 61));
+        assert!(s.merge("b", 0, 60, &one(1), (3, 3)));
+        assert!(s.merge("a", 0, 60, &one(2), (4, 4)));
+        assert!(!s.merge("a", 0, 60, &one(3), (7, 7)));
+        assert!(s.merge("a", 60, 120, &one(4), (5, 5)));
         let closed = s.close_until(60);
         let keys: Vec<_> = closed.iter().map(|(k, e, _)| (k.as_str(), *e)).collect();
         assert_eq!(keys, [("a", 60), ("b", 60)]);
         let a = &closed[0].2;
         assert_eq!((a.first_offset, a.last_offset, a.partial.count), (4, 7, 2));
-        assert_eq!(a.max_event_time_before_first, 10);
         assert_eq!(s.len(), 1);
     }
 }

@@ -1,0 +1,149 @@
+//! Two members of one consumer group on the embedded broker: a member joins
+//! mid-stream (its partitions are revoked from the first, drained and
+//! committed), later leaves gracefully (they move back). Every window must
+//! be emitted, and every emission must equal the expected window.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use streamfold::generate::{GeneratorOptions, PaymentGenerator};
+use streamfold::telemetry::Metrics;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+struct Member {
+    metrics: Metrics,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), streamfold::source::RunError>>,
+}
+
+fn member(loaded: &streamfold::config::LoadedConfig) -> Member {
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    let task = {
+        let (loaded, metrics, shutdown) = (loaded.clone(), metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            streamfold::source::run(&loaded, Vec::new(), metrics, shutdown).await
+        })
+    };
+    Member {
+        metrics,
+        shutdown,
+        task,
+    }
+}
+
+async fn rows(setup: &Setup, at_least: usize, wait: Duration) -> Vec<WindowRow> {
+    let (servers, topic) = (setup.servers(), setup.output.clone());
+    tokio::task::spawn_blocking(move || {
+        read_until(&servers, &topic, wait, |r| r.len() >= at_least)
+            .iter()
+            .map(|r| decode_window(&r.payload))
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+async fn join_and_leave(strategy: &str) {
+    let setup = Setup::new(4);
+    let path = setup.write_config("5s", "[batch]\nmax_records = 100\nmax_wait = \"10ms\"\n");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "session_timeout = \"6s\"",
+        &format!("session_timeout = \"6s\"\npartition_assignment_strategy = \"{strategy}\""),
+    );
+    std::fs::write(&path, text).unwrap();
+    without_pseudonymise(&path);
+    let loaded = streamfold::config::load(&path).unwrap();
+
+    let options = GeneratorOptions {
+        seed: 5,
+        merchants: 8,
+        step_ms: 25,
+        jitter_ms: 4_000,
+        late_every: 0,
+        ..GeneratorOptions::default()
+    };
+    let n = 12_000;
+    let mut events: Vec<(i32, Event)> = PaymentGenerator::new(options.clone())
+        .take(n)
+        .map(|p| {
+            let m: i32 = p.merchant_id.trim_start_matches("m-").parse().unwrap();
+            (m % 4, Event::Payment(p))
+        })
+        .collect();
+    for part in 0..4 {
+        let mut p = PaymentGenerator::new(options.clone()).next().unwrap();
+        p.merchant_id = format!("m-{part}");
+        p.event_time = options.start_ms + n as i64 * options.step_ms + 3_600_000;
+        events.push((part, Event::Payment(p)));
+    }
+    let (first, rest) = events.split_at(n / 3);
+    let (second, third) = rest.split_at(n / 3);
+
+    let mut offsets = publish(&setup.servers(), &setup.input, first);
+    let a = member(&loaded);
+    assert!(
+        !rows(&setup, 1, Duration::from_secs(30)).await.is_empty(),
+        "member A produced nothing"
+    );
+
+    // B joins: partitions move from A to B while A is mid-stream.
+    let b = member(&loaded);
+    offsets.extend(publish(&setup.servers(), &setup.input, second));
+    // Cooperative rebalancing moves partitions in two rounds; wait until
+    // B has taken over some and written windows for them.
+    for _ in 0..300 {
+        if b.metrics.windows_emitted.get() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // B leaves gracefully: its partitions drain, commit and move back.
+    offsets.extend(publish(&setup.servers(), &setup.input, third));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    b.shutdown.cancel();
+    b.task.await.unwrap().expect("member B stops cleanly");
+
+    let expected = expected(&events, &offsets, 5_000, |p| p.merchant_id.clone());
+    let want: BTreeSet<_> = expected.windows.keys().cloned().collect();
+    let mut got = Vec::new();
+    for _ in 0..60 {
+        got = rows(&setup, usize::MAX, Duration::from_secs(1)).await;
+        let have: BTreeSet<_> = got.iter().map(|r| (r.key.clone(), r.start)).collect();
+        if want.is_subset(&have) {
+            break;
+        }
+    }
+    a.shutdown.cancel();
+    a.task.await.unwrap().expect("member A stops cleanly");
+
+    let have: BTreeSet<_> = got.iter().map(|r| (r.key.clone(), r.start)).collect();
+    assert_eq!(have, want, "every window, and no others");
+    for r in &got {
+        let w = &expected.windows[&(r.key.clone(), r.start)];
+        assert!(same_window(r, w), "got {r:?}, want {w:?}");
+    }
+    assert!(a.metrics.windows_emitted.get() > 0);
+    assert!(
+        b.metrics.windows_emitted.get() > 0,
+        "member B never owned a partition"
+    );
+    let commits = a.metrics.commits.with_label_values(&["ok"]).get()
+        + b.metrics.commits.with_label_values(&["ok"]).get();
+    assert!(commits > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_joins_and_leaves_with_range_assignment() {
+    join_and_leave("range").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_joins_and_leaves_with_cooperative_sticky_assignment() {
+    join_and_leave("cooperative-sticky").await;
+}
