@@ -131,6 +131,10 @@ fn sigkill_mid_stream_loses_no_window_and_repeats_only_identical_ones() {
         last_run.contains("resume=Some(CommitPoint"),
         "the last run resumed from no commit:\n{last_run}"
     );
+    assert!(
+        !last_run.contains("resume=Some(CommitPoint { offset: 0,"),
+        "a partition's commits never advanced:\n{last_run}"
+    );
 
     let mut by_window: BTreeMap<(String, i64), Vec<&WindowRow>> = BTreeMap::new();
     for r in &rows {

@@ -144,6 +144,26 @@ async fn aggregates_match_an_independent_computation_and_bad_records_are_dead_le
     shutdown.cancel();
     pipeline.await.unwrap().expect("pipeline stops cleanly");
 
+    // The shutdown commit: each partition resumes at the record that opened
+    // its only still-open window (the last one), with its event-time state.
+    let commits = committed(
+        &setup.servers(),
+        &format!("group-{}", setup.input),
+        &setup.input,
+        3,
+    );
+    for (part, (offset, metadata)) in commits.iter().enumerate() {
+        let last = offsets
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == part as i32)
+            .unwrap();
+        assert_eq!(*offset, last.1, "partition {part}");
+        let (met, settled) = streamfold::offsets::decode_metadata(metadata)
+            .unwrap_or_else(|| panic!("partition {part}: metadata {metadata:?}"));
+        assert!(met > 0 && settled > 0, "{metadata}");
+    }
+
     // Windows: exactly the expected ones, each once, keyed by the group key.
     let mut got = std::collections::BTreeMap::new();
     for r in &outputs {

@@ -218,6 +218,32 @@ fn reader(servers: &str) -> BaseConsumer {
         .unwrap()
 }
 
+/// The committed offset and metadata of each partition of `topic` for `group`.
+pub fn committed(servers: &str, group: &str, topic: &str, partitions: i32) -> Vec<(i64, String)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let c = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    (0..partitions)
+        .map(|p| {
+            let e = c.find_partition(topic, p).unwrap();
+            let offset = match e.offset() {
+                Offset::Offset(o) => o,
+                other => panic!("partition {p}: no committed offset ({other:?})"),
+            };
+            (offset, e.metadata().to_string())
+        })
+        .collect()
+}
+
 /// A record read back from a topic.
 #[derive(Debug, Clone)]
 pub struct Read {
