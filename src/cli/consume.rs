@@ -13,7 +13,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::json;
 
 use crate::codec::{Decoder, RecordSchema, avro_to_json};
-use crate::config::{self, Format};
+use crate::config::Format;
 
 /// Arguments of `streamfold consume`.
 #[derive(Debug, clap::Args)]
@@ -135,21 +135,8 @@ pub(crate) fn reader(
 }
 
 pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
-    let loaded = args
-        .config
-        .as_deref()
-        .map(config::load)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let servers = args
-        .bootstrap_servers
-        .clone()
-        .or_else(|| {
-            loaded
-                .as_ref()
-                .map(|l| l.config.kafka.bootstrap_servers.clone())
-        })
-        .context("no broker: pass --bootstrap-servers or --config")?;
+    let loaded = super::optional_config(args.config.as_deref())?;
+    let servers = super::servers(args.bootstrap_servers.as_deref(), loaded.as_ref())?;
     let view = match (&args.schema, &loaded) {
         (Some(s), _) => {
             ValueView::Decoded(Box::new(Decoder::new(RecordSchema::load(s)?, Format::Avro)))

@@ -94,6 +94,20 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Loads `--config` where given (for produce and consume).
+fn optional_config(path: Option<&Path>) -> anyhow::Result<Option<LoadedConfig>> {
+    path.map(config::load)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The broker list: `--bootstrap-servers`, else the config's.
+fn servers(flag: Option<&str>, loaded: Option<&LoadedConfig>) -> anyhow::Result<String> {
+    flag.map(str::to_string)
+        .or_else(|| loaded.map(|l| l.config.kafka.bootstrap_servers.clone()))
+        .context("no broker: pass --bootstrap-servers or --config")
+}
+
 fn load_or_report(path: &Path) -> Result<LoadedConfig, ExitCode> {
     config::load(path).map_err(|e| {
         eprintln!("{e}");

@@ -14,7 +14,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::{RecordSchema, json_to_value};
-use crate::config::{self, Format};
+use crate::config::Format;
 use crate::generate::{GeneratorOptions, PaymentGenerator};
 
 /// Arguments of `streamfold produce`.
@@ -197,22 +197,9 @@ pub(crate) async fn publish_generated(
 }
 
 pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
-    let loaded = args
-        .config
-        .as_deref()
-        .map(config::load)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let loaded = super::optional_config(args.config.as_deref())?;
     let p = loaded.as_ref().map(|l| &l.config.pipeline);
-    let servers = args
-        .bootstrap_servers
-        .clone()
-        .or_else(|| {
-            loaded
-                .as_ref()
-                .map(|l| l.config.kafka.bootstrap_servers.clone())
-        })
-        .context("no broker: pass --bootstrap-servers or --config")?;
+    let servers = super::servers(args.bootstrap_servers.as_deref(), loaded.as_ref())?;
     let topic = args
         .topic
         .clone()
