@@ -86,15 +86,30 @@ impl SourceContext {
     /// committed offset and the event-time state stored with it.
     fn assign(&self, consumer: &SourceConsumer, tpl: &TopicPartitionList) {
         let partitions = self.partitions_of(tpl);
-        let committed = consumer
-            .committed_offsets(tpl.clone(), Duration::from_secs(10))
-            .map_err(|e| tracing::warn!(error = %e, "cannot read committed offsets; starting without resume state"))
-            .ok();
+        // Without the committed event-time state a restart could emit
+        // windows from part of their records: retry, then stop rather than
+        // guess.
+        let mut committed = None;
+        for attempt in 1..=3 {
+            match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+                Ok(c) => {
+                    committed = Some(c);
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, attempt, "cannot read committed offsets"),
+            }
+        }
+        let Some(committed) = committed else {
+            self.shared.fail(format!(
+                "cannot read the committed offsets of partitions {partitions:?} of {}",
+                self.shared.plan.input_topic
+            ));
+            return;
+        };
         let topic = &self.shared.plan.input_topic;
         let mut feeds = self.feeds();
         for p in partitions {
-            let resume = committed.as_ref().and_then(|c| {
-                let e = c.find_partition(topic, p)?;
+            let resume = committed.find_partition(topic, p).and_then(|e| {
                 let Offset::Offset(offset) = e.offset() else {
                     return None;
                 };
