@@ -45,11 +45,11 @@ fn validate_lists_every_problem_with_file_and_key_and_never_prints_secrets() {
         .unwrap()
         .replace("../schemas/", &format!("{}/", schema_dir().display()))
         .replace("group_by = \"merchant_id\"", "group_by = \"amount\"")
-        .replace("value = \"amount_eur\"", "value = \"amount_usd\"")
         .replace(
-            "aggregates = [\"count\", \"sum\", \"min\", \"max\", \"mean\"]",
-            "aggregates = [\"count\", \"sum\"]",
+            "{ fn = \"sum\", field = \"amount_eur\" },",
+            "{ fn = \"sum\", field = \"amount_usd\" },",
         )
+        .replace("  { fn = \"min\", field = \"amount_eur\" },\n", "")
         .replace(
             "[kafka]\n",
             "[kafka]\nsasl = { mechanism = \"PLAIN\", username = \"svc\" }\n",
@@ -69,18 +69,37 @@ fn validate_lists_every_problem_with_file_and_key_and_never_prints_secrets() {
         "STREAMFOLD_PSEUDONYM_KEY is not set",
         // a long field used as group key
         "pipeline.group_by: field \"amount\": expected string, found long",
-        // a value field that does not exist
-        "pipeline.value: field \"amount_usd\"",
-        // output schema has fields for aggregates no longer configured
-        "field \"min\": expected one of key, window_start, window_end",
+        // an aggregate over a field that does not exist
+        "pipeline.aggregates[1]: field \"amount_usd\"",
     ] {
         assert!(shown.contains(needle), "missing {needle:?} in:\n{shown}");
     }
     assert!(
-        shown.lines().filter(|l| l.contains(&file)).count() >= 4,
+        shown.lines().filter(|l| l.contains(&file)).count() >= 3,
         "{shown}"
     );
     assert!(!shown.contains("hunter2"), "secret printed:\n{shown}");
+
+    // An output schema file that does not match the aggregates.
+    let config = std::fs::read_to_string(shipped_config())
+        .unwrap()
+        .replace("../schemas/", &format!("{}/", schema_dir().display()))
+        .replace(
+            "  { fn = \"mean\", field = \"amount_eur\" },\n",
+            "  { fn = \"mean\", field = \"amount_eur\" },\n  { fn = \"count-distinct\", field = \"card_id\" },\n",
+        );
+    std::fs::write(&path, config).unwrap();
+    let out = streamfold(
+        &["validate", "--config", path.to_str().unwrap()],
+        &[("STREAMFOLD_PSEUDONYM_KEY", "k")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("pipeline.output_schema: ")
+            && text(&out).contains("merchant_window_stats.avsc: field \"count_distinct\": expected \"long\", found no such field"),
+        "{}",
+        text(&out)
+    );
 
     // Environment overrides are applied and named when wrong.
     let out = streamfold(
@@ -97,6 +116,40 @@ fn validate_lists_every_problem_with_file_and_key_and_never_prints_secrets() {
         text(&out)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn schema_prints_the_derived_output_schema_which_the_shipped_file_matches() {
+    let out = streamfold(
+        &[
+            "schema",
+            "--config",
+            &shipped_config(),
+            "--pipeline",
+            "merchant-stats",
+        ],
+        &[("STREAMFOLD_PSEUDONYM_KEY", "k")],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let derived = apache_avro::Schema::parse_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let shipped = apache_avro::Schema::parse_str(
+        &std::fs::read_to_string(schema_dir().join("merchant_window_stats.avsc")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(derived.canonical_form(), shipped.canonical_form());
+
+    let out = streamfold(
+        &[
+            "schema",
+            "--config",
+            &shipped_config(),
+            "--pipeline",
+            "nope",
+        ],
+        &[("STREAMFOLD_PSEUDONYM_KEY", "k")],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no pipeline named \"nope\""));
 }
 
 #[test]

@@ -1,11 +1,15 @@
-//! Mergeable partial aggregates over fixed-point values.
+//! Aggregates: what each computes, and mergeable partial states.
 //!
-//! Values are held as integers in millionths ("micros") so that sums are
-//! exact: a window computed from any split of its records into batches, in
-//! any merge order, gives bit-identical output. Floating-point sums would
-//! differ in the last bits between a first emission and a replay.
+//! Numeric values are held as integers in millionths ("micros") so that
+//! sums are exact: a window computed from any split of its records into
+//! batches, in any merge order, gives bit-identical output. Floating-point
+//! sums would differ in the last bits between a first emission and a replay.
 
-use crate::config::AggregateKind;
+mod spec;
+mod state;
+
+pub use spec::{AggKind, AggSpec, DEFAULT_HLL_PRECISION, DEFAULT_RELATIVE_ERROR, quantile_field};
+pub use state::{AggState, Aggregates, Scalar, Stamped};
 
 /// Scale of fixed-point values: 1.0 is stored as 1_000_000.
 pub const SCALE: i64 = 1_000_000;
@@ -44,79 +48,12 @@ pub fn int_to_micros(n: i64) -> Result<i64, ValueError> {
     n.checked_mul(SCALE).ok_or(ValueError::OutOfRange(n as f64))
 }
 
-fn from_micros(m: i128) -> f64 {
-    m as f64 / SCALE as f64
-}
-
-/// count/sum/min/max of a set of values; `mean` is derived at the end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Partial {
-    /// Number of values.
-    pub count: u64,
-    /// Exact sum in micros.
-    pub sum: i128,
-    /// Smallest value in micros (`i64::MAX` when empty).
-    pub min: i64,
-    /// Largest value in micros (`i64::MIN` when empty).
-    pub max: i64,
-}
-
-impl Default for Partial {
-    fn default() -> Self {
-        Self {
-            count: 0,
-            sum: 0,
-            min: i64::MAX,
-            max: i64::MIN,
-        }
-    }
-}
-
-impl Partial {
-    /// Adds one value (in micros).
-    pub fn add(&mut self, micros: i64) {
-        self.count += 1;
-        self.sum += i128::from(micros);
-        self.min = self.min.min(micros);
-        self.max = self.max.max(micros);
-    }
-
-    /// Folds another partial into this one. Commutative and associative.
-    pub fn merge(&mut self, other: &Partial) {
-        self.count += other.count;
-        self.sum += other.sum;
-        self.min = self.min.min(other.min);
-        self.max = self.max.max(other.max);
-    }
-
-    /// The value of one aggregate. Count is a whole number; the others are
-    /// in the units of the value field. An empty partial has no min/max/mean.
-    pub fn value(&self, kind: AggregateKind) -> AggregateValue {
-        match kind {
-            AggregateKind::Count => AggregateValue::Count(self.count),
-            AggregateKind::Sum => AggregateValue::Number(from_micros(self.sum)),
-            _ if self.count == 0 => AggregateValue::Number(f64::NAN),
-            AggregateKind::Min => AggregateValue::Number(from_micros(self.min.into())),
-            AggregateKind::Max => AggregateValue::Number(from_micros(self.max.into())),
-            AggregateKind::Mean => {
-                AggregateValue::Number(self.sum as f64 / self.count as f64 / SCALE as f64)
-            }
-        }
-    }
-}
-
-/// A finished aggregate value.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum AggregateValue {
-    /// A count.
-    Count(u64),
-    /// Any other aggregate.
-    Number(f64),
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{Field, FieldType, Layout, Record};
+    use crate::config::{AggregateConfig, AggregateFn};
+    use apache_avro::types::Value;
     use proptest::prelude::*;
 
     #[test]
@@ -129,46 +66,154 @@ mod tests {
         assert!(int_to_micros(i64::MAX / 10).is_err());
     }
 
-    #[test]
-    fn aggregates_of_known_values() {
-        let mut p = Partial::default();
-        for v in [2.0, -1.0, 4.5] {
-            p.add(to_micros(v).unwrap());
+    fn layout() -> Layout {
+        let f = |name: &str, ty| Field {
+            name: name.into(),
+            ty,
+            nullable: false,
+        };
+        Layout::new(vec![
+            f("page", FieldType::String),
+            f("n", FieldType::Long),
+            f("x", FieldType::Double),
+        ])
+    }
+
+    fn agg(function: AggregateFn, field: Option<&str>) -> AggregateConfig {
+        AggregateConfig {
+            name: None,
+            function,
+            field: field.map(str::to_string),
+            quantiles: None,
+            relative_error: None,
+            precision: None,
+            exact: None,
+            k: Some(3).filter(|_| function == AggregateFn::TopK),
         }
-        assert_eq!(p.value(AggregateKind::Count), AggregateValue::Count(3));
-        assert_eq!(p.value(AggregateKind::Sum), AggregateValue::Number(5.5));
-        assert_eq!(p.value(AggregateKind::Min), AggregateValue::Number(-1.0));
-        assert_eq!(p.value(AggregateKind::Max), AggregateValue::Number(4.5));
+    }
+
+    fn specs() -> Vec<AggSpec> {
+        use AggregateFn::*;
+        let l = layout();
+        let mut exact = agg(CountDistinct, Some("page"));
+        exact.exact = Some(true);
+        exact.name = Some("pages_exact".into());
+        [
+            agg(Count, None),
+            agg(Sum, Some("x")),
+            agg(Min, Some("n")),
+            agg(Max, Some("x")),
+            agg(Mean, Some("n")),
+            agg(First, Some("page")),
+            agg(Last, Some("x")),
+            agg(CountDistinct, Some("page")),
+            exact,
+            agg(Quantiles, Some("x")),
+            agg(TopK, Some("page")),
+        ]
+        .iter()
+        .map(|c| AggSpec::resolve(c, &l).unwrap())
+        .collect()
+    }
+
+    fn record(page: u8, n: i64, x: f64) -> Record {
+        Record {
+            values: vec![
+                Value::String(format!("/p{page}")),
+                Value::Long(n),
+                Value::Double(x),
+            ],
+        }
+    }
+
+    #[test]
+    fn known_values() {
+        let specs = specs();
+        let mut a = Aggregates::new(&specs);
+        for (i, (p, n, x)) in [(1, 4, 2.5), (2, -2, 0.5), (1, 10, 1.0), (3, 0, 4.0)]
+            .iter()
+            .enumerate()
+        {
+            a.add(&specs, &record(*p, *n, *x), 100 - i as i64, i as i64)
+                .unwrap();
+        }
+        let out = a.finish(&specs);
+        assert_eq!(out[0], Value::Long(4));
+        assert_eq!(out[1], Value::Double(8.0));
+        assert_eq!(out[2], Value::Double(-2.0));
+        assert_eq!(out[3], Value::Double(4.0));
+        assert_eq!(out[4], Value::Double(3.0));
+        // first/last by event time: the last record added has the earliest time
+        assert_eq!(out[5], Value::String("/p3".into()));
+        assert_eq!(out[6], Value::Double(2.5));
+        assert_eq!(out[7], Value::Long(3));
+        assert_eq!(out[8], Value::Long(3));
+        let Value::Double(p50) = out[9] else { panic!() };
+        assert!(
+            (p50 - 1.0).abs() <= 0.01 * 1.0 + 1e-9 || (p50 - 2.5).abs() <= 0.025,
+            "{p50}"
+        );
+        let Value::Array(top) = &out[12] else {
+            panic!("{:?}", out[12])
+        };
         assert_eq!(
-            p.value(AggregateKind::Mean),
-            AggregateValue::Number(5.5 / 3.0)
+            top[0],
+            Value::Record(vec![
+                ("value".into(), Value::String("/p1".into())),
+                ("count".into(), Value::Long(2)),
+            ])
+        );
+        assert_eq!(top.len(), 3);
+    }
+
+    #[test]
+    fn resolve_names_the_problem() {
+        let l = layout();
+        let e = AggSpec::resolve(&agg(AggregateFn::Sum, Some("page")), &l).unwrap_err();
+        assert!(e.contains("\"page\"") && e.contains("found string"), "{e}");
+        let e = AggSpec::resolve(&agg(AggregateFn::Mean, None), &l).unwrap_err();
+        assert!(e.contains("needs a field"), "{e}");
+        let mut q = agg(AggregateFn::Quantiles, Some("x"));
+        q.quantiles = Some(vec![0.5, 1.0]);
+        assert!(
+            AggSpec::resolve(&q, &l)
+                .unwrap_err()
+                .contains("strictly between 0 and 1")
         );
     }
 
     proptest! {
-        /// Any split of the values into partials, merged in any order, gives
-        /// exactly the one-pass result: what makes replays identical.
+        /// Any split of a window's records into partials, merged in any
+        /// order, gives exactly the one-pass result, for every aggregate
+        /// (sketches included: their state depends only on the set of
+        /// values). This is what makes a replayed window identical.
         #[test]
         fn merging_any_split_equals_one_pass(
-            values in prop::collection::vec(-1_000_000_000_000i64..1_000_000_000_000, 1..200),
-            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
+            rows in prop::collection::vec((0u8..20, -1_000_000i64..1_000_000, -1e6f64..1e6), 1..150),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
             reverse in any::<bool>(),
         ) {
-            let mut one = Partial::default();
-            values.iter().for_each(|v| one.add(*v));
-
-            let mut bounds: Vec<usize> = cuts.iter().map(|c| c.index(values.len())).collect();
-            bounds.extend([0, values.len()]);
+            let specs = specs();
+            let records: Vec<_> = rows.iter().map(|(p, n, x)| record(*p, *n, (*x * 1000.0).round() / 1000.0)).collect();
+            let times: Vec<i64> = rows.iter().map(|(p, _, _)| i64::from(*p % 7)).collect();
+            let mut one = Aggregates::new(&specs);
+            for (i, r) in records.iter().enumerate() {
+                one.add(&specs, r, times[i], i as i64).unwrap();
+            }
+            let mut bounds: Vec<usize> = cuts.iter().map(|c| c.index(records.len())).collect();
+            bounds.extend([0, records.len()]);
             bounds.sort_unstable();
-            let mut parts: Vec<Partial> = bounds.windows(2).map(|w| {
-                let mut p = Partial::default();
-                values[w[0]..w[1]].iter().for_each(|v| p.add(*v));
-                p
+            let mut parts: Vec<Aggregates> = bounds.windows(2).map(|w| {
+                let mut a = Aggregates::new(&specs);
+                for i in w[0]..w[1] {
+                    a.add(&specs, &records[i], times[i], i as i64).unwrap();
+                }
+                a
             }).collect();
             if reverse { parts.reverse(); }
-            let mut merged = Partial::default();
-            parts.iter().for_each(|p| merged.merge(p));
-            prop_assert_eq!(merged, one);
+            let mut merged = Aggregates::new(&specs);
+            for p in parts { merged.merge(p); }
+            prop_assert_eq!(merged.finish(&specs), one.finish(&specs));
         }
     }
 }

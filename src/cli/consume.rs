@@ -144,7 +144,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         (None, Some(l)) => {
             let p = &l.config.pipeline;
             if args.topic == p.output_topic {
-                let s = RecordSchema::load(&l.resolve(&p.output_schema))?;
+                let s = super::output_schema(l)?;
                 ValueView::Decoded(Box::new(Decoder::new(s, p.output_format)))
             } else if args.topic == p.input_topic {
                 let s = RecordSchema::load(&l.resolve(&p.input_schema))?;

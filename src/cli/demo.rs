@@ -179,7 +179,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         })
     };
 
-    let output_schema = RecordSchema::load(&loaded.resolve(&p.output_schema))?;
+    let output_schema = super::output_schema(&loaded)?;
     let outputs = reader(&servers, &p.output_topic, &ClientConfig::new())?;
     let dead = reader(&servers, &p.dead_letter_topic, &ClientConfig::new())?;
     let out_view = ValueView::Decoded(Box::new(Decoder::new(output_schema, p.output_format)));

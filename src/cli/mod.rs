@@ -42,6 +42,15 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print the Avro schema of a pipeline's output, derived from its aggregates.
+    Schema {
+        /// The TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The pipeline (default: the only one).
+        #[arg(long)]
+        pipeline: Option<String>,
+    },
     /// Publish JSON-lines events (file or stdin) or generated payments.
     Produce(produce::ProduceArgs),
     /// Read a topic, decode it with its schema, print JSON lines.
@@ -88,6 +97,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Run { config } => run(&config).await,
         Command::Validate { config } => Ok(validate(&config)),
+        Command::Schema { config, pipeline } => schema(&config, pipeline.as_deref()),
         Command::Produce(args) => produce::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Consume(args) => consume::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::DevBroker { topics } => dev_broker(&topics).await.map(|()| ExitCode::SUCCESS),
@@ -106,6 +116,16 @@ fn servers(flag: Option<&str>, loaded: Option<&LoadedConfig>) -> anyhow::Result<
     flag.map(str::to_string)
         .or_else(|| loaded.map(|l| l.config.kafka.bootstrap_servers.clone()))
         .context("no broker: pass --bootstrap-servers or --config")
+}
+
+/// The schema of the pipeline's output topic: the configured file, else
+/// the one derived from the aggregates.
+fn output_schema(loaded: &LoadedConfig) -> anyhow::Result<crate::codec::RecordSchema> {
+    if let Some(path) = &loaded.config.pipeline.output_schema {
+        return Ok(crate::codec::RecordSchema::load(&loaded.resolve(path))?);
+    }
+    let plan = Plan::build(loaded, Vec::new()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(plan.output_schema())
 }
 
 fn load_or_report(path: &Path) -> Result<LoadedConfig, ExitCode> {
@@ -130,6 +150,32 @@ async fn run(path: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
         Err(e) => Err(anyhow::Error::new(e).context(format!("running {}", path.display()))),
+    }
+}
+
+/// Prints the derived output schema of a pipeline.
+fn schema(path: &Path, pipeline: Option<&str>) -> anyhow::Result<ExitCode> {
+    let loaded = match load_or_report(path) {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let name = &loaded.config.pipeline.name;
+    if let Some(wanted) = pipeline {
+        anyhow::ensure!(
+            wanted == name,
+            "{}: no pipeline named {wanted:?} (it has: {name:?})",
+            path.display()
+        );
+    }
+    match Plan::build(&loaded, Vec::new()) {
+        Ok(plan) => {
+            println!("{}", plan.encoder.schema_text());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(2))
+        }
     }
 }
 

@@ -6,6 +6,6 @@ mod record;
 mod schema;
 
 pub use input::{BatchDecoder, DecodeError, Decoder, json_to_value};
-pub use output::{EncodeError, OutputEncoder, WindowOutput, avro_to_json};
+pub use output::{EncodeError, OutputEncoder, WindowOutput, avro_to_json, record_name};
 pub use record::{FieldError, Layout, Record};
 pub use schema::{Field, FieldType, RecordSchema, SchemaError};

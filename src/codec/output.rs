@@ -1,11 +1,14 @@
-//! Encoding window results per the output schema (Avro datum or JSON).
+//! The output record: its schema, derived from the pipeline's aggregates,
+//! and encoding window results with it (Avro datum or JSON).
 
+use apache_avro::Schema;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
+use serde_json::json;
 
-use super::schema::{FieldType, RecordSchema};
-use crate::aggregate::{AggregateValue, Partial};
-use crate::config::{AggregateKind, Format};
+use super::schema::RecordSchema;
+use crate::aggregate::AggSpec;
+use crate::config::Format;
 
 /// One closed window, ready to be written.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,150 +19,165 @@ pub struct WindowOutput {
     pub start: i64,
     /// Exclusive window end, epoch millis.
     pub end: i64,
-    /// The aggregates.
-    pub partial: Partial,
+    /// Aggregate values, in output-field order.
+    pub values: Vec<Value>,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Column {
-    Key,
-    Start(FieldType),
-    End(FieldType),
-    Agg(AggregateKind),
-}
-
-/// Writes [`WindowOutput`]s as records of the output schema.
+/// Writes [`WindowOutput`]s as records of the derived output schema.
 #[derive(Debug, Clone)]
 pub struct OutputEncoder {
-    schema: RecordSchema,
+    schema: Schema,
+    json: serde_json::Value,
     format: Format,
-    columns: Vec<(String, Column)>,
+    names: Vec<String>,
 }
 
-/// Why a window could not be encoded (a bug or a schema mismatch).
+/// Why a window could not be encoded (a bug: the schema is derived).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot encode window [{start}, {end}) of key {key:?} with {schema}: {reason}")]
+#[error("cannot encode window [{start}, {end}) of key {key:?}: {reason}")]
 pub struct EncodeError {
     key: String,
     start: i64,
     end: i64,
-    schema: String,
     reason: String,
 }
 
+/// The record name of a derived schema: `merchant-stats` → `MerchantStats`.
+pub fn record_name(pipeline: &str) -> String {
+    pipeline
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 impl OutputEncoder {
-    /// Checks that `schema` has exactly the fields the pipeline produces.
+    /// Derives the output schema: `key`, `window_start`, `window_end`, then
+    /// the fields of every aggregate in order.
     ///
     /// # Errors
-    /// One message per mismatched field, each naming the schema file, the
-    /// field, what was expected and what was found.
-    pub fn new(
-        schema: RecordSchema,
+    /// When two aggregates produce the same field name.
+    pub fn derive(
+        name: &str,
+        namespace: Option<&str>,
+        specs: &[AggSpec],
         format: Format,
-        aggregates: &[AggregateKind],
-    ) -> Result<Self, Vec<String>> {
-        let file = schema.path.display().to_string();
-        let mut problems = Vec::new();
-        let mut columns = Vec::new();
-        for f in &schema.fields {
-            let time = matches!(f.ty, FieldType::TimestampMillis | FieldType::Long);
-            let (col, ok, expected) =
-                match f.name.as_str() {
-                    "key" => (Column::Key, f.ty == FieldType::String, "string"),
-                    "window_start" => (Column::Start(f.ty), time, "timestamp-millis or long"),
-                    "window_end" => (Column::End(f.ty), time, "timestamp-millis or long"),
-                    name => match aggregates.iter().find(|a| a.field_name() == name) {
-                        Some(AggregateKind::Count) => (
-                            Column::Agg(AggregateKind::Count),
-                            f.ty == FieldType::Long,
-                            "long",
-                        ),
-                        Some(a) => (Column::Agg(*a), f.ty == FieldType::Double, "double"),
-                        None => {
-                            problems.push(format!(
-                            "{file}: field {name:?}: expected one of key, window_start, window_end \
-                             or a configured aggregate ({}), found an extra field",
-                            aggregates.iter().map(|a| a.field_name()).collect::<Vec<_>>().join(", ")
-                        ));
-                            continue;
-                        }
-                    },
-                };
-            if !ok || f.nullable {
-                problems.push(format!(
-                    "{file}: field {:?}: expected {expected}, found {}{}",
-                    f.name,
-                    if f.nullable { "nullable " } else { "" },
-                    f.ty.describe()
+    ) -> Result<Self, String> {
+        let ts = json!({"type": "long", "logicalType": "timestamp-millis"});
+        let mut fields = vec![
+            json!({"name": "key", "type": "string", "doc": "The group key (also the record key)."}),
+            json!({"name": "window_start", "type": ts, "doc": "Inclusive window start."}),
+            json!({"name": "window_end", "type": ts, "doc": "Exclusive window end."}),
+        ];
+        for s in specs {
+            fields.extend(s.output_fields());
+        }
+        let mut names: Vec<String> = Vec::new();
+        for f in &fields {
+            let n = f["name"].as_str().unwrap_or_default().to_string();
+            if names.contains(&n) {
+                return Err(format!(
+                    "two output fields are called {n:?}: give one of the aggregates another name"
                 ));
             }
-            columns.push((f.name.clone(), col));
+            names.push(n);
         }
-        let required = ["key", "window_start", "window_end"]
-            .into_iter()
-            .chain(aggregates.iter().map(|a| a.field_name()));
-        for name in required {
-            if schema.field(name).is_none() {
-                problems.push(format!(
-                    "{file}: field {name:?}: expected in the output schema, found no such field"
-                ));
-            }
+        let mut json = json!({"type": "record", "name": name, "fields": fields});
+        if let Some(ns) = namespace {
+            json["namespace"] = json!(ns);
         }
-        if problems.is_empty() {
-            Ok(Self {
-                schema,
-                format,
-                columns,
-            })
-        } else {
-            Err(problems)
-        }
+        let schema = Schema::parse_str(&json.to_string())
+            .map_err(|e| format!("derived output schema is invalid: {e}"))?;
+        Ok(Self {
+            schema,
+            json,
+            format,
+            names,
+        })
     }
 
-    fn values(&self, w: &WindowOutput) -> Vec<(String, Value)> {
-        self.columns
-            .iter()
-            .map(|(name, col)| {
-                let time = |ty: &FieldType, t: i64| match ty {
-                    FieldType::TimestampMillis => Value::TimestampMillis(t),
-                    _ => Value::Long(t),
-                };
-                let v = match col {
-                    Column::Key => Value::String(w.key.clone()),
-                    Column::Start(ty) => time(ty, w.start),
-                    Column::End(ty) => time(ty, w.end),
-                    Column::Agg(a) => match w.partial.value(*a) {
-                        AggregateValue::Count(n) => Value::Long(n as i64),
-                        AggregateValue::Number(x) => Value::Double(x),
-                    },
-                };
-                (name.clone(), v)
-            })
-            .collect()
+    /// The derived schema as pretty JSON (what `streamfold schema` prints).
+    pub fn schema_text(&self) -> String {
+        serde_json::to_string_pretty(&self.json).unwrap_or_default()
+    }
+
+    /// Compares a hand-written schema file with the derived schema.
+    /// Returns one message per difference, naming the file and field.
+    pub fn differences(&self, file: &RecordSchema) -> Vec<String> {
+        let Schema::Record(derived) = &self.schema else {
+            return vec!["derived schema is not a record".into()];
+        };
+        let Schema::Record(given) = &file.schema else {
+            return vec![format!("{}: not a record schema", file.path.display())];
+        };
+        let path = file.path.display();
+        let mut out = Vec::new();
+        for (i, d) in derived.fields.iter().enumerate() {
+            match given.fields.iter().position(|g| g.name == d.name) {
+                None => out.push(format!(
+                    "{path}: field {:?}: expected {}, found no such field",
+                    d.name,
+                    d.schema.canonical_form()
+                )),
+                Some(j) => {
+                    let g = &given.fields[j];
+                    if g.schema.canonical_form() != d.schema.canonical_form() {
+                        out.push(format!(
+                            "{path}: field {:?}: expected {}, found {}",
+                            d.name,
+                            d.schema.canonical_form(),
+                            g.schema.canonical_form()
+                        ));
+                    } else if i != j {
+                        out.push(format!(
+                            "{path}: field {:?}: expected at position {i}, found at {j}",
+                            d.name
+                        ));
+                    }
+                }
+            }
+        }
+        for g in &given.fields {
+            if !self.names.contains(&g.name) {
+                out.push(format!(
+                    "{path}: field {:?}: expected no such field (not produced by any aggregate), found {}",
+                    g.name,
+                    g.schema.canonical_form()
+                ));
+            }
+        }
+        out
     }
 
     /// Encodes one window.
     ///
     /// # Errors
-    /// Only on a schema/value mismatch, which [`OutputEncoder::new`] rules out.
+    /// Only on a value/schema mismatch, which derivation rules out.
     pub fn encode(&self, w: &WindowOutput) -> Result<Vec<u8>, EncodeError> {
-        let fields = self.values(w);
         let err = |reason: String| EncodeError {
             key: w.key.clone(),
             start: w.start,
             end: w.end,
-            schema: self.schema.path.display().to_string(),
             reason,
         };
+        let values = [
+            Value::String(w.key.clone()),
+            Value::TimestampMillis(w.start),
+            Value::TimestampMillis(w.end),
+        ]
+        .into_iter()
+        .chain(w.values.iter().cloned());
+        let fields: Vec<(String, Value)> = self.names.iter().cloned().zip(values).collect();
         match self.format {
-            Format::Avro => {
-                let writer = GenericDatumWriter::builder(&self.schema.schema)
-                    .build()
-                    .map_err(|e| err(e.to_string()))?;
-                writer
-                    .write_value_to_vec(Value::Record(fields))
-                    .map_err(|e| err(e.to_string()))
-            }
+            Format::Avro => GenericDatumWriter::builder(&self.schema)
+                .build()
+                .and_then(|wr| wr.write_value_to_vec(Value::Record(fields)))
+                .map_err(|e| err(e.to_string())),
             Format::Json => {
                 let map: serde_json::Map<String, serde_json::Value> = fields
                     .into_iter()
@@ -207,35 +225,53 @@ pub fn avro_to_json(v: Value) -> serde_json::Value {
 mod tests {
     use super::*;
     use crate::codec::input::Decoder;
+    use crate::codec::{Field, FieldType, Layout};
+    use crate::config::{AggregateConfig, AggregateFn};
     use std::path::Path;
 
-    const OUT: &str = r#"{"type":"record","name":"O","fields":[
-        {"name":"key","type":"string"},
-        {"name":"window_start","type":{"type":"long","logicalType":"timestamp-millis"}},
-        {"name":"window_end","type":{"type":"long","logicalType":"timestamp-millis"}},
-        {"name":"count","type":"long"},
-        {"name":"mean","type":"double"}]}"#;
+    fn specs() -> Vec<AggSpec> {
+        let layout = Layout::new(vec![Field {
+            name: "v".into(),
+            ty: FieldType::Double,
+            nullable: false,
+        }]);
+        [(AggregateFn::Count, None), (AggregateFn::Mean, Some("v"))]
+            .iter()
+            .map(|(f, field)| {
+                let c = AggregateConfig {
+                    name: None,
+                    function: *f,
+                    field: field.map(str::to_string),
+                    quantiles: None,
+                    relative_error: None,
+                    precision: None,
+                    exact: None,
+                    k: None,
+                };
+                AggSpec::resolve(&c, &layout).unwrap()
+            })
+            .collect()
+    }
 
     fn window() -> WindowOutput {
-        let mut partial = Partial::default();
-        partial.add(1_000_000);
-        partial.add(2_000_000);
         WindowOutput {
             key: "m-1".into(),
             start: 60_000,
             end: 120_000,
-            partial,
+            values: vec![Value::Long(2), Value::Double(1.5)],
         }
     }
 
     #[test]
-    fn avro_output_decodes_with_the_schema() {
-        let schema = RecordSchema::parse(Path::new("o.avsc"), OUT).unwrap();
-        let aggs = [AggregateKind::Count, AggregateKind::Mean];
-        let enc = OutputEncoder::new(schema.clone(), Format::Avro, &aggs).unwrap();
+    fn avro_output_decodes_with_the_derived_schema() {
+        let enc = OutputEncoder::derive("Out", None, &specs(), Format::Avro).unwrap();
         let bytes = enc.encode(&window()).unwrap();
-        let dec = Decoder::new(schema, Format::Avro);
-        let r = dec.batch().unwrap().decode(Some(&bytes)).unwrap();
+        let schema = RecordSchema::parse(Path::new("derived"), &enc.schema_text()).unwrap();
+        let r = Decoder::new(schema, Format::Avro)
+            .batch()
+            .unwrap()
+            .decode(Some(&bytes))
+            .unwrap();
         assert_eq!(r.str(0).unwrap(), "m-1");
         assert_eq!(r.i64(1).unwrap(), 60_000);
         assert_eq!(r.i64(3).unwrap(), 2);
@@ -244,9 +280,7 @@ mod tests {
 
     #[test]
     fn json_output_has_every_field() {
-        let schema = RecordSchema::parse(Path::new("o.avsc"), OUT).unwrap();
-        let aggs = [AggregateKind::Count, AggregateKind::Mean];
-        let enc = OutputEncoder::new(schema, Format::Json, &aggs).unwrap();
+        let enc = OutputEncoder::derive("Out", None, &specs(), Format::Json).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&enc.encode(&window()).unwrap()).unwrap();
         assert_eq!(
             v,
@@ -255,16 +289,31 @@ mod tests {
     }
 
     #[test]
-    fn schema_mismatches_are_all_named() {
-        let schema = RecordSchema::parse(Path::new("o.avsc"), OUT).unwrap();
-        let problems = OutputEncoder::new(
-            schema,
-            Format::Avro,
-            &[AggregateKind::Count, AggregateKind::Max],
+    fn differences_name_each_field() {
+        let enc = OutputEncoder::derive("Out", None, &specs(), Format::Avro).unwrap();
+        let given = RecordSchema::parse(
+            Path::new("o.avsc"),
+            r#"{"type":"record","name":"O","fields":[
+                {"name":"key","type":"string"},
+                {"name":"window_start","type":{"type":"long","logicalType":"timestamp-millis"}},
+                {"name":"window_end","type":{"type":"long","logicalType":"timestamp-millis"}},
+                {"name":"count","type":"int"},
+                {"name":"max","type":"double"}]}"#,
         )
-        .unwrap_err();
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].contains("\"mean\"") && problems[0].contains("extra field"));
-        assert!(problems[1].contains("\"max\"") && problems[1].contains("no such field"));
+        .unwrap();
+        let d = enc.differences(&given);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(
+            d[0].contains("\"count\": expected \"long\", found \"int\""),
+            "{d:?}"
+        );
+        assert!(d[1].contains("\"mean\"") && d[1].contains("no such field"));
+        assert!(d[2].contains("\"max\"") && d[2].contains("not produced"));
+    }
+
+    #[test]
+    fn record_names() {
+        assert_eq!(record_name("merchant-stats"), "MerchantStats");
+        assert_eq!(record_name("click_sessions"), "ClickSessions");
     }
 }

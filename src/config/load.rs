@@ -302,16 +302,8 @@ fn check(c: &Config, file: &str) -> Vec<Problem> {
     if p.aggregates.is_empty() {
         bad(
             "pipeline.aggregates",
-            "expected at least one of count, sum, min, max, mean, found none".into(),
+            "expected at least one aggregate, e.g. { fn = \"count\" }, found none".into(),
         );
-    }
-    for (i, a) in p.aggregates.iter().enumerate() {
-        if p.aggregates[..i].contains(a) {
-            bad(
-                "pipeline.aggregates",
-                format!("{} is listed twice", a.field_name()),
-            );
-        }
     }
 
     let b = &c.batch;
@@ -363,10 +355,9 @@ output_topic = "out"
 output_schema = "out.avsc"
 dead_letter_topic = "dlq"
 group_by = "k"
-value = "v"
 event_time = { source = "field", field = "t" }
 window = { kind = "tumbling", size = "1m" }
-aggregates = ["count", "sum"]
+aggregates = [{ fn = "count" }, { fn = "sum", field = "v" }]
 "#;
 
     fn write(contents: &str) -> tempfile_lite::TempFile {
@@ -450,7 +441,10 @@ aggregates = ["count", "sum"]
         let f = write(
             &MINIMAL
                 .replace("output_topic = \"out\"", "output_topic = \"in\"")
-                .replace("aggregates = [\"count\", \"sum\"]", "aggregates = []"),
+                .replace(
+                    "aggregates = [{ fn = \"count\" }, { fn = \"sum\", field = \"v\" }]",
+                    "aggregates = []",
+                ),
         );
         let e = load(&f.path).unwrap_err();
         let keys: Vec<_> = e.problems.iter().map(|p| p.key.as_str()).collect();

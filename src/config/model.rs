@@ -101,8 +101,11 @@ pub struct PipelineConfig {
     pub input_format: Format,
     /// Topic the aggregates are written to.
     pub output_topic: String,
-    /// Avro schema of the output records (path relative to the config file).
-    pub output_schema: PathBuf,
+    /// Avro schema file for the output records, checked against the schema
+    /// derived from the aggregates (`streamfold schema` prints it). Its
+    /// record name and namespace are used; optional.
+    #[serde(default)]
+    pub output_schema: Option<PathBuf>,
     /// Encoding of output values.
     #[serde(default = "defaults::format")]
     pub output_format: Format,
@@ -113,8 +116,6 @@ pub struct PipelineConfig {
     pub transforms: Vec<TransformConfig>,
     /// Field whose value is the group key (a string field).
     pub group_by: String,
-    /// Numeric field the aggregates are computed over.
-    pub value: String,
     /// Where event time comes from.
     pub event_time: EventTimeConfig,
     /// The window every record is assigned to.
@@ -125,8 +126,8 @@ pub struct PipelineConfig {
     /// What happens to a record whose window has already been emitted.
     #[serde(default = "defaults::late_records")]
     pub late_records: LatePolicy,
-    /// Aggregates to compute; each is a field of the output schema.
-    pub aggregates: Vec<AggregateKind>,
+    /// Aggregates to compute; each adds fields to the output record.
+    pub aggregates: Vec<AggregateConfig>,
 }
 
 /// Event-time source.
@@ -164,31 +165,76 @@ pub enum LatePolicy {
     DeadLetter,
 }
 
-/// An aggregate over the pipeline's value field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AggregateKind {
-    /// Number of records (`long`).
-    Count,
-    /// Sum of values (`double`).
-    Sum,
-    /// Smallest value (`double`).
-    Min,
-    /// Largest value (`double`).
-    Max,
-    /// Sum / count (`double`).
-    Mean,
+/// One aggregate of a pipeline.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateConfig {
+    /// Output field name (default: the function name, e.g. `sum`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// What to compute.
+    #[serde(rename = "fn")]
+    pub function: AggregateFn,
+    /// Input field (every function but `count` needs one).
+    #[serde(default)]
+    pub field: Option<String>,
+    /// `quantiles`: which (default `[0.5, 0.95, 0.99]`).
+    #[serde(default)]
+    pub quantiles: Option<Vec<f64>>,
+    /// `quantiles`: relative error of the sketch (default 0.01).
+    #[serde(default)]
+    pub relative_error: Option<f64>,
+    /// `count-distinct`: HyperLogLog precision, 4 to 18 (default 14).
+    #[serde(default)]
+    pub precision: Option<u8>,
+    /// `count-distinct`: count exactly instead (memory grows with the values).
+    #[serde(default)]
+    pub exact: Option<bool>,
+    /// `top-k`: how many values (default 10).
+    #[serde(default)]
+    pub k: Option<usize>,
 }
 
-impl AggregateKind {
-    /// The output field name of this aggregate.
-    pub fn field_name(self) -> &'static str {
+/// Aggregate functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AggregateFn {
+    /// Number of records.
+    Count,
+    /// Sum of a numeric field.
+    Sum,
+    /// Smallest value.
+    Min,
+    /// Largest value.
+    Max,
+    /// Arithmetic mean.
+    Mean,
+    /// Value of the earliest record by event time.
+    First,
+    /// Value of the latest record by event time.
+    Last,
+    /// Number of distinct values (HyperLogLog, or exact).
+    CountDistinct,
+    /// Quantiles (DDSketch).
+    Quantiles,
+    /// Most frequent values with counts.
+    TopK,
+}
+
+impl AggregateFn {
+    /// The name used in configuration.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Count => "count",
             Self::Sum => "sum",
             Self::Min => "min",
             Self::Max => "max",
             Self::Mean => "mean",
+            Self::First => "first",
+            Self::Last => "last",
+            Self::CountDistinct => "count-distinct",
+            Self::Quantiles => "quantiles",
+            Self::TopK => "top-k",
         }
     }
 }

@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 
-use crate::aggregate::{Partial, int_to_micros, to_micros};
-use crate::codec::{FieldType, Record};
+use crate::aggregate::Aggregates;
+use crate::codec::Record;
 use crate::window::NO_TIME;
 
 use super::plan::{EventTime, Plan};
@@ -63,7 +63,7 @@ pub struct Failure {
 }
 
 /// The pre-aggregate of one (key, window) in a batch.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct WindowPartial {
     /// Group key.
     pub key: String,
@@ -71,8 +71,8 @@ pub struct WindowPartial {
     pub start: i64,
     /// Window end.
     pub end: i64,
-    /// The aggregate of `members`.
-    pub partial: Partial,
+    /// The aggregates of `members`.
+    pub aggregates: Aggregates,
     /// Indexes of the records in it, ascending.
     pub members: Vec<u32>,
 }
@@ -96,7 +96,6 @@ pub struct BatchOutput {
 
 struct Extracted {
     key: String,
-    micros: i64,
     event_time: i64,
 }
 
@@ -105,25 +104,14 @@ fn extract(plan: &Plan, r: &RawRecord, rec: &Record) -> Result<Extracted, String
         .str(plan.key_index)
         .map_err(|e| format!("group key: {e}"))?
         .to_string();
-    let (vi, ty) = plan.value;
-    let micros = if ty == FieldType::Long {
-        let n = rec.i64(vi).map_err(|e| format!("value: {e}"))?;
-        int_to_micros(n).map_err(|e| format!("value: {e}"))?
-    } else {
-        let x = rec.f64(vi).map_err(|e| format!("value: {e}"))?;
-        to_micros(x).map_err(|e| format!("value: {e}"))?
-    };
+    Aggregates::check(&plan.aggregates, rec)?;
     let event_time = match plan.event_time {
         EventTime::Field(i) => rec.i64(i).map_err(|e| format!("event time: {e}"))?,
         EventTime::KafkaTimestamp => r
             .timestamp
             .ok_or_else(|| "event time: the record has no Kafka timestamp".to_string())?,
     };
-    Ok(Extracted {
-        key,
-        micros,
-        event_time,
-    })
+    Ok(Extracted { key, event_time })
 }
 
 /// Processes one batch. Runs on a rayon worker; never panics on bad input.
@@ -207,13 +195,21 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>) -> BatchOutput {
                 key: key.clone(),
                 start,
                 end,
-                partial: Partial::default(),
+                aggregates: Aggregates::new(&plan.aggregates),
                 members: Vec::new(),
             });
             out.partials.len() - 1
         });
         let p = &mut out.partials[slot];
-        p.partial.add(x.micros);
+        if let Err(e) = p
+            .aggregates
+            .add(&plan.aggregates, &rec, x.event_time, r.offset)
+        {
+            // `check` accepted the record, so this cannot happen; keep the
+            // record rather than lose it.
+            out.failures.push(fail(FailStage::Extract, e));
+            continue;
+        }
         p.members.push(i32);
     }
     out.records = records;

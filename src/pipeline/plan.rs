@@ -1,9 +1,10 @@
 //! A pipeline resolved against its schemas: every field lookup, type check
 //! and transform binding happens here, once, before any record is read.
 
-use crate::codec::{Decoder, FieldType, Layout, OutputEncoder, RecordSchema};
+use crate::aggregate::AggSpec;
+use crate::codec::{Decoder, FieldType, Layout, OutputEncoder, RecordSchema, record_name};
 use crate::config::{
-    AggregateKind, ConfigError, EventTimeConfig, LatePolicy, LoadedConfig, Problem, WindowConfig,
+    ConfigError, EventTimeConfig, LatePolicy, LoadedConfig, Problem, WindowConfig,
 };
 use crate::transform::{self, Transform};
 use crate::window::{Lateness, Tumbling};
@@ -33,8 +34,6 @@ pub struct Plan {
     pub transforms: Vec<Box<dyn Transform>>,
     /// Position of the group-key field.
     pub key_index: usize,
-    /// Position and type of the aggregated field.
-    pub value: (usize, FieldType),
     /// Event-time source.
     pub event_time: EventTime,
     /// Window assignment.
@@ -44,9 +43,20 @@ pub struct Plan {
     /// What to do with late records.
     pub late_policy: LatePolicy,
     /// The aggregates computed.
-    pub aggregates: Vec<AggregateKind>,
+    pub aggregates: Vec<AggSpec>,
     /// Output encoder.
     pub encoder: OutputEncoder,
+}
+
+impl Plan {
+    /// The output schema (derived from the aggregates), for decoding.
+    pub fn output_schema(&self) -> RecordSchema {
+        RecordSchema::parse(
+            std::path::Path::new(&format!("derived output schema of {}", self.name)),
+            &self.encoder.schema_text(),
+        )
+        .expect("a derived schema parses")
+    }
 }
 
 impl std::fmt::Debug for Plan {
@@ -77,18 +87,10 @@ impl Plan {
         let input = RecordSchema::load(&loaded.resolve(&p.input_schema))
             .map_err(|e| problems.push(Problem::new(&file, "pipeline.input_schema", e.to_string())))
             .ok();
-        let output = RecordSchema::load(&loaded.resolve(&p.output_schema))
-            .map_err(|e| {
-                problems.push(Problem::new(&file, "pipeline.output_schema", e.to_string()))
-            })
-            .ok();
-
-        let encoder = output.and_then(|schema| {
-            OutputEncoder::new(schema, p.output_format, &p.aggregates)
-                .map_err(|msgs| {
-                    for m in msgs {
-                        problems.push(Problem::new(&file, "pipeline.output_schema", m));
-                    }
+        let output = p.output_schema.as_ref().and_then(|path| {
+            RecordSchema::load(&loaded.resolve(path))
+                .map_err(|e| {
+                    problems.push(Problem::new(&file, "pipeline.output_schema", e.to_string()))
                 })
                 .ok()
         });
@@ -128,12 +130,6 @@ impl Plan {
             &[FieldType::String],
             "string",
         );
-        let value_index = field(
-            "pipeline.value",
-            &p.value,
-            &[FieldType::Long, FieldType::Double],
-            "long or double",
-        );
         let event_time = match &p.event_time {
             EventTimeConfig::Field { field: name } => field(
                 "pipeline.event_time.field",
@@ -143,6 +139,45 @@ impl Plan {
             )
             .map(EventTime::Field),
             EventTimeConfig::KafkaTimestamp => Some(EventTime::KafkaTimestamp),
+        };
+        let mut aggregates = Vec::new();
+        for (i, a) in p.aggregates.iter().enumerate() {
+            match AggSpec::resolve(a, &layout) {
+                Ok(spec) => aggregates.push(spec),
+                Err(m) => problems.push(Problem::new(
+                    &file,
+                    format!("pipeline.aggregates[{i}]"),
+                    format!("{m} (in {} after transforms)", input.path.display()),
+                )),
+            }
+        }
+        let (name, namespace) = match &output {
+            Some(o) => match &o.schema {
+                apache_avro::Schema::Record(r) => (
+                    r.name.name().to_string(),
+                    r.name.namespace().map(str::to_string),
+                ),
+                _ => (record_name(&p.name), None),
+            },
+            None => (record_name(&p.name), Some("streamfold".to_string())),
+        };
+        let encoder = if aggregates.len() == p.aggregates.len() {
+            match OutputEncoder::derive(&name, namespace.as_deref(), &aggregates, p.output_format) {
+                Ok(enc) => {
+                    if let Some(o) = &output {
+                        for m in enc.differences(o) {
+                            problems.push(Problem::new(&file, "pipeline.output_schema", m));
+                        }
+                    }
+                    Some(enc)
+                }
+                Err(m) => {
+                    problems.push(Problem::new(&file, "pipeline.aggregates", m));
+                    None
+                }
+            }
+        } else {
+            None
         };
         let WindowConfig::Tumbling { size } = &p.window;
         let size_ms = size.as_millis() as i64;
@@ -158,25 +193,22 @@ impl Plan {
             ));
         }
 
-        match (key_index, value_index, event_time, encoder) {
-            (Some(key_index), Some(vi), Some(event_time), Some(encoder)) if problems.is_empty() => {
-                Ok(Self {
-                    name: p.name.clone(),
-                    input_topic: p.input_topic.clone(),
-                    output_topic: p.output_topic.clone(),
-                    dead_letter_topic: p.dead_letter_topic.clone(),
-                    decoder: Decoder::new(input, p.input_format),
-                    transforms,
-                    key_index,
-                    value: (vi, layout.field(vi).ty),
-                    event_time,
-                    window: Tumbling::new(size_ms),
-                    lateness: Lateness::new(p.allowed_lateness.as_millis() as i64),
-                    late_policy: p.late_records,
-                    aggregates: p.aggregates.clone(),
-                    encoder,
-                })
-            }
+        match (key_index, event_time, encoder) {
+            (Some(key_index), Some(event_time), Some(encoder)) if problems.is_empty() => Ok(Self {
+                name: p.name.clone(),
+                input_topic: p.input_topic.clone(),
+                output_topic: p.output_topic.clone(),
+                dead_letter_topic: p.dead_letter_topic.clone(),
+                decoder: Decoder::new(input, p.input_format),
+                transforms,
+                key_index,
+                event_time,
+                window: Tumbling::new(size_ms),
+                lateness: Lateness::new(p.allowed_lateness.as_millis() as i64),
+                late_policy: p.late_records,
+                aggregates,
+                encoder,
+            }),
             _ => Err(ConfigError { problems }),
         }
     }

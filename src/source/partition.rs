@@ -164,7 +164,7 @@ impl PartitionTask {
 
     async fn on_batch(&mut self, done: BatchDone) -> Result<(), PartitionError> {
         let ((from, last), out) = done;
-        let out = out.map_err(|_| PartitionError::BatchPanicked {
+        let mut out = out.map_err(|_| PartitionError::BatchPanicked {
             partition: self.partition,
             from,
             to: last,
@@ -181,7 +181,7 @@ impl PartitionTask {
         }
         let mut late: Vec<u32> = out.late.clone();
         let mut ok = 0u64;
-        for p in &out.partials {
+        for p in std::mem::take(&mut out.partials) {
             if plan.lateness.is_closed(p.end, before) {
                 late.extend_from_slice(&p.members);
                 continue;
@@ -201,7 +201,7 @@ impl PartitionTask {
             );
             let opened = self
                 .windows
-                .merge(&p.key, p.start, p.end, &p.partial, offsets);
+                .merge(&p.key, p.start, p.end, p.aggregates, offsets);
             if opened {
                 self.frontier
                     .window_opened(p.end, offsets.0, m_before(first));
@@ -242,7 +242,7 @@ impl PartitionTask {
             key,
             start: w.start,
             end,
-            partial: w.partial,
+            values: w.aggregates.finish(&self.shared.plan.aggregates),
         };
         let payload =
             self.shared

@@ -2,15 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use crate::aggregate::Partial;
+use crate::aggregate::Aggregates;
 
 /// One window that has records and has not been emitted yet.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct OpenWindow {
     /// Inclusive start, epoch millis.
     pub start: i64,
     /// The aggregates so far.
-    pub partial: Partial,
+    pub aggregates: Aggregates,
     /// Offset of its first record.
     pub first_offset: i64,
     /// Offset of its last record so far.
@@ -31,11 +31,11 @@ impl WindowStore {
         key: &str,
         start: i64,
         end: i64,
-        partial: &Partial,
+        aggregates: Aggregates,
         offsets: (i64, i64),
     ) -> bool {
         if let Some(w) = self.windows.get_mut(&(end, key.to_string())) {
-            w.partial.merge(partial);
+            w.aggregates.merge(aggregates);
             w.last_offset = w.last_offset.max(offsets.1);
             return false;
         }
@@ -43,7 +43,7 @@ impl WindowStore {
             (end, key.to_string()),
             OpenWindow {
                 start,
-                partial: *partial,
+                aggregates,
                 first_offset: offsets.0,
                 last_offset: offsets.1,
             },
@@ -79,25 +79,41 @@ impl WindowStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aggregate::{AggKind, AggSpec};
+    use crate::codec::Record;
+    use apache_avro::types::Value;
 
-    fn one(v: i64) -> Partial {
-        let mut p = Partial::default();
-        p.add(v);
-        p
+    fn one() -> Aggregates {
+        let specs = [count()];
+        let mut a = Aggregates::new(&specs);
+        a.add(&specs, &Record { values: vec![] }, 0, 0).unwrap();
+        a
+    }
+
+    fn count() -> AggSpec {
+        AggSpec {
+            name: "count".into(),
+            kind: AggKind::Count,
+            field: None,
+        }
     }
 
     #[test]
     fn closes_in_end_then_key_order_and_keeps_later_windows() {
         let mut s = WindowStore::default();
-        assert!(s.merge("b", 0, 60, &one(1), (3, 3)));
-        assert!(s.merge("a", 0, 60, &one(2), (4, 4)));
-        assert!(!s.merge("a", 0, 60, &one(3), (7, 7)));
-        assert!(s.merge("a", 60, 120, &one(4), (5, 5)));
+        assert!(s.merge("b", 0, 60, one(), (3, 3)));
+        assert!(s.merge("a", 0, 60, one(), (4, 4)));
+        assert!(!s.merge("a", 0, 60, one(), (7, 7)));
+        assert!(s.merge("a", 60, 120, one(), (5, 5)));
         let closed = s.close_until(60);
         let keys: Vec<_> = closed.iter().map(|(k, e, _)| (k.as_str(), *e)).collect();
         assert_eq!(keys, [("a", 60), ("b", 60)]);
         let a = &closed[0].2;
-        assert_eq!((a.first_offset, a.last_offset, a.partial.count), (4, 7, 2));
+        assert_eq!((a.first_offset, a.last_offset), (4, 7));
+        assert_eq!(
+            a.aggregates.clone().finish(&[count()]),
+            vec![Value::Long(2)]
+        );
         assert_eq!(s.len(), 1);
     }
 }

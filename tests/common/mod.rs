@@ -88,12 +88,17 @@ output_topic = "{output}"
 output_schema = "{schemas}/merchant_window_stats.avsc"
 dead_letter_topic = "{dlq}"
 group_by = "merchant_id"
-value = "amount_eur"
 event_time = {{ source = "field", field = "event_time" }}
 window = {{ kind = "tumbling", size = "1m" }}
 allowed_lateness = "{lateness}"
 late_records = "dead-letter"
-aggregates = ["count", "sum", "min", "max", "mean"]
+aggregates = [
+  {{ fn = "count" }},
+  {{ fn = "sum", field = "amount_eur" }},
+  {{ fn = "min", field = "amount_eur" }},
+  {{ fn = "max", field = "amount_eur" }},
+  {{ fn = "mean", field = "amount_eur" }},
+]
 
 [[pipeline.transforms]]
 type = "pseudonymise"
@@ -363,6 +368,8 @@ pub fn euros(p: &Payment) -> Option<f64> {
 #[derive(Debug, Default)]
 pub struct Expected {
     pub windows: BTreeMap<(String, i64), WindowRow>,
+    /// The records of each closed window with their offsets, in offset order.
+    pub members: BTreeMap<(String, i64), Vec<(Payment, i64)>>,
     /// (partition, offset) of late records.
     pub late: Vec<(i32, i64)>,
     /// (partition, offset) of records that cannot be processed.
@@ -377,7 +384,9 @@ pub fn expected(
 ) -> Expected {
     let mut out = Expected::default();
     let mut max_seen: HashMap<i32, i64> = HashMap::new();
-    let mut open: HashMap<i32, BTreeMap<(String, i64), Vec<f64>>> = HashMap::new();
+    // Per partition, per (key, window start): (euros, payment, offset).
+    type Open = BTreeMap<(String, i64), Vec<(f64, Payment, i64)>>;
+    let mut open: HashMap<i32, Open> = HashMap::new();
     for ((partition, e), (_, offset)) in events.iter().zip(offsets) {
         let Event::Payment(p) = e else {
             out.failed.push((*partition, *offset));
@@ -399,16 +408,21 @@ pub fn expected(
             .or_default()
             .entry((key_of(p), start))
             .or_default()
-            .push(eur);
+            .push((eur, p.clone(), *offset));
         let m = max_seen.entry(*partition).or_insert(i64::MIN);
         *m = (*m).max(p.event_time);
     }
     for (partition, windows) in open {
         let watermark = max_seen[&partition] - lateness_ms;
-        for ((key, start), values) in windows {
+        for ((key, start), rows) in windows {
             if start + 60_000 > watermark {
                 continue; // still open
             }
+            let values: Vec<f64> = rows.iter().map(|r| r.0).collect();
+            out.members.insert(
+                (key.clone(), start),
+                rows.into_iter().map(|(_, p, o)| (p, o)).collect(),
+            );
             let sum: f64 = values.iter().sum();
             let row = WindowRow {
                 key: key.clone(),

@@ -1,0 +1,438 @@
+//! Per-window aggregate state: one mergeable partial per aggregate.
+//!
+//! Every state merges commutatively and associatively, and its result
+//! depends only on the set of records it saw (never on batch boundaries or
+//! merge order), so a window rebuilt after a restart is identical:
+//! sums are exact fixed-point integers, first/last compare (event time,
+//! offset), HyperLogLog keeps register maxima, DDSketch keeps bucket counts.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
+
+use apache_avro::types::Value;
+use hyperloglogplus::{HyperLogLog, HyperLogLogPF};
+use sketches_ddsketch::{Config as SketchConfig, DDSketch};
+
+use super::spec::{AggKind, AggSpec};
+use super::{SCALE, int_to_micros, to_micros};
+use crate::codec::{FieldError, FieldType, Record};
+
+/// A value that can be counted, compared and hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scalar {
+    /// A string or enum symbol.
+    Str(String),
+    /// An integer or timestamp.
+    Long(i64),
+    /// A float, by its bits (normalised: one zero, one NaN).
+    Double(u64),
+}
+
+impl Scalar {
+    fn read(record: &Record, index: usize, ty: FieldType) -> Result<Option<Self>, FieldError> {
+        let v = match ty {
+            FieldType::String => record.str(index).map(|s| Self::Str(s.to_string())),
+            FieldType::Long | FieldType::TimestampMillis => record.i64(index).map(Self::Long),
+            _ => record.f64(index).map(|x| {
+                let x = if x == 0.0 { 0.0 } else { x };
+                Self::Double(if x.is_nan() {
+                    f64::NAN.to_bits()
+                } else {
+                    x.to_bits()
+                })
+            }),
+        };
+        match v {
+            Ok(s) => Ok(Some(s)),
+            Err(FieldError::Null { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn to_avro(&self, ty: FieldType) -> Value {
+        match (self, ty) {
+            (Self::Str(s), _) => Value::String(s.clone()),
+            (Self::Long(n), FieldType::TimestampMillis) => Value::TimestampMillis(*n),
+            (Self::Long(n), _) => Value::Long(*n),
+            (Self::Double(b), _) => Value::Double(f64::from_bits(*b)),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Self::Str(s) => s.clone(),
+            Self::Long(n) => n.to_string(),
+            Self::Double(b) => f64::from_bits(*b).to_string(),
+        }
+    }
+}
+
+/// A value with the position that orders first/last.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamped {
+    /// Event time.
+    pub time: i64,
+    /// Offset in the partition.
+    pub offset: i64,
+    /// The value.
+    pub value: Scalar,
+}
+
+type Hll = HyperLogLogPF<Scalar, BuildHasherDefault<DefaultHasher>>;
+
+/// A DDSketch (which has no `Debug` of its own).
+#[derive(Clone)]
+pub struct Sketch(DDSketch);
+
+impl std::fmt::Debug for Sketch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DDSketch({} values)", self.0.count())
+    }
+}
+
+/// The partial state of one aggregate.
+#[derive(Debug, Clone)]
+pub enum AggState {
+    /// Records seen.
+    Count(u64),
+    /// Exact sum in micros.
+    Sum(i128),
+    /// Smallest value in micros.
+    Min(Option<i64>),
+    /// Largest value in micros.
+    Max(Option<i64>),
+    /// Exact sum in micros and number of values.
+    Mean(i128, u64),
+    /// Earliest value.
+    First(Option<Stamped>),
+    /// Latest value.
+    Last(Option<Stamped>),
+    /// Exact distinct values.
+    Distinct(HashSet<Scalar>),
+    /// Approximate distinct values.
+    Hll(Box<Hll>),
+    /// Quantile sketch.
+    Sketch(Box<Sketch>),
+    /// Value counts.
+    Frequencies(HashMap<Scalar, u64>),
+}
+
+fn micros(record: &Record, index: usize, ty: FieldType) -> Result<Option<i64>, String> {
+    let r = if ty == FieldType::Long {
+        record
+            .i64(index)
+            .map(|n| int_to_micros(n).map_err(|e| e.to_string()))
+    } else {
+        record
+            .f64(index)
+            .map(|x| to_micros(x).map_err(|e| e.to_string()))
+    };
+    match r {
+        Ok(v) => v.map(Some),
+        Err(FieldError::Null { .. }) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn float(m: i128) -> f64 {
+    m as f64 / SCALE as f64
+}
+
+impl AggState {
+    /// An empty state for `spec`.
+    pub fn new(spec: &AggSpec) -> Self {
+        match &spec.kind {
+            AggKind::Count => Self::Count(0),
+            AggKind::Sum => Self::Sum(0),
+            AggKind::Min => Self::Min(None),
+            AggKind::Max => Self::Max(None),
+            AggKind::Mean => Self::Mean(0, 0),
+            AggKind::First => Self::First(None),
+            AggKind::Last => Self::Last(None),
+            AggKind::CountDistinct { precision: None } => Self::Distinct(HashSet::new()),
+            AggKind::CountDistinct { precision: Some(p) } => Self::Hll(Box::new(
+                Hll::new(*p, BuildHasherDefault::default()).expect("precision checked at start-up"),
+            )),
+            AggKind::Quantiles { relative_error, .. } => Self::Sketch(Box::new(Sketch(
+                DDSketch::new(SketchConfig::new(*relative_error, 4096, 1e-9)),
+            ))),
+            AggKind::TopK { .. } => Self::Frequencies(HashMap::new()),
+        }
+    }
+
+    /// Adds one record. Null values are skipped (counted by `count` only).
+    ///
+    /// # Errors
+    /// When the value cannot be aggregated (out of range, wrong type).
+    pub fn add(
+        &mut self,
+        spec: &AggSpec,
+        record: &Record,
+        time: i64,
+        offset: i64,
+    ) -> Result<(), String> {
+        let Some((index, ty, _)) = spec.field else {
+            if let Self::Count(n) = self {
+                *n += 1;
+            }
+            return Ok(());
+        };
+        let err = |e: String| format!("aggregate {}: {e}", spec.name);
+        match self {
+            Self::Count(n) => *n += 1,
+            Self::Sum(s) => {
+                if let Some(v) = micros(record, index, ty).map_err(err)? {
+                    *s += i128::from(v);
+                }
+            }
+            Self::Min(m) => {
+                if let Some(v) = micros(record, index, ty).map_err(err)? {
+                    *m = Some(m.map_or(v, |m| m.min(v)));
+                }
+            }
+            Self::Max(m) => {
+                if let Some(v) = micros(record, index, ty).map_err(err)? {
+                    *m = Some(m.map_or(v, |m| m.max(v)));
+                }
+            }
+            Self::Mean(s, n) => {
+                if let Some(v) = micros(record, index, ty).map_err(err)? {
+                    *s += i128::from(v);
+                    *n += 1;
+                }
+            }
+            Self::First(cur) | Self::Last(cur) => {
+                let first = matches!(spec.kind, AggKind::First);
+                if let Some(value) =
+                    Scalar::read(record, index, ty).map_err(|e| err(e.to_string()))?
+                {
+                    let s = Stamped {
+                        time,
+                        offset,
+                        value,
+                    };
+                    let replace = match cur {
+                        None => true,
+                        Some(c) if first => s < *c,
+                        Some(c) => s > *c,
+                    };
+                    if replace {
+                        *cur = Some(s);
+                    }
+                }
+            }
+            Self::Distinct(set) => {
+                if let Some(v) = Scalar::read(record, index, ty).map_err(|e| err(e.to_string()))? {
+                    set.insert(v);
+                }
+            }
+            Self::Hll(h) => {
+                if let Some(v) = Scalar::read(record, index, ty).map_err(|e| err(e.to_string()))? {
+                    h.insert(&v);
+                }
+            }
+            Self::Sketch(s) => {
+                let v = match record.f64(index) {
+                    Ok(x) if x.is_finite() => Some(x),
+                    Ok(x) => return Err(err(format!("value {x} is not a finite number"))),
+                    Err(FieldError::Null { .. }) => None,
+                    Err(e) => return Err(err(e.to_string())),
+                };
+                if let Some(v) = v {
+                    s.0.add(v);
+                }
+            }
+            Self::Frequencies(m) => {
+                if let Some(v) = Scalar::read(record, index, ty).map_err(|e| err(e.to_string()))? {
+                    *m.entry(v).or_insert(0) += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds `other` (a state of the same aggregate) into this one.
+    pub fn merge(&mut self, other: Self) {
+        match (self, other) {
+            (Self::Count(a), Self::Count(b)) => *a += b,
+            (Self::Sum(a), Self::Sum(b)) => *a += b,
+            (Self::Min(a), Self::Min(b)) => *a = opt(*a, b, i64::min),
+            (Self::Max(a), Self::Max(b)) => *a = opt(*a, b, i64::max),
+            (Self::Mean(s, n), Self::Mean(s2, n2)) => {
+                *s += s2;
+                *n += n2;
+            }
+            (Self::First(a), Self::First(b)) => {
+                if let Some(b) = b
+                    && a.as_ref().is_none_or(|a| b < *a)
+                {
+                    *a = Some(b);
+                }
+            }
+            (Self::Last(a), Self::Last(b)) => {
+                if let Some(b) = b
+                    && a.as_ref().is_none_or(|a| b > *a)
+                {
+                    *a = Some(b);
+                }
+            }
+            (Self::Distinct(a), Self::Distinct(b)) => a.extend(b),
+            (Self::Hll(a), Self::Hll(b)) => {
+                a.merge(&b).expect("same precision by construction");
+            }
+            (Self::Sketch(a), Self::Sketch(b)) => {
+                a.0.merge(&b.0).expect("same configuration by construction");
+            }
+            (Self::Frequencies(a), Self::Frequencies(b)) => {
+                for (k, n) in b {
+                    *a.entry(k).or_insert(0) += n;
+                }
+            }
+            (a, b) => unreachable!("merging different aggregates: {a:?} and {b:?}"),
+        }
+    }
+
+    /// The output values of this aggregate, in the order of
+    /// [`AggSpec::output_fields`].
+    pub fn finish(self, spec: &AggSpec) -> Vec<Value> {
+        let nullable = spec.field.is_some_and(|f| f.2);
+        let wrap = |v: Option<Value>| match (nullable, v) {
+            (true, Some(v)) => Value::Union(1, Box::new(v)),
+            (true, None) => Value::Union(0, Box::new(Value::Null)),
+            (false, Some(v)) => v,
+            // A non-nullable field always has a value in a non-empty window.
+            (false, None) => Value::Double(f64::NAN),
+        };
+        let ty = spec.field.map_or(FieldType::Other, |f| f.1);
+        match self {
+            Self::Count(n) => vec![Value::Long(n as i64)],
+            Self::Sum(s) => vec![Value::Double(float(s))],
+            Self::Min(m) | Self::Max(m) => vec![wrap(m.map(|m| Value::Double(float(m.into()))))],
+            Self::Mean(s, n) => vec![wrap(
+                (n > 0).then(|| Value::Double(s as f64 / n as f64 / SCALE as f64)),
+            )],
+            Self::First(s) | Self::Last(s) => vec![wrap(s.map(|s| s.value.to_avro(ty)))],
+            Self::Distinct(set) => vec![Value::Long(set.len() as i64)],
+            Self::Hll(mut h) => vec![Value::Long(h.count().round() as i64)],
+            Self::Sketch(s) => {
+                let AggKind::Quantiles { quantiles, .. } = &spec.kind else {
+                    unreachable!("a sketch belongs to a quantiles aggregate")
+                };
+                quantiles
+                    .iter()
+                    .map(|q| wrap(s.0.quantile(*q).ok().flatten().map(Value::Double)))
+                    .collect()
+            }
+            Self::Frequencies(m) => {
+                let AggKind::TopK { k } = &spec.kind else {
+                    unreachable!("frequencies belong to a top-k aggregate")
+                };
+                let mut v: Vec<(Scalar, u64)> = m.into_iter().collect();
+                v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                v.truncate(*k);
+                vec![Value::Array(
+                    v.into_iter()
+                        .map(|(s, n)| {
+                            Value::Record(vec![
+                                ("value".into(), Value::String(s.label())),
+                                ("count".into(), Value::Long(n as i64)),
+                            ])
+                        })
+                        .collect(),
+                )]
+            }
+        }
+    }
+}
+
+fn opt(a: Option<i64>, b: Option<i64>, f: fn(i64, i64) -> i64) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(f(a, b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The states of all aggregates of a pipeline for one window.
+#[derive(Debug, Clone)]
+pub struct Aggregates {
+    states: Vec<AggState>,
+}
+
+impl Aggregates {
+    /// Empty states for `specs`.
+    pub fn new(specs: &[AggSpec]) -> Self {
+        Self {
+            states: specs.iter().map(AggState::new).collect(),
+        }
+    }
+
+    /// Adds one record to every aggregate.
+    ///
+    /// # Errors
+    /// The first aggregate that cannot take the record. The states may
+    /// then hold part of the record: callers add to a scratch copy or
+    /// discard the partial on error.
+    pub fn add(
+        &mut self,
+        specs: &[AggSpec],
+        record: &Record,
+        time: i64,
+        offset: i64,
+    ) -> Result<(), String> {
+        for (s, spec) in self.states.iter_mut().zip(specs) {
+            s.add(spec, record, time, offset)?;
+        }
+        Ok(())
+    }
+
+    /// Folds another window's states into these.
+    pub fn merge(&mut self, other: Self) {
+        for (a, b) in self.states.iter_mut().zip(other.states) {
+            a.merge(b);
+        }
+    }
+
+    /// Every output value, in output-field order.
+    pub fn finish(self, specs: &[AggSpec]) -> Vec<Value> {
+        self.states
+            .into_iter()
+            .zip(specs)
+            .flat_map(|(s, spec)| s.finish(spec))
+            .collect()
+    }
+
+    /// Checks every value `record` would add, without adding it.
+    ///
+    /// # Errors
+    /// The first value that cannot be aggregated.
+    pub fn check(specs: &[AggSpec], record: &Record) -> Result<(), String> {
+        for spec in specs {
+            if let Some((index, ty, _)) = spec.field {
+                let numeric = matches!(
+                    spec.kind,
+                    AggKind::Sum | AggKind::Min | AggKind::Max | AggKind::Mean
+                );
+                if numeric {
+                    micros(record, index, ty)
+                        .map_err(|e| format!("aggregate {}: {e}", spec.name))?;
+                } else if let AggKind::Quantiles { .. } = spec.kind {
+                    match record.f64(index) {
+                        Ok(x) if !x.is_finite() => {
+                            return Err(format!(
+                                "aggregate {}: value {x} is not a finite number",
+                                spec.name
+                            ));
+                        }
+                        Ok(_) | Err(FieldError::Null { .. }) => {}
+                        Err(e) => return Err(format!("aggregate {}: {e}", spec.name)),
+                    }
+                } else {
+                    Scalar::read(record, index, ty)
+                        .map_err(|e| format!("aggregate {}: {e}", spec.name))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
