@@ -52,8 +52,26 @@ fn logs(setup: &Setup) -> String {
 
 #[test]
 fn sigkill_mid_stream_loses_no_window_and_repeats_only_identical_ones() {
+    crash_and_restart("window = { kind = \"tumbling\", size = \"1m\" }", 60_000, 60_000);
+}
+
+#[test]
+fn sigkill_mid_stream_with_hopping_windows() {
+    crash_and_restart(
+        "window = { kind = \"hopping\", size = \"1m\", advance = \"15s\" }",
+        60_000,
+        15_000,
+    );
+}
+
+fn crash_and_restart(window: &str, size: i64, advance: i64) {
     let setup = Setup::new(4);
     let config = setup.write_config("5s", "[batch]\nmax_records = 100\nmax_wait = \"10ms\"\n");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("window = { kind = \"tumbling\", size = \"1m\" }", window)
+        .replace("output_schema = ", "# output_schema = ");
+    std::fs::write(&config, text).unwrap();
     let options = GeneratorOptions {
         seed: 11,
         merchants: 8,
@@ -103,7 +121,14 @@ fn sigkill_mid_stream_loses_no_window_and_repeats_only_identical_ones() {
     offsets.extend(publish(&setup.servers(), &setup.input, &closers));
     events.extend(closers);
 
-    let expected = expected(&events, &offsets, 5_000, |p| p.merchant_id.clone());
+    let expected = expected_hopping(
+        &events,
+        &offsets,
+        5_000,
+        |p| p.merchant_id.clone(),
+        size,
+        advance,
+    );
     assert!(expected.windows.len() > 60);
 
     let mut child = start(&setup, &config, phases);

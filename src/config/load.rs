@@ -289,13 +289,30 @@ fn check(c: &Config, file: &str) -> Vec<Problem> {
             ),
         );
     }
-    let super::WindowConfig::Tumbling { size } = &p.window;
-    if size.as_millis() == 0 || size.subsec_nanos() % 1_000_000 != 0 {
+    let whole_ms =
+        |d: &std::time::Duration| d.as_millis() > 0 && d.subsec_nanos().is_multiple_of(1_000_000);
+    let (size, advance) = match &p.window {
+        super::WindowConfig::Tumbling { size } => (size, None),
+        super::WindowConfig::Hopping { size, advance } => (size, Some(advance)),
+    };
+    if !whole_ms(size) {
         bad(
             "pipeline.window.size",
             format!(
                 "expected a whole number of milliseconds of at least 1ms, found {}",
                 humantime::format_duration(*size)
+            ),
+        );
+    }
+    if let Some(advance) = advance
+        && (!whole_ms(advance) || advance > size)
+    {
+        bad(
+            "pipeline.window.advance",
+            format!(
+                "expected a whole number of milliseconds from 1ms up to the size ({}), found {}",
+                humantime::format_duration(*size),
+                humantime::format_duration(*advance)
             ),
         );
     }

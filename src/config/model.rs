@@ -153,6 +153,16 @@ pub enum WindowConfig {
         #[serde(with = "humantime_serde")]
         size: Duration,
     },
+    /// Fixed-size windows starting every `advance` (overlapping when
+    /// `advance < size`), aligned to the epoch.
+    Hopping {
+        /// Window length, e.g. `"10s"`.
+        #[serde(with = "humantime_serde")]
+        size: Duration,
+        /// Distance between window starts, e.g. `"2s"`; at most `size`.
+        #[serde(with = "humantime_serde")]
+        advance: Duration,
+    },
 }
 
 /// Policy for records that arrive after their window was emitted.

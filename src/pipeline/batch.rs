@@ -62,15 +62,18 @@ pub struct Failure {
     pub reason: String,
 }
 
-/// The pre-aggregate of one (key, window) in a batch.
+/// The pre-aggregate of one (key, pane) in a batch.
 #[derive(Debug, Clone)]
 pub struct WindowPartial {
     /// Group key.
     pub key: String,
-    /// Window start.
-    pub start: i64,
-    /// Window end.
-    pub end: i64,
+    /// Pane start.
+    pub pane_start: i64,
+    /// End of the first window covering the pane: once the watermark
+    /// reaches it, records for this pane are late.
+    pub first_end: i64,
+    /// End of the last window covering the pane.
+    pub last_end: i64,
     /// The aggregates of `members`.
     pub aggregates: Aggregates,
     /// Indexes of the records in it, ascending.
@@ -178,28 +181,31 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>) -> BatchOutput {
                 continue;
             }
         };
-        let (start, end) = match plan.window.assign(x.event_time) {
-            Ok(w) => w,
+        let pane = match plan.window.pane(x.event_time) {
+            Ok(p) => p,
             Err(e) => {
                 out.failures.push(fail(FailStage::Extract, e.to_string()));
                 continue;
             }
         };
-        if plan.lateness.is_closed(end, out.max_event_time) {
+        if plan.lateness.is_closed(pane.first_end, out.max_event_time) {
             out.late.push(i32);
             continue;
         }
         out.max_event_time = out.max_event_time.max(x.event_time);
-        let slot = *index.entry((x.key, start)).or_insert_with_key(|(key, _)| {
-            out.partials.push(WindowPartial {
-                key: key.clone(),
-                start,
-                end,
-                aggregates: Aggregates::new(&plan.aggregates),
-                members: Vec::new(),
+        let slot = *index
+            .entry((x.key, pane.start))
+            .or_insert_with_key(|(key, _)| {
+                out.partials.push(WindowPartial {
+                    key: key.clone(),
+                    pane_start: pane.start,
+                    first_end: pane.first_end,
+                    last_end: pane.last_end,
+                    aggregates: Aggregates::new(&plan.aggregates),
+                    members: Vec::new(),
+                });
+                out.partials.len() - 1
             });
-            out.partials.len() - 1
-        });
         let p = &mut out.partials[slot];
         if let Err(e) = p
             .aggregates

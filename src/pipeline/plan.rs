@@ -7,7 +7,7 @@ use crate::config::{
     ConfigError, EventTimeConfig, LatePolicy, LoadedConfig, Problem, WindowConfig,
 };
 use crate::transform::{self, Transform};
-use crate::window::{Lateness, Tumbling};
+use crate::window::{Lateness, Windows};
 
 /// Where a record's event time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub struct Plan {
     /// Event-time source.
     pub event_time: EventTime,
     /// Window assignment.
-    pub window: Tumbling,
+    pub window: Windows,
     /// Watermark and lateness.
     pub lateness: Lateness,
     /// What to do with late records.
@@ -179,8 +179,11 @@ impl Plan {
         } else {
             None
         };
-        let WindowConfig::Tumbling { size } = &p.window;
-        let size_ms = size.as_millis() as i64;
+        let (size, advance) = match &p.window {
+            WindowConfig::Tumbling { size } => (size, size),
+            WindowConfig::Hopping { size, advance } => (size, advance),
+        };
+        let (size_ms, advance_ms) = (size.as_millis() as i64, advance.as_millis() as i64);
         if size_ms <= 0 {
             // Same text as the config check, so `validate` shows it once.
             problems.push(Problem::new(
@@ -203,7 +206,7 @@ impl Plan {
                 transforms,
                 key_index,
                 event_time,
-                window: Tumbling::new(size_ms),
+                window: Windows::hopping(size_ms, advance_ms),
                 lateness: Lateness::new(p.allowed_lateness.as_millis() as i64),
                 late_policy: p.late_records,
                 aggregates,

@@ -17,7 +17,7 @@ use crate::config::LatePolicy;
 use crate::offsets::{CommitPoint, Frontier};
 use crate::pipeline::{BatchOutput, RawRecord, process};
 use crate::sink::{DeadLetter, SendError};
-use crate::window::{NO_TIME, OpenWindow, WindowStore};
+use crate::window::{ClosedWindow, NO_TIME, WindowStore};
 
 /// Asks a partition task to finish in-flight work, publish its final commit
 /// point and stop.
@@ -38,9 +38,8 @@ enum Tag {
 
 #[derive(Debug, Clone, Copy)]
 struct WindowSpan {
+    start: i64,
     end: i64,
-    first: i64,
-    last: i64,
 }
 
 type AckFuture = Pin<Box<dyn Future<Output = (Tag, Result<(), String>)> + Send>>;
@@ -182,29 +181,27 @@ impl PartitionTask {
         let mut late: Vec<u32> = out.late.clone();
         let mut ok = 0u64;
         for p in std::mem::take(&mut out.partials) {
-            if plan.lateness.is_closed(p.end, before) {
+            if plan.lateness.is_closed(p.first_end, before) {
                 late.extend_from_slice(&p.members);
                 continue;
             }
-            let (Some(&first), Some(&last)) = (p.members.first(), p.members.last()) else {
+            let Some(&first) = p.members.first() else {
                 continue;
             };
             ok += p.members.len() as u64;
-            if p.end <= self.frontier.settled() {
-                // Replayed after a restart: this window was emitted and
-                // acknowledged with these records before the commit.
+            if p.last_end <= self.frontier.settled() {
+                // Replayed after a restart: every window of this pane was
+                // emitted and acknowledged with these records before the
+                // commit.
                 continue;
             }
-            let offsets = (
-                out.records[first as usize].offset,
-                out.records[last as usize].offset,
-            );
-            let opened = self
-                .windows
-                .merge(&p.key, p.start, p.end, p.aggregates, offsets);
+            let opened =
+                self.windows
+                    .merge(&plan.window, &p.key, p.pane_start, p.last_end, p.aggregates);
             if opened {
+                let first_offset = out.records[first as usize].offset;
                 self.frontier
-                    .window_opened(p.end, offsets.0, m_before(first));
+                    .window_opened(p.last_end, first_offset, m_before(first));
                 self.shared.metrics.open_windows.inc();
             }
         }
@@ -228,18 +225,29 @@ impl PartitionTask {
         self.frontier.advance(last + 1, self.max_event_time);
         let watermark = plan.lateness.watermark(self.max_event_time);
         if self.max_event_time != NO_TIME {
-            for (key, end, w) in self.windows.close_until(watermark) {
-                self.shared.metrics.open_windows.dec();
-                self.emit(key, end, w).await?;
+            let open = self.windows.len();
+            let closed = self.windows.close_until(
+                &plan.window,
+                &plan.aggregates,
+                watermark,
+                self.frontier.settled(),
+            );
+            self.shared
+                .metrics
+                .open_windows
+                .sub((open - self.windows.len()) as i64);
+            for w in closed {
+                self.emit(w).await?;
             }
             self.frontier.windows_closed(watermark);
         }
         Ok(())
     }
 
-    async fn emit(&mut self, key: String, end: i64, w: OpenWindow) -> Result<(), PartitionError> {
+    async fn emit(&mut self, w: ClosedWindow) -> Result<(), PartitionError> {
+        let end = w.end;
         let out = WindowOutput {
-            key,
+            key: w.key,
             start: w.start,
             end,
             values: w.aggregates.finish(&self.shared.plan.aggregates),
@@ -254,9 +262,8 @@ impl PartitionTask {
                     source,
                 })?;
         let tag = Tag::Window(WindowSpan {
+            start: w.start,
             end,
-            first: w.first_offset,
-            last: w.last_offset,
         });
         self.frontier.window_emitted(end);
         let shared = Arc::clone(&self.shared);
@@ -326,7 +333,7 @@ impl PartitionTask {
         if let Err(reason) = res {
             let what = match tag {
                 Tag::DeadLetter { offset, .. } => format!("dead letter for offset {offset}"),
-                Tag::Window(w) => format!("window of offsets {}..={}", w.first, w.last),
+                Tag::Window(w) => format!("window [{}, {})", w.start, w.end),
             };
             return Err(PartitionError::Delivery {
                 partition: self.partition,

@@ -10,7 +10,7 @@
 
 mod store;
 
-pub use store::{OpenWindow, WindowStore};
+pub use store::{ClosedWindow, WindowStore};
 
 /// "No event time seen yet".
 pub const NO_TIME: i64 = i64::MIN;
@@ -31,35 +31,112 @@ pub fn format_millis(ms: i64) -> String {
     }
 }
 
-/// Fixed-size, epoch-aligned, non-overlapping windows.
+/// Fixed-size, epoch-aligned windows that start every `advance`: tumbling
+/// when `advance == size`, hopping when `advance < size`.
+///
+/// Records are pre-aggregated into *panes* of `gcd(size, advance)`; a
+/// window is the merge of the panes it covers, so overlapping windows
+/// share partials instead of re-scanning records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tumbling {
-    size_ms: i64,
+pub struct Windows {
+    size: i64,
+    advance: i64,
+    pane: i64,
 }
 
-impl Tumbling {
-    /// Windows of `size_ms` milliseconds (must be positive).
-    pub fn new(size_ms: i64) -> Self {
-        assert!(size_ms > 0, "window size must be positive");
-        Self { size_ms }
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// A pane: `[start, start + width)`, with the ends of the first and the
+/// last window covering it.
+///
+/// A record is late once the *first* window it belongs to has closed; it
+/// then joins none of its windows. (Joining only the still-open ones would
+/// make a window's contents depend on when, within a batch, the watermark
+/// passed its end.) Nothing needs the pane once its last window closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pane {
+    /// Inclusive start, epoch millis.
+    pub start: i64,
+    /// End of the first window covering this pane.
+    pub first_end: i64,
+    /// End of the last window covering this pane.
+    pub last_end: i64,
+}
+
+impl Windows {
+    /// Tumbling windows of `size_ms`.
+    pub fn tumbling(size_ms: i64) -> Self {
+        Self::hopping(size_ms, size_ms)
     }
 
-    /// The `[start, end)` window holding event time `t`.
+    /// Windows of `size_ms` starting every `advance_ms` (`0 < advance <= size`).
+    pub fn hopping(size_ms: i64, advance_ms: i64) -> Self {
+        assert!(
+            size_ms > 0 && advance_ms > 0 && advance_ms <= size_ms,
+            "invalid window"
+        );
+        Self {
+            size: size_ms,
+            advance: advance_ms,
+            pane: gcd(size_ms, advance_ms),
+        }
+    }
+
+    /// Window length in millis.
+    pub fn size(&self) -> i64 {
+        self.size
+    }
+
+    /// The pane holding event time `t`.
     ///
     /// ```
-    /// use streamfold::window::Tumbling;
-    /// let minute = Tumbling::new(60_000);
-    /// assert_eq!(minute.assign(90_000).unwrap(), (60_000, 120_000));
+    /// use streamfold::window::Windows;
+    /// let minute = Windows::tumbling(60_000);
+    /// let p = minute.pane(90_000).unwrap();
+    /// assert_eq!((p.start, p.last_end), (60_000, 120_000));
     /// ```
     ///
     /// # Errors
-    /// When `end` would overflow (event times near `i64::MAX`).
-    pub fn assign(&self, t: i64) -> Result<(i64, i64), EventTimeOutOfRange> {
-        let start = t - t.rem_euclid(self.size_ms);
-        let end = start
-            .checked_add(self.size_ms)
+    /// When window ends would overflow (event times near `i64::MAX`).
+    pub fn pane(&self, t: i64) -> Result<Pane, EventTimeOutOfRange> {
+        let start = t - t.rem_euclid(self.pane);
+        let last_start = start - start.rem_euclid(self.advance);
+        let last_end = last_start
+            .checked_add(self.size)
             .ok_or(EventTimeOutOfRange(t))?;
-        Ok((start, end))
+        let first_end = self.ends_covering(start).next().unwrap_or(last_end);
+        Ok(Pane {
+            start,
+            first_end,
+            last_end,
+        })
+    }
+
+    /// Ends of the windows covering the pane starting at `pane_start`,
+    /// ascending.
+    pub fn ends_covering(&self, pane_start: i64) -> impl Iterator<Item = i64> + use<> {
+        let last_start = pane_start - pane_start.rem_euclid(self.advance);
+        let (size, advance) = (self.size, self.advance);
+        let count = ((size + advance - 1) / advance) as usize;
+        (0..count)
+            .rev()
+            .map(move |i| last_start - i as i64 * advance)
+            .filter(move |s| *s + size > pane_start)
+            .map(move |s| s + size)
+    }
+
+    /// The `[start, end)` windows holding event time `t`, ascending.
+    ///
+    /// # Errors
+    /// When window ends would overflow.
+    pub fn assign(&self, t: i64) -> Result<Vec<(i64, i64)>, EventTimeOutOfRange> {
+        let p = self.pane(t)?;
+        Ok(self
+            .ends_covering(p.start)
+            .map(|e| (e - self.size, e))
+            .collect())
     }
 }
 
@@ -107,12 +184,43 @@ mod tests {
 
     #[test]
     fn tumbling_assignment_is_epoch_aligned_also_before_1970() {
-        let w = Tumbling::new(60_000);
-        assert_eq!(w.assign(0).unwrap(), (0, 60_000));
-        assert_eq!(w.assign(59_999).unwrap(), (0, 60_000));
-        assert_eq!(w.assign(60_000).unwrap(), (60_000, 120_000));
-        assert_eq!(w.assign(-1).unwrap(), (-60_000, 0));
+        let w = Windows::tumbling(60_000);
+        assert_eq!(w.assign(0).unwrap(), [(0, 60_000)]);
+        assert_eq!(w.assign(59_999).unwrap(), [(0, 60_000)]);
+        assert_eq!(w.assign(60_000).unwrap(), [(60_000, 120_000)]);
+        assert_eq!(w.assign(-1).unwrap(), [(-60_000, 0)]);
         assert!(w.assign(i64::MAX).is_err());
+    }
+
+    #[test]
+    fn hopping_assignment_covers_every_window_holding_the_time() {
+        let w = Windows::hopping(10_000, 2_000);
+        assert_eq!(
+            w.assign(7_500).unwrap(),
+            [
+                (-2_000, 8_000),
+                (0, 10_000),
+                (2_000, 12_000),
+                (4_000, 14_000),
+                (6_000, 16_000)
+            ]
+        );
+        let p = w.pane(7_500).unwrap();
+        assert_eq!((p.start, p.first_end, p.last_end), (6_000, 8_000, 16_000));
+        // Size not a multiple of the advance: panes of gcd(10s, 4s) = 2s.
+        let w = Windows::hopping(10_000, 4_000);
+        assert_eq!(
+            w.assign(9_000).unwrap(),
+            [(0, 10_000), (4_000, 14_000), (8_000, 18_000)]
+        );
+        assert_eq!(w.assign(-1).unwrap(), [(-8_000, 2_000), (-4_000, 6_000)]);
+        for t in [-12_345, -1, 0, 1, 3_999, 4_000, 123_456] {
+            let want: Vec<_> = (-40..40)
+                .map(|i| (i * 4_000, i * 4_000 + 10_000))
+                .filter(|(s, e)| *s <= t && t < *e)
+                .collect();
+            assert_eq!(w.assign(t).unwrap(), want, "t = {t}");
+        }
     }
 
     #[test]

@@ -1,119 +1,249 @@
-//! The open windows of one partition, ordered by end so closing is cheap.
+//! The open panes of one partition, and closing the windows they form.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::aggregate::Aggregates;
+use super::Windows;
+use crate::aggregate::{AggSpec, Aggregates};
 
-/// One window that has records and has not been emitted yet.
+/// The partial aggregates of one key over one pane.
 #[derive(Debug, Clone)]
-pub struct OpenWindow {
-    /// Inclusive start, epoch millis.
-    pub start: i64,
-    /// The aggregates so far.
-    pub aggregates: Aggregates,
-    /// Offset of its first record.
-    pub first_offset: i64,
-    /// Offset of its last record so far.
-    pub last_offset: i64,
+struct PaneState {
+    aggregates: Aggregates,
+    last_end: i64,
 }
 
-/// Open windows keyed by `(end, key)`.
+/// A window whose watermark has passed: ready to be emitted.
+#[derive(Debug)]
+pub struct ClosedWindow {
+    /// Group key.
+    pub key: String,
+    /// Inclusive start.
+    pub start: i64,
+    /// Exclusive end.
+    pub end: i64,
+    /// The merged aggregates of its panes.
+    pub aggregates: Aggregates,
+}
+
+/// Open panes of one partition, by key and pane start, with an index of
+/// the first window end each pane takes part in.
 #[derive(Debug, Default)]
 pub struct WindowStore {
-    windows: BTreeMap<(i64, String), OpenWindow>,
+    panes: HashMap<String, BTreeMap<i64, PaneState>>,
+    by_first_end: BTreeSet<(i64, String, i64)>,
+    closed: Option<i64>,
+    count: usize,
 }
 
 impl WindowStore {
-    /// Merges a partial into window `(key, start, end)`. Returns `true`
-    /// when this opened a new window.
+    /// Merges a partial into pane `(key, pane_start)`. Returns `true` when
+    /// this opened a new pane.
     pub fn merge(
         &mut self,
+        windows: &Windows,
         key: &str,
-        start: i64,
-        end: i64,
+        pane_start: i64,
+        last_end: i64,
         aggregates: Aggregates,
-        offsets: (i64, i64),
     ) -> bool {
-        if let Some(w) = self.windows.get_mut(&(end, key.to_string())) {
-            w.aggregates.merge(aggregates);
-            w.last_offset = w.last_offset.max(offsets.1);
+        let panes = self.panes.entry(key.to_string()).or_default();
+        if let Some(p) = panes.get_mut(&pane_start) {
+            p.aggregates.merge(aggregates);
             return false;
         }
-        self.windows.insert(
-            (end, key.to_string()),
-            OpenWindow {
-                start,
+        panes.insert(
+            pane_start,
+            PaneState {
                 aggregates,
-                first_offset: offsets.0,
-                last_offset: offsets.1,
+                last_end,
             },
         );
+        let first_end = windows.ends_covering(pane_start).next().unwrap_or(last_end);
+        debug_assert!(first_end <= last_end);
+        self.by_first_end
+            .insert((first_end, key.to_string(), pane_start));
+        self.count += 1;
         true
     }
 
-    /// Removes and returns the windows ending at or before `watermark`,
-    /// ordered by end, then key.
-    pub fn close_until(&mut self, watermark: i64) -> Vec<(String, i64, OpenWindow)> {
-        let mut closed = Vec::new();
-        while let Some(entry) = self.windows.first_entry() {
-            if entry.key().0 > watermark {
+    /// Closes every window ending at or before `watermark` that has at
+    /// least one pane, and drops panes no open window needs. Windows
+    /// ending at or before `skip_until` (already emitted and acknowledged
+    /// before a restart) are not returned. Ordered by end, then key.
+    pub fn close_until(
+        &mut self,
+        windows: &Windows,
+        specs: &[AggSpec],
+        watermark: i64,
+        skip_until: i64,
+    ) -> Vec<ClosedWindow> {
+        let closed = self.closed.unwrap_or(i64::MIN);
+        if watermark <= closed {
+            return Vec::new();
+        }
+        let mut todo: BTreeSet<(i64, String)> = BTreeSet::new();
+        for (first_end, key, pane_start) in &self.by_first_end {
+            if *first_end > watermark {
                 break;
             }
-            let ((end, key), w) = entry.remove_entry();
-            closed.push((key, end, w));
+            for e in windows.ends_covering(*pane_start) {
+                if e > closed && e <= watermark && e > skip_until {
+                    todo.insert((e, key.clone()));
+                }
+            }
         }
-        closed
+        let mut out = Vec::with_capacity(todo.len());
+        for (end, key) in todo {
+            let Some(panes) = self.panes.get_mut(&key) else {
+                continue;
+            };
+            let start = end - windows.size();
+            let mut merged = Aggregates::new(specs);
+            let starts: Vec<i64> = panes.range(start..end).map(|(s, _)| *s).collect();
+            for s in starts {
+                // A pane's last window is the last use of it: move it out.
+                if panes[&s].last_end == end {
+                    let p = panes.remove(&s).expect("pane listed above");
+                    merged.merge(p.aggregates);
+                } else {
+                    merged.merge(panes[&s].aggregates.clone());
+                }
+            }
+            out.push(ClosedWindow {
+                key,
+                start,
+                end,
+                aggregates: merged,
+            });
+        }
+        // Drop panes whose windows are all closed (also those skipped).
+        let done: Vec<(i64, String, i64)> = self
+            .by_first_end
+            .iter()
+            .take_while(|(first_end, _, _)| *first_end <= watermark)
+            .filter(|(_, key, s)| {
+                self.panes
+                    .get(key)
+                    .and_then(|p| p.get(s))
+                    .is_none_or(|p| p.last_end <= watermark)
+            })
+            .cloned()
+            .collect();
+        for (first_end, key, s) in done {
+            self.by_first_end.remove(&(first_end, key.clone(), s));
+            if let Some(panes) = self.panes.get_mut(&key) {
+                panes.remove(&s);
+                if panes.is_empty() {
+                    self.panes.remove(&key);
+                }
+            }
+            self.count -= 1;
+        }
+        self.closed = Some(watermark);
+        out
     }
 
-    /// Number of open windows.
+    /// Number of open panes.
     pub fn len(&self) -> usize {
-        self.windows.len()
+        self.count
     }
 
-    /// Whether no window is open.
+    /// Whether no pane is open.
     pub fn is_empty(&self) -> bool {
-        self.windows.is_empty()
+        self.count == 0
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::{AggKind, AggSpec};
+    use crate::aggregate::AggKind;
     use crate::codec::Record;
     use apache_avro::types::Value;
 
-    fn one() -> Aggregates {
-        let specs = [count()];
-        let mut a = Aggregates::new(&specs);
-        a.add(&specs, &Record { values: vec![] }, 0, 0).unwrap();
-        a
-    }
-
-    fn count() -> AggSpec {
-        AggSpec {
+    fn count() -> [AggSpec; 1] {
+        [AggSpec {
             name: "count".into(),
             kind: AggKind::Count,
             field: None,
+        }]
+    }
+
+    fn n(k: u64) -> Aggregates {
+        let specs = count();
+        let mut a = Aggregates::new(&specs);
+        for _ in 0..k {
+            a.add(&specs, &Record { values: vec![] }, 0, 0).unwrap();
         }
+        a
+    }
+
+    fn put(s: &mut WindowStore, w: &Windows, key: &str, t: i64, k: u64) -> bool {
+        let p = w.pane(t).unwrap();
+        s.merge(w, key, p.start, p.last_end, n(k))
+    }
+
+    fn summary(c: Vec<ClosedWindow>) -> Vec<(String, i64, i64, Value)> {
+        c.into_iter()
+            .map(|w| {
+                let v = w.aggregates.finish(&count()).remove(0);
+                (w.key, w.start, w.end, v)
+            })
+            .collect()
     }
 
     #[test]
-    fn closes_in_end_then_key_order_and_keeps_later_windows() {
+    fn tumbling_closes_in_end_then_key_order_and_keeps_later_windows() {
+        let w = Windows::tumbling(60);
         let mut s = WindowStore::default();
-        assert!(s.merge("b", 0, 60, one(), (3, 3)));
-        assert!(s.merge("a", 0, 60, one(), (4, 4)));
-        assert!(!s.merge("a", 0, 60, one(), (7, 7)));
-        assert!(s.merge("a", 60, 120, one(), (5, 5)));
-        let closed = s.close_until(60);
-        let keys: Vec<_> = closed.iter().map(|(k, e, _)| (k.as_str(), *e)).collect();
-        assert_eq!(keys, [("a", 60), ("b", 60)]);
-        let a = &closed[0].2;
-        assert_eq!((a.first_offset, a.last_offset), (4, 7));
+        assert!(put(&mut s, &w, "b", 10, 1));
+        assert!(put(&mut s, &w, "a", 20, 2));
+        assert!(!put(&mut s, &w, "a", 59, 1));
+        assert!(put(&mut s, &w, "a", 60, 4));
+        let closed = summary(s.close_until(&w, &count(), 60, i64::MIN));
         assert_eq!(
-            a.aggregates.clone().finish(&[count()]),
-            vec![Value::Long(2)]
+            closed,
+            [
+                ("a".to_string(), 0, 60, Value::Long(3)),
+                ("b".to_string(), 0, 60, Value::Long(1)),
+            ]
         );
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn hopping_windows_merge_shared_panes() {
+        let w = Windows::hopping(10, 5);
+        let mut s = WindowStore::default();
+        put(&mut s, &w, "a", 1, 1); // windows [-5,5) [0,10)
+        put(&mut s, &w, "a", 7, 2); // windows [0,10) [5,15)
+        put(&mut s, &w, "a", 12, 4); // windows [5,15) [10,20)
+        let c = summary(s.close_until(&w, &count(), 10, i64::MIN));
+        assert_eq!(
+            c,
+            [
+                ("a".to_string(), -5, 5, Value::Long(1)),
+                ("a".to_string(), 0, 10, Value::Long(3)),
+            ]
+        );
+        assert_eq!(s.len(), 2, "the pane at 0 is no longer needed");
+        let c = summary(s.close_until(&w, &count(), 20, i64::MIN));
+        assert_eq!(
+            c,
+            [
+                ("a".to_string(), 5, 15, Value::Long(6)),
+                ("a".to_string(), 10, 20, Value::Long(4)),
+            ]
+        );
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn windows_up_to_skip_until_are_not_emitted_again() {
+        let w = Windows::hopping(10, 5);
+        let mut s = WindowStore::default();
+        put(&mut s, &w, "a", 7, 2);
+        let c = summary(s.close_until(&w, &count(), 20, 10));
+        assert_eq!(c, [("a".to_string(), 5, 15, Value::Long(2))]);
     }
 }

@@ -382,6 +382,19 @@ pub fn expected(
     lateness_ms: i64,
     key_of: impl Fn(&Payment) -> String,
 ) -> Expected {
+    expected_hopping(events, offsets, lateness_ms, key_of, 60_000, 60_000)
+}
+
+/// [`expected`] for windows of `size` starting every `advance`: a record is
+/// late when the first window holding it has closed, and then joins none.
+pub fn expected_hopping(
+    events: &[(i32, Event)],
+    offsets: &[(i32, i64)],
+    lateness_ms: i64,
+    key_of: impl Fn(&Payment) -> String,
+    size: i64,
+    advance: i64,
+) -> Expected {
     let mut out = Expected::default();
     let mut max_seen: HashMap<i32, i64> = HashMap::new();
     // Per partition, per (key, window start): (euros, payment, offset).
@@ -396,26 +409,32 @@ pub fn expected(
             out.failed.push((*partition, *offset));
             continue;
         };
-        let start = p.event_time.div_euclid(60_000) * 60_000;
-        let end = start + 60_000;
+        let t = p.event_time;
+        let starts: Vec<i64> = (t.div_euclid(advance) - size / advance - 1..=t.div_euclid(advance))
+            .map(|i| i * advance)
+            .filter(|s| *s <= t && t < s + size)
+            .collect();
+        let first_end = starts[0] + size;
         if let Some(m) = max_seen.get(partition)
-            && end <= m - lateness_ms
+            && first_end <= m - lateness_ms
         {
             out.late.push((*partition, *offset));
             continue;
         }
-        open.entry(*partition)
-            .or_default()
-            .entry((key_of(p), start))
-            .or_default()
-            .push((eur, p.clone(), *offset));
+        for start in starts {
+            open.entry(*partition)
+                .or_default()
+                .entry((key_of(p), start))
+                .or_default()
+                .push((eur, p.clone(), *offset));
+        }
         let m = max_seen.entry(*partition).or_insert(i64::MIN);
         *m = (*m).max(p.event_time);
     }
     for (partition, windows) in open {
         let watermark = max_seen[&partition] - lateness_ms;
         for ((key, start), rows) in windows {
-            if start + 60_000 > watermark {
+            if start + size > watermark {
                 continue; // still open
             }
             let values: Vec<f64> = rows.iter().map(|r| r.0).collect();
@@ -427,7 +446,7 @@ pub fn expected(
             let row = WindowRow {
                 key: key.clone(),
                 start,
-                end: start + 60_000,
+                end: start + size,
                 count: values.len() as i64,
                 sum,
                 min: values.iter().cloned().fold(f64::INFINITY, f64::min),

@@ -1,0 +1,138 @@
+//! Window kinds end to end on the embedded broker, compared with an
+//! independent record-at-a-time computation over the same out-of-order
+//! records with late ones among them.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use streamfold::generate::{GeneratorOptions, PaymentGenerator};
+use streamfold::telemetry::Metrics;
+use tokio_util::sync::CancellationToken;
+
+/// Payments for 4 merchants over 2 partitions, then a far-future payment
+/// per partition that closes everything before it.
+fn events(n: usize) -> Vec<(i32, Event)> {
+    let options = GeneratorOptions {
+        seed: 21,
+        merchants: 4,
+        step_ms: 50,
+        jitter_ms: 8_000,
+        late_every: 37,
+        late_ms: 45_000,
+        ..GeneratorOptions::default()
+    };
+    let mut out: Vec<(i32, Event)> = PaymentGenerator::new(options.clone())
+        .take(n)
+        .map(|p| {
+            let m: i32 = p.merchant_id.trim_start_matches("m-").parse().unwrap();
+            (m % 2, Event::Payment(p))
+        })
+        .collect();
+    for part in 0..2 {
+        let mut p = PaymentGenerator::new(options.clone()).next().unwrap();
+        p.merchant_id = format!("m-{part}");
+        p.event_time = options.start_ms + n as i64 * options.step_ms + 3_600_000;
+        out.push((part, Event::Payment(p)));
+    }
+    out
+}
+
+async fn run_and_compare(window: &str, size: i64, advance: i64) {
+    let setup = Setup::new(2);
+    let events = events(4_000);
+    let offsets = publish(&setup.servers(), &setup.input, &events);
+    let expected = expected_hopping(
+        &events,
+        &offsets,
+        5_000,
+        |p| p.merchant_id.clone(),
+        size,
+        advance,
+    );
+    assert!(expected.windows.len() > 10);
+    assert!(!expected.late.is_empty());
+
+    let path = setup.write_config("5s", "[batch]\nmax_records = 200\nmax_wait = \"10ms\"\n");
+    without_pseudonymise(&path);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("window = { kind = \"tumbling\", size = \"1m\" }", window)
+        .replace("output_schema = ", "# output_schema = ");
+    std::fs::write(&path, text).unwrap();
+    let loaded = streamfold::config::load(&path).unwrap();
+    let shutdown = CancellationToken::new();
+    let pipeline = {
+        let (loaded, shutdown) = (loaded.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            streamfold::source::run(&loaded, Vec::new(), Metrics::new(), shutdown).await
+        })
+    };
+    let (servers, topic, want) = (
+        setup.servers(),
+        setup.output.clone(),
+        expected.windows.len(),
+    );
+    let read = tokio::task::spawn_blocking(move || {
+        read_until(&servers, &topic, Duration::from_secs(60), |r| {
+            r.len() >= want
+        })
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shutdown.cancel();
+    pipeline.await.unwrap().unwrap();
+
+    let mut got = BTreeMap::new();
+    for r in &read {
+        let row = decode_window(&r.payload);
+        assert!(
+            got.insert((row.key.clone(), row.start), row).is_none(),
+            "emitted twice"
+        );
+    }
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.windows.keys().collect::<Vec<_>>()
+    );
+    for (k, want) in &expected.windows {
+        assert!(
+            same_window(&got[k], want),
+            "{k:?}: got {:?}, want {want:?}",
+            got[k]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hopping_windows_match_an_independent_computation() {
+    run_and_compare(
+        "window = { kind = \"hopping\", size = \"1m\", advance = \"20s\" }",
+        60_000,
+        20_000,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hopping_windows_with_size_not_a_multiple_of_advance() {
+    run_and_compare(
+        "window = { kind = \"hopping\", size = \"50s\", advance = \"20s\" }",
+        50_000,
+        20_000,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tumbling_windows_match_an_independent_computation() {
+    run_and_compare(
+        "window = { kind = \"tumbling\", size = \"1m\" }",
+        60_000,
+        60_000,
+    )
+    .await;
+}
