@@ -41,17 +41,24 @@ fn events(n: usize) -> Vec<(i32, Event)> {
 }
 
 async fn run_and_compare(window: &str, size: i64, advance: i64) {
-    let setup = Setup::new(2);
     let events = events(4_000);
+    compare(window, events, |events, offsets| {
+        expected_hopping(
+            events,
+            offsets,
+            5_000,
+            |p| p.merchant_id.clone(),
+            size,
+            advance,
+        )
+    })
+    .await;
+}
+
+async fn compare(window: &str, events: Vec<(i32, Event)>, expect: impl Expect) {
+    let setup = Setup::new(2);
     let offsets = publish(&setup.servers(), &setup.input, &events);
-    let expected = expected_hopping(
-        &events,
-        &offsets,
-        5_000,
-        |p| p.merchant_id.clone(),
-        size,
-        advance,
-    );
+    let expected = expect(&events, &offsets);
     assert!(expected.windows.len() > 10);
     assert!(!expected.late.is_empty());
 
@@ -133,6 +140,34 @@ async fn tumbling_windows_match_an_independent_computation() {
         "window = { kind = \"tumbling\", size = \"1m\" }",
         60_000,
         60_000,
+    )
+    .await;
+}
+
+/// Sparse activity: merchants pause long enough for sessions to end, and
+/// sometimes a record bridges two sessions.
+fn bursty(n: usize) -> Vec<(i32, Event)> {
+    let mut out = events(n);
+    let mut rng = fastrand::Rng::with_seed(9);
+    let mut shift = 0;
+    for (_, e) in out.iter_mut() {
+        if let Event::Payment(p) = e {
+            if rng.u32(..40) == 0 {
+                shift += rng.i64(20_000..90_000);
+            }
+            p.event_time += shift;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_windows_match_an_independent_computation() {
+    let events = bursty(4_000);
+    compare(
+        "window = { kind = \"session\", gap = \"15s\" }",
+        events,
+        |e, o| expected_sessions(e, o, 5_000, 15_000),
     )
     .await;
 }

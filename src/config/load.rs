@@ -291,13 +291,16 @@ fn check(c: &Config, file: &str) -> Vec<Problem> {
     }
     let whole_ms =
         |d: &std::time::Duration| d.as_millis() > 0 && d.subsec_nanos().is_multiple_of(1_000_000);
-    let (size, advance) = match &p.window {
-        super::WindowConfig::Tumbling { size } => (size, None),
-        super::WindowConfig::Hopping { size, advance } => (size, Some(advance)),
+    let (size, advance, size_key) = match &p.window {
+        super::WindowConfig::Tumbling { size } => (size, None, "pipeline.window.size"),
+        super::WindowConfig::Hopping { size, advance } => {
+            (size, Some(advance), "pipeline.window.size")
+        }
+        super::WindowConfig::Session { gap } => (gap, None, "pipeline.window.gap"),
     };
     if !whole_ms(size) {
         bad(
-            "pipeline.window.size",
+            size_key,
             format!(
                 "expected a whole number of milliseconds of at least 1ms, found {}",
                 humantime::format_duration(*size)

@@ -163,6 +163,12 @@ pub enum WindowConfig {
         #[serde(with = "humantime_serde")]
         advance: Duration,
     },
+    /// Per-key sessions that close after `gap` without records.
+    Session {
+        /// Inactivity gap, e.g. `"30m"`.
+        #[serde(with = "humantime_serde")]
+        gap: Duration,
+    },
 }
 
 /// Policy for records that arrive after their window was emitted.

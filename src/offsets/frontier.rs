@@ -107,10 +107,23 @@ impl Frontier {
     }
 
     /// A window ending at `end` was opened by the record at `first`.
+    ///
+    /// Tracked even when `end` is already settled (a replay after a
+    /// restart): a session rebuilt from part of its records can still grow
+    /// past the settled bound by merging, and then holds the frontier.
+    /// Windows that close settled are dropped with [`Frontier::window_dropped`].
     pub fn window_opened(&mut self, end: i64, first: i64, max_event_time_before_first: i64) {
         self.windows_by_end.insert((end, first));
         self.windows_by_first
             .insert(first, (end, max_event_time_before_first));
+    }
+
+    /// A window (a session that merged into another, or one dropped as
+    /// settled) is no longer tracked under `(end, first)`.
+    pub fn window_dropped(&mut self, end: i64, first: i64) {
+        if self.windows_by_end.remove(&(end, first)) {
+            self.windows_by_first.remove(&first);
+        }
     }
 
     /// A window ending at `end` was handed to the producer.

@@ -15,6 +15,7 @@ use crate::codec::Record;
 use crate::window::NO_TIME;
 
 use super::plan::{EventTime, Plan};
+use crate::window::WindowPlan;
 
 /// A record as read from Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +96,22 @@ pub struct BatchOutput {
     pub late: Vec<u32>,
     /// Records that failed.
     pub failures: Vec<Failure>,
+    /// Session pipelines only: every extracted record in order; the
+    /// partition task assigns them to sessions.
+    pub session_records: Vec<SessionRecord>,
+}
+
+/// A decoded record of a session pipeline, ready to join a session.
+#[derive(Debug)]
+pub struct SessionRecord {
+    /// Index in the batch.
+    pub index: u32,
+    /// Group key.
+    pub key: String,
+    /// Event time.
+    pub event_time: i64,
+    /// The transformed record (read by the aggregates).
+    pub record: Record,
 }
 
 struct Extracted {
@@ -127,6 +144,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>) -> BatchOutput {
         partials: Vec::new(),
         late: Vec::new(),
         failures: Vec::new(),
+        session_records: Vec::new(),
     };
     let mut index: HashMap<(String, i64), usize> = HashMap::new();
     let decoder = match plan.decoder.batch() {
@@ -181,7 +199,27 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>) -> BatchOutput {
                 continue;
             }
         };
-        let pane = match plan.window.pane(x.event_time) {
+        let windows = match plan.window {
+            WindowPlan::Fixed(w) => w,
+            WindowPlan::Session { gap_ms } => {
+                if x.event_time.checked_add(gap_ms).is_none() {
+                    let e = crate::window::EventTimeOutOfRange(x.event_time);
+                    out.failures.push(fail(FailStage::Extract, e.to_string()));
+                    continue;
+                }
+                // Late records never raise the largest event time, so this
+                // prefix is right whichever records turn out late.
+                out.max_event_time = out.max_event_time.max(x.event_time);
+                out.session_records.push(SessionRecord {
+                    index: i32,
+                    key: x.key,
+                    event_time: x.event_time,
+                    record: rec,
+                });
+                continue;
+            }
+        };
+        let pane = match windows.pane(x.event_time) {
             Ok(p) => p,
             Err(e) => {
                 out.failures.push(fail(FailStage::Extract, e.to_string()));

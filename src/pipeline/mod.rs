@@ -4,5 +4,7 @@
 mod batch;
 mod plan;
 
-pub use batch::{BatchOutput, FailStage, Failure, RawRecord, WindowPartial, process};
+pub use batch::{
+    BatchOutput, FailStage, Failure, RawRecord, SessionRecord, WindowPartial, process,
+};
 pub use plan::{EventTime, Plan};

@@ -7,7 +7,7 @@ use crate::config::{
     ConfigError, EventTimeConfig, LatePolicy, LoadedConfig, Problem, WindowConfig,
 };
 use crate::transform::{self, Transform};
-use crate::window::{Lateness, Windows};
+use crate::window::{Lateness, WindowPlan, Windows};
 
 /// Where a record's event time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub struct Plan {
     /// Event-time source.
     pub event_time: EventTime,
     /// Window assignment.
-    pub window: Windows,
+    pub window: WindowPlan,
     /// Watermark and lateness.
     pub lateness: Lateness,
     /// What to do with late records.
@@ -182,13 +182,18 @@ impl Plan {
         let (size, advance) = match &p.window {
             WindowConfig::Tumbling { size } => (size, size),
             WindowConfig::Hopping { size, advance } => (size, advance),
+            WindowConfig::Session { gap } => (gap, gap),
         };
         let (size_ms, advance_ms) = (size.as_millis() as i64, advance.as_millis() as i64);
         if size_ms <= 0 {
             // Same text as the config check, so `validate` shows it once.
             problems.push(Problem::new(
                 &file,
-                "pipeline.window.size",
+                if matches!(p.window, WindowConfig::Session { .. }) {
+                    "pipeline.window.gap"
+                } else {
+                    "pipeline.window.size"
+                },
                 format!(
                     "expected a whole number of milliseconds of at least 1ms, found {}",
                     humantime::format_duration(*size)
@@ -206,7 +211,10 @@ impl Plan {
                 transforms,
                 key_index,
                 event_time,
-                window: Windows::hopping(size_ms, advance_ms),
+                window: match p.window {
+                    WindowConfig::Session { .. } => WindowPlan::Session { gap_ms: size_ms },
+                    _ => WindowPlan::Fixed(Windows::hopping(size_ms, advance_ms)),
+                },
                 lateness: Lateness::new(p.allowed_lateness.as_millis() as i64),
                 late_policy: p.late_records,
                 aggregates,

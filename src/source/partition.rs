@@ -12,12 +12,13 @@ use futures_util::stream::{FuturesOrdered, FuturesUnordered};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
+use crate::aggregate::Aggregates;
 use crate::codec::WindowOutput;
 use crate::config::LatePolicy;
 use crate::offsets::{CommitPoint, Frontier};
 use crate::pipeline::{BatchOutput, RawRecord, process};
 use crate::sink::{DeadLetter, SendError};
-use crate::window::{ClosedWindow, NO_TIME, WindowStore};
+use crate::window::{NO_TIME, SessionStore, WindowPlan, WindowStore};
 
 /// Asks a partition task to finish in-flight work, publish its final commit
 /// point and stop.
@@ -65,6 +66,12 @@ pub(crate) enum PartitionError {
         #[source]
         source: SendError,
     },
+    #[error("partition {partition}: record at offset {offset}: {reason}")]
+    Aggregate {
+        partition: i32,
+        offset: i64,
+        reason: String,
+    },
     #[error("partition {partition}: {source}")]
     Encode {
         partition: i32,
@@ -77,6 +84,7 @@ pub(crate) struct PartitionTask {
     partition: i32,
     shared: Arc<Shared>,
     windows: WindowStore,
+    sessions: SessionStore,
     frontier: Frontier,
     /// Largest event time seen in this partition (from the resumed commit on).
     max_event_time: i64,
@@ -91,6 +99,7 @@ impl PartitionTask {
             partition,
             shared,
             windows: WindowStore::default(),
+            sessions: SessionStore::default(),
             frontier: Frontier::new(resume.map_or(NO_TIME, |p| p.settled)),
             max_event_time: resume.map_or(NO_TIME, |p| p.max_event_time),
             in_flight: FuturesOrdered::new(),
@@ -143,7 +152,11 @@ impl PartitionTask {
         self.shared
             .metrics
             .open_windows
-            .sub(self.windows.len() as i64);
+            .sub(self.open_windows() as i64);
+    }
+
+    fn open_windows(&self) -> usize {
+        self.windows.len() + self.sessions.len()
     }
 
     fn start(&mut self, records: Vec<RawRecord>) {
@@ -178,31 +191,83 @@ impl PartitionTask {
             self.dead_letter(r, f.stage.as_str(), &f.reason, m_before(f.index))
                 .await?;
         }
+        let open_before = self.open_windows();
         let mut late: Vec<u32> = out.late.clone();
         let mut ok = 0u64;
-        for p in std::mem::take(&mut out.partials) {
-            if plan.lateness.is_closed(p.first_end, before) {
-                late.extend_from_slice(&p.members);
-                continue;
+        match plan.window {
+            WindowPlan::Fixed(windows) => {
+                for p in std::mem::take(&mut out.partials) {
+                    if plan.lateness.is_closed(p.first_end, before) {
+                        late.extend_from_slice(&p.members);
+                        continue;
+                    }
+                    let Some(&first) = p.members.first() else {
+                        continue;
+                    };
+                    ok += p.members.len() as u64;
+                    if p.last_end <= self.frontier.settled() {
+                        // Replayed after a restart: every window of this
+                        // pane was emitted and acknowledged with these
+                        // records before the commit.
+                        continue;
+                    }
+                    let opened = self.windows.merge(
+                        &windows,
+                        &p.key,
+                        p.pane_start,
+                        p.last_end,
+                        p.aggregates,
+                    );
+                    if opened {
+                        let first_offset = out.records[first as usize].offset;
+                        self.frontier
+                            .window_opened(p.last_end, first_offset, m_before(first));
+                    }
+                }
             }
-            let Some(&first) = p.members.first() else {
-                continue;
-            };
-            ok += p.members.len() as u64;
-            if p.last_end <= self.frontier.settled() {
-                // Replayed after a restart: every window of this pane was
-                // emitted and acknowledged with these records before the
-                // commit.
-                continue;
-            }
-            let opened =
-                self.windows
-                    .merge(&plan.window, &p.key, p.pane_start, p.last_end, p.aggregates);
-            if opened {
-                let first_offset = out.records[first as usize].offset;
-                self.frontier
-                    .window_opened(p.last_end, first_offset, m_before(first));
-                self.shared.metrics.open_windows.inc();
+            WindowPlan::Session { gap_ms } => {
+                // Sessions merge, so each record's session depends on every
+                // earlier record of its key: assigned here, in order.
+                let mut m = before;
+                for s in std::mem::take(&mut out.session_records) {
+                    if plan
+                        .lateness
+                        .is_closed(s.event_time.saturating_add(gap_ms), m)
+                    {
+                        late.push(s.index);
+                        continue;
+                    }
+                    ok += 1;
+                    let offset = out.records[s.index as usize].offset;
+                    let change = self
+                        .sessions
+                        .add(
+                            &plan.aggregates,
+                            &s.key,
+                            s.event_time,
+                            gap_ms,
+                            &s.record,
+                            offset,
+                            m,
+                        )
+                        .map_err(|reason| PartitionError::Aggregate {
+                            partition: self.partition,
+                            offset,
+                            reason,
+                        })?;
+                    for (end, first) in change.removed {
+                        self.frontier.window_dropped(end, first);
+                    }
+                    let (end, first, met) = change.added;
+                    self.frontier.window_opened(end, first, met);
+                    if s.event_time > m {
+                        m = s.event_time;
+                        for c in self.sessions.close_until(plan.lateness.watermark(m)) {
+                            self.emit(c.key, c.start, c.end, c.first_offset, c.aggregates)
+                                .await?;
+                        }
+                    }
+                }
             }
         }
         processed.with_label_values(&["ok"]).inc_by(ok);
@@ -225,32 +290,49 @@ impl PartitionTask {
         self.frontier.advance(last + 1, self.max_event_time);
         let watermark = plan.lateness.watermark(self.max_event_time);
         if self.max_event_time != NO_TIME {
-            let open = self.windows.len();
-            let closed = self.windows.close_until(
-                &plan.window,
-                &plan.aggregates,
-                watermark,
-                self.frontier.settled(),
-            );
-            self.shared
-                .metrics
-                .open_windows
-                .sub((open - self.windows.len()) as i64);
-            for w in closed {
-                self.emit(w).await?;
+            if let WindowPlan::Fixed(windows) = plan.window {
+                let closed = self.windows.close_until(
+                    &windows,
+                    &plan.aggregates,
+                    watermark,
+                    self.frontier.settled(),
+                );
+                for w in closed {
+                    self.emit(w.key, w.start, w.end, -1, w.aggregates).await?;
+                }
             }
             self.frontier.windows_closed(watermark);
         }
+        let open_after = self.open_windows();
+        self.shared
+            .metrics
+            .open_windows
+            .add(open_after as i64 - open_before as i64);
         Ok(())
     }
 
-    async fn emit(&mut self, w: ClosedWindow) -> Result<(), PartitionError> {
-        let end = w.end;
+    /// Encodes and sends one closed window. A session window rebuilt in a
+    /// replay that ends at or before the settled bound was already
+    /// emitted and acknowledged: it is dropped instead (`first_offset`
+    /// identifies it to the frontier; -1 for fixed windows, which the
+    /// store already filters).
+    async fn emit(
+        &mut self,
+        key: String,
+        start: i64,
+        end: i64,
+        first_offset: i64,
+        aggregates: Aggregates,
+    ) -> Result<(), PartitionError> {
+        if first_offset >= 0 && end <= self.frontier.settled() {
+            self.frontier.window_dropped(end, first_offset);
+            return Ok(());
+        }
         let out = WindowOutput {
-            key: w.key,
-            start: w.start,
+            key,
+            start,
             end,
-            values: w.aggregates.finish(&self.shared.plan.aggregates),
+            values: aggregates.finish(&self.shared.plan.aggregates),
         };
         let payload =
             self.shared
@@ -261,10 +343,7 @@ impl PartitionTask {
                     partition: self.partition,
                     source,
                 })?;
-        let tag = Tag::Window(WindowSpan {
-            start: w.start,
-            end,
-        });
+        let tag = Tag::Window(WindowSpan { start, end });
         self.frontier.window_emitted(end);
         let shared = Arc::clone(&self.shared);
         self.send(tag, move || shared.sink.send_window(&out, &payload))

@@ -8,8 +8,10 @@
 //! is late. Both decisions depend only on the order of records in the
 //! partition, never on batch boundaries, so a replay decides the same.
 
+mod session;
 mod store;
 
+pub use session::{ClosedSession, SessionChange, SessionStore};
 pub use store::{ClosedWindow, WindowStore};
 
 /// "No event time seen yet".
@@ -138,6 +140,18 @@ impl Windows {
             .map(|e| (e - self.size, e))
             .collect())
     }
+}
+
+/// The windows of a pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowPlan {
+    /// Tumbling or hopping windows, from panes.
+    Fixed(Windows),
+    /// Session windows closing after `gap_ms` without records.
+    Session {
+        /// The inactivity gap in millis.
+        gap_ms: i64,
+    },
 }
 
 /// Lateness rules for one pipeline.

@@ -360,6 +360,10 @@ pub fn euros(p: &Payment) -> Option<f64> {
     Some(p.amount as f64 / 10f64.powi(*digits as i32) * rate)
 }
 
+/// Computes the expectation from the published events and their offsets.
+pub trait Expect: Fn(&[(i32, Event)], &[(i32, i64)]) -> Expected {}
+impl<F: Fn(&[(i32, Event)], &[(i32, i64)]) -> Expected> Expect for F {}
+
 /// What the pipeline must produce, computed one record at a time in
 /// partition order with the documented rules: a record is late when its
 /// window's end is at or below (largest event time seen before it in its
@@ -458,6 +462,90 @@ pub fn expected_hopping(
                 "the test must keep each key in one partition"
             );
         }
+    }
+    out
+}
+
+/// [`expected`] for session windows with inactivity `gap`, one record at a
+/// time: a record is late when `t + gap` is at or below the watermark
+/// before it; otherwise it merges every open session of its key that
+/// overlaps `[t, t + gap)`; sessions close as soon as the watermark reaches
+/// their end.
+pub fn expected_sessions(
+    events: &[(i32, Event)],
+    offsets: &[(i32, i64)],
+    lateness_ms: i64,
+    gap: i64,
+) -> Expected {
+    struct S {
+        key: String,
+        start: i64,
+        end: i64,
+        rows: Vec<(f64, Payment, i64)>,
+    }
+    let mut out = Expected::default();
+    let mut max_seen: HashMap<i32, i64> = HashMap::new();
+    let mut open: HashMap<i32, Vec<S>> = HashMap::new();
+    let mut closed: Vec<S> = Vec::new();
+    for ((partition, e), (_, offset)) in events.iter().zip(offsets) {
+        let Event::Payment(p) = e else {
+            out.failed.push((*partition, *offset));
+            continue;
+        };
+        let Some(eur) = euros(p) else {
+            out.failed.push((*partition, *offset));
+            continue;
+        };
+        let t = p.event_time;
+        let m = max_seen.get(partition).copied();
+        if m.is_some_and(|m| t + gap <= m - lateness_ms) {
+            out.late.push((*partition, *offset));
+            continue;
+        }
+        let sessions = open.entry(*partition).or_default();
+        let mut merged = S {
+            key: p.merchant_id.clone(),
+            start: t,
+            end: t + gap,
+            rows: vec![(eur, p.clone(), *offset)],
+        };
+        let mut keep = Vec::new();
+        for s in sessions.drain(..) {
+            if s.key == merged.key && s.start < t + gap && t < s.end {
+                merged.start = merged.start.min(s.start);
+                merged.end = merged.end.max(s.end);
+                merged.rows.extend(s.rows);
+            } else {
+                keep.push(s);
+            }
+        }
+        keep.push(merged);
+        let m = max_seen.entry(*partition).or_insert(i64::MIN);
+        *m = (*m).max(t);
+        let watermark = *m - lateness_ms;
+        let (done, still): (Vec<S>, Vec<S>) = keep.into_iter().partition(|s| s.end <= watermark);
+        closed.extend(done);
+        *sessions = still;
+    }
+    for mut s in closed {
+        s.rows.sort_by_key(|r| r.2);
+        let values: Vec<f64> = s.rows.iter().map(|r| r.0).collect();
+        let sum: f64 = values.iter().sum();
+        let row = WindowRow {
+            key: s.key.clone(),
+            start: s.start,
+            end: s.end,
+            count: values.len() as i64,
+            sum,
+            min: values.iter().cloned().fold(f64::INFINITY, f64::min),
+            max: values.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+            mean: sum / values.len() as f64,
+        };
+        out.members.insert(
+            (s.key.clone(), s.start),
+            s.rows.into_iter().map(|(_, p, o)| (p, o)).collect(),
+        );
+        assert!(out.windows.insert((s.key, s.start), row).is_none());
     }
     out
 }
