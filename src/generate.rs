@@ -131,6 +131,105 @@ impl Iterator for PaymentGenerator {
     }
 }
 
+/// One page view, as in `schemas/click.avsc`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Click {
+    /// Unique id.
+    pub event_id: String,
+    /// Visitor (the message key).
+    pub user_id: String,
+    /// Page path.
+    pub page: String,
+    /// Time on the page, millis.
+    pub dwell_ms: i64,
+    /// Event time, epoch millis.
+    pub event_time: i64,
+}
+
+impl Click {
+    /// The Avro record value (fields in schema order).
+    pub fn to_avro_value(&self) -> Value {
+        Value::Record(vec![
+            ("event_id".into(), Value::String(self.event_id.clone())),
+            ("user_id".into(), Value::String(self.user_id.clone())),
+            ("page".into(), Value::String(self.page.clone())),
+            ("dwell_ms".into(), Value::Long(self.dwell_ms)),
+            ("event_time".into(), Value::TimestampMillis(self.event_time)),
+        ])
+    }
+}
+
+/// Pages of the example shop, most popular first.
+pub const PAGES: &[&str] = &[
+    "/",
+    "/search",
+    "/product/42",
+    "/product/7",
+    "/cart",
+    "/product/13",
+    "/checkout",
+    "/help",
+];
+
+/// An endless, deterministic stream of page views. Each visitor browses
+/// for a while, then is away for longer than a typical session gap, on a
+/// schedule of its own, so sessions start and end at different times.
+#[derive(Debug, Clone)]
+pub struct ClickGenerator {
+    rng: fastrand::Rng,
+    users: u32,
+    start_ms: i64,
+    step_ms: i64,
+    n: u64,
+}
+
+impl ClickGenerator {
+    /// Clicks of `users` visitors, one every `step_ms` of event time.
+    pub fn new(seed: u64, users: u32, start_ms: i64, step_ms: i64) -> Self {
+        Self {
+            rng: fastrand::Rng::with_seed(seed),
+            users: users.max(1),
+            start_ms,
+            step_ms: step_ms.max(1),
+            n: 0,
+        }
+    }
+
+    fn active(&self, user: u32, clock: i64) -> bool {
+        // Browse for two periods, then away for one (20 to 60 minutes).
+        let period = 20 * 60_000 + i64::from(user % 9) * 5 * 60_000;
+        (clock - self.start_ms + i64::from(user) * 7 * 60_000).div_euclid(period) % 3 != 2
+    }
+}
+
+impl Iterator for ClickGenerator {
+    type Item = Click;
+
+    fn next(&mut self) -> Option<Click> {
+        loop {
+            let n = self.n;
+            self.n += 1;
+            let clock = self.start_ms + n as i64 * self.step_ms;
+            let user = self.rng.u32(..self.users);
+            if !self.active(user, clock) {
+                continue;
+            }
+            // Popular pages more often: the minimum of two draws.
+            let page = PAGES[self
+                .rng
+                .usize(..PAGES.len())
+                .min(self.rng.usize(..PAGES.len()))];
+            return Some(Click {
+                event_id: format!("c-{n}"),
+                user_id: format!("u-{user}"),
+                page: page.to_string(),
+                dwell_ms: 500 + self.rng.i64(0..120_000) * self.rng.i64(1..4) / 3,
+                event_time: clock - self.rng.i64(0..2_000),
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +250,20 @@ mod tests {
             .filter(|(i, p)| p.event_time < o.start_ms + *i as i64 * o.step_ms - o.jitter_ms)
             .count();
         assert_eq!(late, 2);
+    }
+
+    #[test]
+    fn visitors_go_away_long_enough_to_end_sessions() {
+        let clicks: Vec<_> = ClickGenerator::new(1, 5, 0, 1_000).take(20_000).collect();
+        let mut last: std::collections::HashMap<&str, i64> = Default::default();
+        let mut breaks = 0;
+        for c in &clicks {
+            if let Some(prev) = last.insert(&c.user_id, c.event_time)
+                && c.event_time - prev > 30 * 60_000
+            {
+                breaks += 1;
+            }
+        }
+        assert!(breaks >= 5, "{breaks}");
     }
 }

@@ -28,13 +28,17 @@ fn shipped_config() -> String {
 }
 
 #[test]
-fn validate_accepts_the_shipped_example() {
+fn validate_accepts_the_shipped_examples() {
     let out = streamfold(
         &["validate", "--config", &shipped_config()],
         &[("STREAMFOLD_PSEUDONYM_KEY", "k")],
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("ok: pipeline \"merchant-stats\""));
+    let clicks = format!("{}/config/clickstream.toml", env!("CARGO_MANIFEST_DIR"));
+    let out = streamfold(&["validate", "--config", &clicks], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("ok: pipeline \"user-sessions\""));
 }
 
 #[test]
@@ -239,6 +243,29 @@ fn produce_json_lines_then_consume_them_decoded() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn clickstream_demo_prints_visitor_sessions() {
+    let out = streamfold(
+        &[
+            "demo",
+            "--example",
+            "clickstream",
+            "--duration",
+            "8s",
+            "--rate",
+            "400",
+        ],
+        &[],
+    );
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    let sessions = shown
+        .lines()
+        .filter(|l| l.contains("views") && l.contains("dwell p50") && l.contains("top /"))
+        .count();
+    assert!(sessions >= 3, "too few sessions:\n{shown}");
 }
 
 #[test]

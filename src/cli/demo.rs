@@ -16,7 +16,7 @@ use super::produce::{Pacer, Target};
 use crate::broker::EmbeddedBroker;
 use crate::codec::{Decoder, RecordSchema};
 use crate::config::{self, Format};
-use crate::generate::{GeneratorOptions, PaymentGenerator};
+use crate::generate::{ClickGenerator, GeneratorOptions, PaymentGenerator};
 use crate::telemetry::{self, Metrics};
 
 const PSEUDONYM_KEY_ENV: &str = "STREAMFOLD_PSEUDONYM_KEY";
@@ -30,12 +30,25 @@ pub struct DemoArgs {
     /// Payments per second.
     #[arg(long, default_value_t = 500)]
     rate: u64,
-    /// Number of merchants.
-    #[arg(long, default_value_t = 5)]
-    merchants: u32,
+    /// Which example pipeline to run.
+    #[arg(long, value_enum, default_value_t = Example::Payments)]
+    example: Example,
+    /// Number of keys: merchants (payments) or visitors (clickstream).
+    #[arg(long)]
+    keys: Option<u32>,
     /// Every n-th published record is garbage, to show the dead-letter topic.
     #[arg(long, default_value_t = 400)]
     poison_every: u64,
+}
+
+/// The example pipelines shipped in `config/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Example {
+    /// Card payments → per-merchant 1-minute statistics in EUR.
+    Payments,
+    /// Page views → per-visitor sessions with distinct pages, dwell-time
+    /// quantiles and top pages.
+    Clickstream,
 }
 
 /// The demo needs a pseudonymisation key; outside the demo it must be set.
@@ -53,6 +66,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../config/payments.toml"),
     ),
     (
+        "config/clickstream.toml",
+        include_str!("../../config/clickstream.toml"),
+    ),
+    (
         "schemas/payment.avsc",
         include_str!("../../schemas/payment.avsc"),
     ),
@@ -60,15 +77,26 @@ const FILES: &[(&str, &str)] = &[
         "schemas/merchant_window_stats.avsc",
         include_str!("../../schemas/merchant_window_stats.avsc"),
     ),
+    (
+        "schemas/click.avsc",
+        include_str!("../../schemas/click.avsc"),
+    ),
+    (
+        "schemas/user_sessions.avsc",
+        include_str!("../../schemas/user_sessions.avsc"),
+    ),
 ];
 
-fn write_example(dir: &Path) -> anyhow::Result<PathBuf> {
+fn write_example(dir: &Path, example: Example) -> anyhow::Result<PathBuf> {
     for (name, text) in FILES {
         let path = dir.join(name);
         std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
-    Ok(dir.join("config/payments.toml"))
+    Ok(dir.join(match example {
+        Example::Payments => "config/payments.toml",
+        Example::Clickstream => "config/clickstream.toml",
+    }))
 }
 
 fn clock(ms: i64) -> String {
@@ -92,6 +120,33 @@ fn print_window(v: &serde_json::Value) {
     );
 }
 
+fn print_session(v: &serde_json::Value) {
+    let v = &v["value"];
+    let secs = |k: &str| v[k].as_f64().unwrap_or(f64::NAN) / 1000.0;
+    let top: Vec<String> = v["top_pages"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| format!("{}×{}", e["value"].as_str().unwrap_or("?"), e["count"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!(
+        "{:<6} {}–{}  views {:>3}  pages {}  dwell p50 {:>5.1}s p95 {:>5.1}s p99 {:>5.1}s  {} → {}  top {}",
+        v["key"].as_str().unwrap_or("?"),
+        clock(v["window_start"].as_i64().unwrap_or(0)),
+        clock(v["window_end"].as_i64().unwrap_or(0)),
+        v["page_views"].as_i64().unwrap_or(0),
+        v["distinct_pages"].as_i64().unwrap_or(0),
+        secs("dwell_ms_p50"),
+        secs("dwell_ms_p95"),
+        secs("dwell_ms_p99"),
+        v["landing_page"].as_str().unwrap_or("?"),
+        v["exit_page"].as_str().unwrap_or("?"),
+        top.join(" "),
+    );
+}
+
 fn print_dead_letter(v: &serde_json::Value) {
     let h = &v["headers"];
     println!(
@@ -106,7 +161,7 @@ fn print_dead_letter(v: &serde_json::Value) {
 
 pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("streamfold-demo-{}", std::process::id()));
-    let path = write_example(&dir)?;
+    let path = write_example(&dir, args.example)?;
     let mut loaded = config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
     loaded.config.log.level = "warn".into();
     telemetry::init_tracing(&loaded.config.log);
@@ -119,13 +174,24 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     broker.create_topic(&p.dead_letter_topic, 1)?;
     loaded.config.kafka.bootstrap_servers = servers.clone();
     println!("embedded broker on {servers} (connect any Kafka client to it while the demo runs)");
+    // Event time runs faster than the wall clock so windows close often.
+    let (keys, speed) = match args.example {
+        Example::Payments => (args.keys.unwrap_or(5), 40),
+        Example::Clickstream => (args.keys.unwrap_or(50), 1_200),
+    };
+    match args.example {
+        Example::Payments => println!(
+            "pipeline {}: {} → pseudonymise card_id → convert to EUR → 1-minute windows per merchant → {}",
+            p.name, p.input_topic, p.output_topic
+        ),
+        Example::Clickstream => println!(
+            "pipeline {}: {} → sessions per visitor (30-minute gap) → {}",
+            p.name, p.input_topic, p.output_topic
+        ),
+    }
     println!(
-        "pipeline {}: {} → pseudonymise card_id → convert to EUR → 1-minute windows per merchant → {}",
-        p.name, p.input_topic, p.output_topic
-    );
-    println!(
-        "publishing {} payments/s over {} merchants; event time runs 40× faster than the wall clock\n",
-        args.rate, args.merchants
+        "publishing {} events/s over {keys} keys; event time runs {speed}× faster than the wall clock\n",
+        args.rate
     );
 
     let shutdown = CancellationToken::new();
@@ -151,29 +217,38 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let rate = args.rate.max(1);
-    let options = GeneratorOptions {
-        seed: now as u64,
-        merchants: args.merchants,
-        start_ms: now - now % 60_000,
-        // 40× real time: a minute of event time every 1.5 s.
-        step_ms: (40_000 / rate as i64).max(1),
-        late_every: 997,
-        ..GeneratorOptions::default()
+    let step_ms = (speed * 1_000 / rate as i64).max(1);
+    let events: Box<dyn Iterator<Item = apache_avro::types::Value> + Send> = match args.example {
+        Example::Payments => Box::new(
+            PaymentGenerator::new(GeneratorOptions {
+                seed: now as u64,
+                merchants: keys,
+                start_ms: now - now % 60_000,
+                step_ms,
+                late_every: 997,
+                ..GeneratorOptions::default()
+            })
+            .map(|p| p.to_avro_value()),
+        ),
+        Example::Clickstream => Box::new(
+            ClickGenerator::new(now as u64, keys, now - now % 60_000, step_ms)
+                .map(|c| c.to_avro_value()),
+        ),
     };
     let poison_every = args.poison_every;
     let producing = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let pacer = Pacer::new(rate);
-            for (n, payment) in PaymentGenerator::new(options).enumerate() {
+            for (n, value) in events.enumerate() {
                 if shutdown.is_cancelled() {
                     break;
                 }
                 pacer.wait(n as u64).await;
                 if poison_every > 0 && n as u64 % poison_every == poison_every - 1 {
-                    target.send_raw(Some(b"m-0"), b"\x00not an avro payment")?;
+                    target.send_raw(Some(b"poison"), b"\x00not an avro record")?;
                 }
-                target.send_value(&payment.to_avro_value())?;
+                target.send_value(&value)?;
             }
             target.flush()
         })
@@ -196,7 +271,11 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         };
         tokio::select! {
             Some(Ok(m)) = out_stream.next() => {
-                print_window(&message_json(&m, &out_view));
+                let v = message_json(&m, &out_view);
+                match args.example {
+                    Example::Payments => print_window(&v),
+                    Example::Clickstream => print_session(&v),
+                }
                 windows += 1;
             }
             Some(Ok(m)) = dead_stream.next() => {
