@@ -232,3 +232,65 @@ async fn aggregates_match_an_independent_computation_and_bad_records_are_dead_le
     assert_eq!(off_pool.load(Ordering::Relaxed), 0);
     assert_eq!(on_pool.load(Ordering::Relaxed), events.len() as u64 - 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_records_go_to_their_side_topic_with_headers() {
+    let setup = Setup::new(3);
+    let late_topic = format!("late-{}", setup.input);
+    setup.broker.create_topic(&late_topic, 1).unwrap();
+    let events = events(1_500, 3);
+    let offsets = publish(&setup.servers(), &setup.input, &events);
+    let expected = expected(&events, &offsets, 10_000, |p| p.merchant_id.to_uppercase());
+    assert!(expected.late.len() > 10);
+
+    let path = setup.write_config("10s", "");
+    without_pseudonymise(&path);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "late_records = \"dead-letter\"",
+        &format!("late_records = \"side-topic\"\nlate_topic = \"{late_topic}\""),
+    );
+    std::fs::write(&path, text).unwrap();
+    let loaded = streamfold::config::load(&path).unwrap();
+    let shutdown = CancellationToken::new();
+    let pipeline = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            streamfold::source::run(&loaded, Vec::new(), Metrics::new(), shutdown).await
+        })
+    };
+    let (servers, want, dlq) = (setup.servers(), expected.late.len(), setup.dlq.clone());
+    let topic = late_topic.clone();
+    let (late, dead) = tokio::task::spawn_blocking(move || {
+        let late = read_until(&servers, &topic, Duration::from_secs(60), |r| {
+            r.len() >= want
+        });
+        let dead = read_until(&servers, &dlq, Duration::from_secs(10), |r| r.len() >= 2);
+        (late, dead)
+    })
+    .await
+    .unwrap();
+    shutdown.cancel();
+    pipeline.await.unwrap().unwrap();
+
+    let mut got: Vec<(i32, i64)> = late
+        .iter()
+        .map(|r| {
+            assert_eq!(r.headers["streamfold.error.stage"], "late");
+            (
+                r.headers["streamfold.source.partition"].parse().unwrap(),
+                r.headers["streamfold.source.offset"].parse().unwrap(),
+            )
+        })
+        .collect();
+    got.sort_unstable();
+    let mut want = expected.late.clone();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    // The dead-letter topic keeps only the records that failed.
+    let stages: Vec<_> = dead
+        .iter()
+        .map(|r| r.headers["streamfold.error.stage"].clone())
+        .collect();
+    assert_eq!(stages.len(), 2, "{stages:?}");
+    assert!(stages.iter().all(|s| s != "late"), "{stages:?}");
+}

@@ -126,6 +126,9 @@ pub struct PipelineConfig {
     /// What happens to a record whose window has already been emitted.
     #[serde(default = "defaults::late_records")]
     pub late_records: LatePolicy,
+    /// Topic for late records when `late_records = "side-topic"`.
+    #[serde(default)]
+    pub late_topic: Option<String>,
     /// Aggregates to compute; each adds fields to the output record.
     pub aggregates: Vec<AggregateConfig>,
 }
@@ -179,6 +182,8 @@ pub enum LatePolicy {
     Drop,
     /// Count them and send them to the dead-letter topic.
     DeadLetter,
+    /// Count them and send them to `late_topic`.
+    SideTopic,
 }
 
 /// One aggregate of a pipeline.

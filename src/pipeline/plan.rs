@@ -42,6 +42,8 @@ pub struct Plan {
     pub lateness: Lateness,
     /// What to do with late records.
     pub late_policy: LatePolicy,
+    /// Where late records go with `LatePolicy::SideTopic`.
+    pub late_topic: Option<String>,
     /// The aggregates computed.
     pub aggregates: Vec<AggSpec>,
     /// Output encoder.
@@ -217,6 +219,7 @@ impl Plan {
                 },
                 lateness: Lateness::new(p.allowed_lateness.as_millis() as i64),
                 late_policy: p.late_records,
+                late_topic: p.late_topic.clone(),
                 aggregates,
                 encoder,
             }),

@@ -30,15 +30,23 @@ pub struct Sink {
     producer: FutureProducer,
     output_topic: String,
     dead_letter_topic: String,
+    late_topic: Option<String>,
 }
 
 impl Sink {
-    /// A sink writing to `output_topic` and `dead_letter_topic`.
-    pub fn new(producer: FutureProducer, output_topic: &str, dead_letter_topic: &str) -> Self {
+    /// A sink writing to `output_topic`, `dead_letter_topic` and, for
+    /// late records, `late_topic` (else the dead-letter topic).
+    pub fn new(
+        producer: FutureProducer,
+        output_topic: &str,
+        dead_letter_topic: &str,
+        late_topic: Option<&str>,
+    ) -> Self {
         Self {
             producer,
             output_topic: output_topic.to_string(),
             dead_letter_topic: dead_letter_topic.to_string(),
+            late_topic: late_topic.map(str::to_string),
         }
     }
 
@@ -94,18 +102,23 @@ impl Sink {
     }
 
     /// Enqueues a dead letter: the original key and value, with headers
-    /// naming the error and where the record came from.
+    /// naming the error and where the record came from. Late records go
+    /// to the late topic when there is one.
     ///
     /// # Errors
     /// [`SendError::QueueFull`] to retry later, or a fatal [`SendError`].
     pub fn send_dead_letter(&self, d: &DeadLetter<'_>) -> Result<DeliveryFuture, SendError> {
-        let mut record = FutureRecord::to(&self.dead_letter_topic).headers(d.headers());
+        let topic = match (&self.late_topic, d.stage) {
+            (Some(late), "late") => late,
+            _ => &self.dead_letter_topic,
+        };
+        let mut record = FutureRecord::to(topic).headers(d.headers());
         if let Some(k) = &d.record.key {
             record = record.key(k.as_slice());
         }
         if let Some(p) = &d.record.payload {
             record = record.payload(p.as_slice());
         }
-        self.send(&self.dead_letter_topic, record)
+        self.send(topic, record)
     }
 }

@@ -275,7 +275,7 @@ impl PartitionTask {
         processed
             .with_label_values(&["late"])
             .inc_by(late.len() as u64);
-        if plan.late_policy == LatePolicy::DeadLetter {
+        if plan.late_policy != LatePolicy::Drop {
             for &i in &late {
                 let r = &out.records[i as usize];
                 let reason = format!(

@@ -72,7 +72,12 @@ pub async fn run(
                 source,
             })?;
     let shared = Arc::new(Shared {
-        sink: Sink::new(producer, &plan.output_topic, &plan.dead_letter_topic),
+        sink: Sink::new(
+            producer,
+            &plan.output_topic,
+            &plan.dead_letter_topic,
+            plan.late_topic.as_deref(),
+        ),
         plan: Arc::clone(&plan),
         board: CommitBoard::default(),
         metrics,
@@ -95,11 +100,14 @@ pub async fn run(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let loop_shared = Arc::clone(&shared);
     let loop_shutdown = shutdown.clone();
-    let topics = [
+    let mut topics = vec![
         (plan.input_topic.clone(), "input"),
         (plan.output_topic.clone(), "output"),
         (plan.dead_letter_topic.clone(), "dead-letter"),
     ];
+    if let Some(t) = &plan.late_topic {
+        topics.push((t.clone(), "late records"));
+    }
     std::thread::Builder::new()
         .name("streamfold-consumer".into())
         .spawn(move || {
