@@ -171,3 +171,57 @@ async fn session_windows_match_an_independent_computation() {
     )
     .await;
 }
+
+/// With `idle_timeout`, a partition that stops receiving records still
+/// closes its windows as its event time moves on with the wall clock;
+/// without it, the last window stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_partitions_close_their_windows_with_idle_timeout() {
+    let setup = Setup::new(1);
+    let options = GeneratorOptions {
+        seed: 2,
+        merchants: 1,
+        step_ms: 10,
+        jitter_ms: 0,
+        late_every: 0,
+        ..GeneratorOptions::default()
+    };
+    // 100 payments within the first second of one 2-second window.
+    let events: Vec<(i32, Event)> = PaymentGenerator::new(options)
+        .take(100)
+        .map(|p| (0, Event::Payment(p)))
+        .collect();
+    publish(&setup.servers(), &setup.input, &events);
+    for (idle, want) in [("", 0), ("idle_timeout = \"300ms\"\n", 1)] {
+        let path = setup.write_config("0s", "");
+        without_pseudonymise(&path);
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(
+                "window = { kind = \"tumbling\", size = \"1m\" }",
+                &format!("window = {{ kind = \"tumbling\", size = \"2s\" }}\n{idle}"),
+            )
+            .replace("group_id = \"group-", &format!("group_id = \"g{want}-"));
+        std::fs::write(&path, text).unwrap();
+        let loaded = streamfold::config::load(&path).unwrap();
+        let shutdown = CancellationToken::new();
+        let pipeline = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                streamfold::source::run(&loaded, Vec::new(), Metrics::new(), shutdown).await
+            })
+        };
+        let (servers, topic) = (setup.servers(), setup.output.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            read_until(&servers, &topic, Duration::from_secs(8), |r| !r.is_empty())
+        })
+        .await
+        .unwrap();
+        shutdown.cancel();
+        pipeline.await.unwrap().unwrap();
+        assert_eq!(read.len(), want, "idle config {idle:?}");
+        if want == 1 {
+            assert_eq!(decode_window(&read[0].payload).count, 100);
+        }
+    }
+}

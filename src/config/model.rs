@@ -129,6 +129,10 @@ pub struct PipelineConfig {
     /// Topic for late records when `late_records = "side-topic"`.
     #[serde(default)]
     pub late_topic: Option<String>,
+    /// After this long without records, a partition's event time advances
+    /// with the wall clock so its windows still close (default: never).
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
     /// Aggregates to compute; each adds fields to the output record.
     pub aggregates: Vec<AggregateConfig>,
 }

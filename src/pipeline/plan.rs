@@ -44,6 +44,8 @@ pub struct Plan {
     pub late_policy: LatePolicy,
     /// Where late records go with `LatePolicy::SideTopic`.
     pub late_topic: Option<String>,
+    /// Advance event time with the wall clock after this long without records.
+    pub idle_timeout: Option<std::time::Duration>,
     /// The aggregates computed.
     pub aggregates: Vec<AggSpec>,
     /// Output encoder.
@@ -220,6 +222,7 @@ impl Plan {
                 lateness: Lateness::new(p.allowed_lateness.as_millis() as i64),
                 late_policy: p.late_records,
                 late_topic: p.late_topic.clone(),
+                idle_timeout: p.idle_timeout,
                 aggregates,
                 encoder,
             }),

@@ -86,8 +86,11 @@ pub(crate) struct PartitionTask {
     windows: WindowStore,
     sessions: SessionStore,
     frontier: Frontier,
-    /// Largest event time seen in this partition (from the resumed commit on).
+    /// Largest event time seen in this partition (from the resumed commit
+    /// on), advanced by the wall clock while the partition is idle.
     max_event_time: i64,
+    /// Next offset to process.
+    position: i64,
     in_flight: FuturesOrdered<BatchFuture>,
     acks: FuturesUnordered<AckFuture>,
 }
@@ -102,6 +105,7 @@ impl PartitionTask {
             sessions: SessionStore::default(),
             frontier: Frontier::new(resume.map_or(NO_TIME, |p| p.settled)),
             max_event_time: resume.map_or(NO_TIME, |p| p.max_event_time),
+            position: resume.map_or(0, |p| p.offset),
             in_flight: FuturesOrdered::new(),
             acks: FuturesUnordered::new(),
         }
@@ -114,6 +118,8 @@ impl PartitionTask {
         mut rx: mpsc::Receiver<Vec<RawRecord>>,
         mut drain: oneshot::Receiver<DrainRequest>,
     ) {
+        let idle = self.shared.plan.idle_timeout;
+        let mut idle_since = tokio::time::Instant::now();
         let result = async {
             loop {
                 let batch = &self.shared.batch;
@@ -137,9 +143,18 @@ impl PartitionTask {
                         return Ok::<(), PartitionError>(());
                     }
                     records = rx.recv(), if can_take => match records {
-                        Some(records) => self.start(records),
+                        Some(records) => {
+                            idle_since = tokio::time::Instant::now();
+                            self.start(records);
+                        }
                         None => return Ok(()),
                     },
+                    () = tokio::time::sleep_until(idle_since + idle.unwrap_or_default()),
+                        if idle.is_some() && self.in_flight.is_empty() && self.max_event_time != NO_TIME =>
+                    {
+                        idle_since = tokio::time::Instant::now();
+                        self.on_idle(idle.unwrap_or_default()).await?;
+                    }
                     () = self.shared.cancel.cancelled() => return Ok(()),
                 }
                 self.publish();
@@ -288,9 +303,25 @@ impl PartitionTask {
 
         self.max_event_time = before.max(out.max_event_time);
         self.frontier.advance(last + 1, self.max_event_time);
+        self.position = last + 1;
+        self.close_windows().await?;
+        let open_after = self.open_windows();
+        self.shared
+            .metrics
+            .open_windows
+            .add(open_after as i64 - open_before as i64);
+        Ok(())
+    }
+
+    /// Emits every window the watermark has passed.
+    async fn close_windows(&mut self) -> Result<(), PartitionError> {
+        if self.max_event_time == NO_TIME {
+            return Ok(());
+        }
+        let plan = Arc::clone(&self.shared.plan);
         let watermark = plan.lateness.watermark(self.max_event_time);
-        if self.max_event_time != NO_TIME {
-            if let WindowPlan::Fixed(windows) = plan.window {
+        match plan.window {
+            WindowPlan::Fixed(windows) => {
                 let closed = self.windows.close_until(
                     &windows,
                     &plan.aggregates,
@@ -301,13 +332,33 @@ impl PartitionTask {
                     self.emit(w.key, w.start, w.end, -1, w.aggregates).await?;
                 }
             }
-            self.frontier.windows_closed(watermark);
+            WindowPlan::Session { .. } => {
+                for c in self.sessions.close_until(watermark) {
+                    self.emit(c.key, c.start, c.end, c.first_offset, c.aggregates)
+                        .await?;
+                }
+            }
         }
-        let open_after = self.open_windows();
+        self.frontier.windows_closed(watermark);
+        Ok(())
+    }
+
+    /// No record arrived for `idle_timeout`: move event time on with the
+    /// wall clock so this partition's windows still close.
+    async fn on_idle(&mut self, idle: Duration) -> Result<(), PartitionError> {
+        let open_before = self.open_windows();
+        self.max_event_time = self.max_event_time.saturating_add(idle.as_millis() as i64);
+        self.frontier.advance(self.position, self.max_event_time);
+        self.close_windows().await?;
+        tracing::debug!(
+            partition = self.partition,
+            max_event_time = self.max_event_time,
+            "idle: event time advanced with the wall clock"
+        );
         self.shared
             .metrics
             .open_windows
-            .add(open_after as i64 - open_before as i64);
+            .add(self.open_windows() as i64 - open_before as i64);
         Ok(())
     }
 
