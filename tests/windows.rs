@@ -225,3 +225,150 @@ async fn idle_partitions_close_their_windows_with_idle_timeout() {
         }
     }
 }
+
+/// `group_by` with several fields: one window per combination, keyed by
+/// the joined values, with each part in its own output column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_group_keys() {
+    let setup = Setup::new(2);
+    let events = events(3_000);
+    let offsets = publish(&setup.servers(), &setup.input, &events);
+    let key_of = |p: &streamfold::generate::Payment| format!("{}|{}", p.merchant_id, p.country);
+    let expected = expected(&events, &offsets, 5_000, key_of);
+    assert!(expected.windows.len() > 20);
+
+    let path = setup.write_config("5s", "");
+    without_pseudonymise(&path);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "group_by = \"merchant_id\"",
+            "group_by = [\"merchant_id\", \"country\"]",
+        )
+        .replace("output_schema = ", "# output_schema = ");
+    std::fs::write(&path, text).unwrap();
+    let loaded = streamfold::config::load(&path).unwrap();
+    let schema = streamfold::pipeline::Plan::build(&loaded, Vec::new())
+        .unwrap()
+        .output_schema();
+    let names: Vec<_> = schema.fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names[..5],
+        [
+            "key",
+            "window_start",
+            "window_end",
+            "merchant_id",
+            "country"
+        ]
+    );
+    let shutdown = CancellationToken::new();
+    let pipeline = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            streamfold::source::run(&loaded, Vec::new(), Metrics::new(), shutdown).await
+        })
+    };
+    let (servers, topic, want) = (
+        setup.servers(),
+        setup.output.clone(),
+        expected.windows.len(),
+    );
+    let read = tokio::task::spawn_blocking(move || {
+        read_until(&servers, &topic, Duration::from_secs(60), |r| {
+            r.len() >= want
+        })
+    })
+    .await
+    .unwrap();
+    shutdown.cancel();
+    pipeline.await.unwrap().unwrap();
+
+    let decoder = streamfold::codec::Decoder::new(schema, streamfold::config::Format::Avro);
+    let mut got = BTreeMap::new();
+    for r in &read {
+        let rec = decoder.batch().unwrap().decode(Some(&r.payload)).unwrap();
+        let key = rec.str(0).unwrap().to_string();
+        assert_eq!(r.key.as_deref(), Some(key.as_str()));
+        assert_eq!(
+            format!("{}|{}", rec.str(3).unwrap(), rec.str(4).unwrap()),
+            key
+        );
+        let count = rec.i64(5).unwrap();
+        got.insert((key, rec.i64(1).unwrap()), count);
+    }
+    let want: BTreeMap<_, _> = expected
+        .windows
+        .iter()
+        .map(|(k, w)| (k.clone(), w.count))
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// Processing-time windows follow the wall clock: every record lands in a
+/// window around the time it was processed, and windows close on their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processing_time_windows_follow_the_clock() {
+    let setup = Setup::new(1);
+    let options = GeneratorOptions {
+        seed: 4,
+        merchants: 1,
+        ..GeneratorOptions::default()
+    };
+    let events: Vec<(i32, Event)> = PaymentGenerator::new(options)
+        .take(300)
+        .map(|p| (0, Event::Payment(p)))
+        .collect();
+    let path = setup.write_config("0s", "");
+    without_pseudonymise(&path);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "event_time = { source = \"field\", field = \"event_time\" }",
+            "event_time = { source = \"processing-time\" }",
+        )
+        .replace(
+            "window = { kind = \"tumbling\", size = \"1m\" }",
+            "window = { kind = \"tumbling\", size = \"2s\" }",
+        );
+    std::fs::write(&path, text).unwrap();
+    let loaded = streamfold::config::load(&path).unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let started = now();
+    publish(&setup.servers(), &setup.input, &events);
+    let shutdown = CancellationToken::new();
+    let pipeline = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            streamfold::source::run(&loaded, Vec::new(), Metrics::new(), shutdown).await
+        })
+    };
+    let (servers, topic) = (setup.servers(), setup.output.clone());
+    let read = tokio::task::spawn_blocking(move || {
+        read_until(&servers, &topic, Duration::from_secs(20), |r| {
+            r.iter()
+                .map(|r| decode_window(&r.payload).count)
+                .sum::<i64>()
+                >= 300
+        })
+    })
+    .await
+    .unwrap();
+    shutdown.cancel();
+    pipeline.await.unwrap().unwrap();
+    let rows: Vec<WindowRow> = read.iter().map(|r| decode_window(&r.payload)).collect();
+    assert_eq!(rows.iter().map(|r| r.count).sum::<i64>(), 300, "{rows:?}");
+    let finished = now();
+    for r in &rows {
+        assert!(
+            r.end > started && r.start <= finished,
+            "{r:?} outside [{started}, {finished}]"
+        );
+        assert_eq!(r.end - r.start, 2_000);
+    }
+}

@@ -211,7 +211,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         p.input_topic.clone(),
         input_schema,
         Format::Avro,
-        p.group_by.clone(),
+        p.group_by.fields().remove(0),
     )?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -214,7 +214,7 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let key_field = args
         .key_field
         .clone()
-        .or_else(|| p.map(|p| p.group_by.clone()))
+        .or_else(|| p.and_then(|p| p.group_by.fields().into_iter().next()))
         .unwrap_or_else(|| "merchant_id".to_string());
     let format = match args.format {
         Some(WireFormat::Avro) => Format::Avro,

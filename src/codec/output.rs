@@ -30,6 +30,31 @@ pub struct OutputEncoder {
     json: serde_json::Value,
     format: Format,
     names: Vec<String>,
+    key_columns: usize,
+}
+
+/// Joins the values of a composite key: `a|b`, with `|` and `\\` escaped by
+/// a backslash, so that [`split_key`] recovers the parts exactly.
+pub fn join_key(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|p| p.replace('\\', "\\\\").replace('|', "\\|"))
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// Splits a key made by [`join_key`].
+pub fn split_key(key: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = key.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => parts.last_mut().expect("never empty").extend(chars.next()),
+            '|' => parts.push(String::new()),
+            c => parts.last_mut().expect("never empty").push(c),
+        }
+    }
+    parts
 }
 
 /// Why a window could not be encoded (a bug: the schema is derived).
@@ -62,9 +87,12 @@ impl OutputEncoder {
     ///
     /// # Errors
     /// When two aggregates produce the same field name.
+    /// `key_columns` (for composite keys) adds one string field per key
+    /// part after the window bounds.
     pub fn derive(
         name: &str,
         namespace: Option<&str>,
+        key_columns: &[String],
         specs: &[AggSpec],
         format: Format,
     ) -> Result<Self, String> {
@@ -74,6 +102,9 @@ impl OutputEncoder {
             json!({"name": "window_start", "type": ts, "doc": "Inclusive window start."}),
             json!({"name": "window_end", "type": ts, "doc": "Exclusive window end."}),
         ];
+        for k in key_columns {
+            fields.push(json!({"name": k, "type": "string", "doc": "Part of the group key."}));
+        }
         for s in specs {
             fields.extend(s.output_fields());
         }
@@ -98,6 +129,7 @@ impl OutputEncoder {
             json,
             format,
             names,
+            key_columns: key_columns.len(),
         })
     }
 
@@ -165,12 +197,19 @@ impl OutputEncoder {
             end: w.end,
             reason,
         };
+        let mut parts = if self.key_columns > 0 {
+            split_key(&w.key)
+        } else {
+            Vec::new()
+        };
+        parts.resize(self.key_columns, String::new());
         let values = [
             Value::String(w.key.clone()),
             Value::TimestampMillis(w.start),
             Value::TimestampMillis(w.end),
         ]
         .into_iter()
+        .chain(parts.into_iter().map(Value::String))
         .chain(w.values.iter().cloned());
         let fields: Vec<(String, Value)> = self.names.iter().cloned().zip(values).collect();
         match self.format {
@@ -264,7 +303,7 @@ mod tests {
 
     #[test]
     fn avro_output_decodes_with_the_derived_schema() {
-        let enc = OutputEncoder::derive("Out", None, &specs(), Format::Avro).unwrap();
+        let enc = OutputEncoder::derive("Out", None, &[], &specs(), Format::Avro).unwrap();
         let bytes = enc.encode(&window()).unwrap();
         let schema = RecordSchema::parse(Path::new("derived"), &enc.schema_text()).unwrap();
         let r = Decoder::new(schema, Format::Avro)
@@ -280,7 +319,7 @@ mod tests {
 
     #[test]
     fn json_output_has_every_field() {
-        let enc = OutputEncoder::derive("Out", None, &specs(), Format::Json).unwrap();
+        let enc = OutputEncoder::derive("Out", None, &[], &specs(), Format::Json).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&enc.encode(&window()).unwrap()).unwrap();
         assert_eq!(
             v,
@@ -290,7 +329,7 @@ mod tests {
 
     #[test]
     fn differences_name_each_field() {
-        let enc = OutputEncoder::derive("Out", None, &specs(), Format::Avro).unwrap();
+        let enc = OutputEncoder::derive("Out", None, &[], &specs(), Format::Avro).unwrap();
         let given = RecordSchema::parse(
             Path::new("o.avsc"),
             r#"{"type":"record","name":"O","fields":[
@@ -309,6 +348,15 @@ mod tests {
         );
         assert!(d[1].contains("\"mean\"") && d[1].contains("no such field"));
         assert!(d[2].contains("\"max\"") && d[2].contains("not produced"));
+    }
+
+    #[test]
+    fn composite_keys_split_back_exactly() {
+        for parts in [vec!["a", "b"], vec!["a|b", "c\\d", ""], vec!["x"]] {
+            let key = join_key(&parts);
+            assert_eq!(split_key(&key), parts, "{key}");
+        }
+        assert_eq!(join_key(&["m-1", "DE"]), "m-1|DE");
     }
 
     #[test]

@@ -114,8 +114,9 @@ pub struct PipelineConfig {
     /// Transforms applied in order, on the rayon pool.
     #[serde(default)]
     pub transforms: Vec<TransformConfig>,
-    /// Field whose value is the group key (a string field).
-    pub group_by: String,
+    /// Field(s) whose values form the group key: a string field, or a
+    /// list of them for a composite key.
+    pub group_by: GroupBy,
     /// Where event time comes from.
     pub event_time: EventTimeConfig,
     /// The window every record is assigned to.
@@ -137,6 +138,26 @@ pub struct PipelineConfig {
     pub aggregates: Vec<AggregateConfig>,
 }
 
+/// One group-by field or several.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum GroupBy {
+    /// `group_by = "merchant_id"`.
+    One(String),
+    /// `group_by = ["merchant_id", "country"]`.
+    Many(Vec<String>),
+}
+
+impl GroupBy {
+    /// The field names, in order.
+    pub fn fields(&self) -> Vec<String> {
+        match self {
+            Self::One(f) => vec![f.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
+}
+
 /// Event-time source.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", tag = "source")]
@@ -148,6 +169,9 @@ pub enum EventTimeConfig {
     },
     /// The Kafka record timestamp.
     KafkaTimestamp,
+    /// The wall clock when the record is processed. Windows then follow
+    /// the clock, not the data: replays after a crash see other times.
+    ProcessingTime,
 }
 
 /// Window kind and size.

@@ -119,17 +119,28 @@ struct Extracted {
     event_time: i64,
 }
 
-fn extract(plan: &Plan, r: &RawRecord, rec: &Record) -> Result<Extracted, String> {
-    let key = rec
-        .str(plan.key_index)
-        .map_err(|e| format!("group key: {e}"))?
-        .to_string();
+fn extract(plan: &Plan, r: &RawRecord, rec: &Record, now: i64) -> Result<Extracted, String> {
+    let key = match plan.key_indexes.as_slice() {
+        [one] => rec
+            .str(*one)
+            .map_err(|e| format!("group key: {e}"))?
+            .to_string(),
+        many => {
+            let parts = many
+                .iter()
+                .map(|i| rec.str(*i))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("group key: {e}"))?;
+            crate::codec::join_key(&parts)
+        }
+    };
     Aggregates::check(&plan.aggregates, rec)?;
     let event_time = match plan.event_time {
         EventTime::Field(i) => rec.i64(i).map_err(|e| format!("event time: {e}"))?,
         EventTime::KafkaTimestamp => r
             .timestamp
             .ok_or_else(|| "event time: the record has no Kafka timestamp".to_string())?,
+        EventTime::ProcessingTime => now,
     };
     Ok(Extracted { key, event_time })
 }
@@ -147,6 +158,10 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>) -> BatchOutput {
         session_records: Vec::new(),
     };
     let mut index: HashMap<(String, i64), usize> = HashMap::new();
+    // Processing time: one reading per batch, so a batch is one instant.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let decoder = match plan.decoder.batch() {
         Ok(d) => Some(d),
         Err(e) => {
@@ -192,7 +207,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>) -> BatchOutput {
                 .push(fail(FailStage::Transform, format!("{}: {}", e.0, e.1)));
             continue;
         }
-        let x = match extract(plan, r, &rec) {
+        let x = match extract(plan, r, &rec, now) {
             Ok(x) => x,
             Err(e) => {
                 out.failures.push(fail(FailStage::Extract, e));

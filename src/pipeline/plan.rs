@@ -16,6 +16,8 @@ pub enum EventTime {
     Field(usize),
     /// The Kafka record timestamp.
     KafkaTimestamp,
+    /// The wall clock when the batch is processed.
+    ProcessingTime,
 }
 
 /// Everything the data path needs to process a record, resolved.
@@ -32,8 +34,8 @@ pub struct Plan {
     pub decoder: Decoder,
     /// Transforms in order.
     pub transforms: Vec<Box<dyn Transform>>,
-    /// Position of the group-key field.
-    pub key_index: usize,
+    /// Positions of the group-key fields.
+    pub key_indexes: Vec<usize>,
     /// Event-time source.
     pub event_time: EventTime,
     /// Window assignment.
@@ -128,12 +130,13 @@ impl Plan {
                 })
                 .ok()
         };
-        let key_index = field(
-            "pipeline.group_by",
-            &p.group_by,
-            &[FieldType::String],
-            "string",
-        );
+        let key_names = p.group_by.fields();
+        let key_indexes: Option<Vec<usize>> = key_names
+            .iter()
+            .map(|name| field("pipeline.group_by", name, &[FieldType::String], "string"))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect();
         let event_time = match &p.event_time {
             EventTimeConfig::Field { field: name } => field(
                 "pipeline.event_time.field",
@@ -143,6 +146,7 @@ impl Plan {
             )
             .map(EventTime::Field),
             EventTimeConfig::KafkaTimestamp => Some(EventTime::KafkaTimestamp),
+            EventTimeConfig::ProcessingTime => Some(EventTime::ProcessingTime),
         };
         let mut aggregates = Vec::new();
         for (i, a) in p.aggregates.iter().enumerate() {
@@ -166,7 +170,14 @@ impl Plan {
             None => (record_name(&p.name), Some("streamfold".to_string())),
         };
         let encoder = if aggregates.len() == p.aggregates.len() {
-            match OutputEncoder::derive(&name, namespace.as_deref(), &aggregates, p.output_format) {
+            let key_columns: &[String] = if key_names.len() > 1 { &key_names } else { &[] };
+            match OutputEncoder::derive(
+                &name,
+                namespace.as_deref(),
+                key_columns,
+                &aggregates,
+                p.output_format,
+            ) {
                 Ok(enc) => {
                     if let Some(o) = &output {
                         for m in enc.differences(o) {
@@ -205,27 +216,32 @@ impl Plan {
             ));
         }
 
-        match (key_index, event_time, encoder) {
-            (Some(key_index), Some(event_time), Some(encoder)) if problems.is_empty() => Ok(Self {
-                name: p.name.clone(),
-                input_topic: p.input_topic.clone(),
-                output_topic: p.output_topic.clone(),
-                dead_letter_topic: p.dead_letter_topic.clone(),
-                decoder: Decoder::new(input, p.input_format),
-                transforms,
-                key_index,
-                event_time,
-                window: match p.window {
-                    WindowConfig::Session { .. } => WindowPlan::Session { gap_ms: size_ms },
-                    _ => WindowPlan::Fixed(Windows::hopping(size_ms, advance_ms)),
-                },
-                lateness: Lateness::new(p.allowed_lateness.as_millis() as i64),
-                late_policy: p.late_records,
-                late_topic: p.late_topic.clone(),
-                idle_timeout: p.idle_timeout,
-                aggregates,
-                encoder,
-            }),
+        match (key_indexes, event_time, encoder) {
+            (Some(key_indexes), Some(event_time), Some(encoder)) if problems.is_empty() => {
+                Ok(Self {
+                    name: p.name.clone(),
+                    input_topic: p.input_topic.clone(),
+                    output_topic: p.output_topic.clone(),
+                    dead_letter_topic: p.dead_letter_topic.clone(),
+                    decoder: Decoder::new(input, p.input_format),
+                    transforms,
+                    key_indexes,
+                    event_time,
+                    window: match p.window {
+                        WindowConfig::Session { .. } => WindowPlan::Session { gap_ms: size_ms },
+                        _ => WindowPlan::Fixed(Windows::hopping(size_ms, advance_ms)),
+                    },
+                    lateness: Lateness::new(p.allowed_lateness.as_millis() as i64),
+                    late_policy: p.late_records,
+                    late_topic: p.late_topic.clone(),
+                    // Processing-time windows follow the clock even when no
+                    // record arrives.
+                    idle_timeout: p.idle_timeout.or((event_time == EventTime::ProcessingTime)
+                        .then_some(std::time::Duration::from_secs(1))),
+                    aggregates,
+                    encoder,
+                })
+            }
             _ => Err(ConfigError { problems }),
         }
     }
