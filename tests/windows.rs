@@ -372,3 +372,81 @@ async fn processing_time_windows_follow_the_clock() {
         assert_eq!(r.end - r.start, 2_000);
     }
 }
+
+/// `where` drops records before windowing; `derive` computes the group key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_filter_and_derived_group_key() {
+    let setup = Setup::new(2);
+    let events = events(3_000);
+    let offsets = publish(&setup.servers(), &setup.input, &events);
+    let (kept_events, kept_offsets): (Vec<_>, Vec<_>) = events
+        .iter()
+        .cloned()
+        .zip(offsets.iter().cloned())
+        .filter(|((_, e), _)| match e {
+            Event::Payment(p) => p.currency != "JPY",
+            Event::Poison(_) => true,
+        })
+        .unzip();
+    let segment = |p: &streamfold::generate::Payment| {
+        let big = euros(p).unwrap_or(0.0) > 1000.0;
+        format!("{}-{}", p.merchant_id, if big { "big" } else { "small" })
+    };
+    let expected = expected(&kept_events, &kept_offsets, 5_000, segment);
+    assert!(expected.windows.len() > 20);
+
+    let path = setup.write_config("5s", "");
+    without_pseudonymise(&path);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "group_by = \"merchant_id\"",
+            "group_by = \"segment\"\nwhere = \"currency != 'JPY'\"\nderive = [{ name = \"segment\", expr = \"merchant_id + (amount_eur > 1000.0 ? '-big' : '-small')\" }]",
+        );
+    std::fs::write(&path, text).unwrap();
+    let loaded = streamfold::config::load(&path).unwrap();
+    let shutdown = CancellationToken::new();
+    let metrics = Metrics::new();
+    let pipeline = {
+        let (shutdown, metrics) = (shutdown.clone(), metrics.clone());
+        tokio::spawn(async move {
+            streamfold::source::run(&loaded, Vec::new(), metrics, shutdown).await
+        })
+    };
+    let (servers, topic, want) = (
+        setup.servers(),
+        setup.output.clone(),
+        expected.windows.len(),
+    );
+    let read = tokio::task::spawn_blocking(move || {
+        read_until(&servers, &topic, Duration::from_secs(60), |r| {
+            r.len() >= want
+        })
+    })
+    .await
+    .unwrap();
+    shutdown.cancel();
+    pipeline.await.unwrap().unwrap();
+    let mut got = BTreeMap::new();
+    for r in &read {
+        let row = decode_window(&r.payload);
+        got.insert((row.key.clone(), row.start), row);
+    }
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.windows.keys().collect::<Vec<_>>()
+    );
+    for (k, want) in &expected.windows {
+        assert!(
+            same_window(&got[k], want),
+            "{k:?}: got {:?}, want {want:?}",
+            got[k]
+        );
+    }
+    let filtered = events.len() - kept_events.len();
+    assert!(filtered > 100);
+    assert_eq!(
+        metrics.processed.with_label_values(&["filtered"]).get(),
+        filtered as u64
+    );
+}

@@ -114,6 +114,12 @@ pub struct PipelineConfig {
     /// Transforms applied in order, on the rayon pool.
     #[serde(default)]
     pub transforms: Vec<TransformConfig>,
+    /// Derived fields (CEL expressions over the record), after `transforms`.
+    #[serde(default)]
+    pub derive: Vec<DeriveConfig>,
+    /// Keep only records for which this CEL expression is true.
+    #[serde(default, rename = "where")]
+    pub filter: Option<String>,
     /// Field(s) whose values form the group key: a string field, or a
     /// list of them for a composite key.
     pub group_by: GroupBy,
@@ -136,6 +142,16 @@ pub struct PipelineConfig {
     pub idle_timeout: Option<Duration>,
     /// Aggregates to compute; each adds fields to the output record.
     pub aggregates: Vec<AggregateConfig>,
+}
+
+/// A derived field.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeriveConfig {
+    /// Name of the new (or replaced) field.
+    pub name: String,
+    /// CEL expression computing it.
+    pub expr: String,
 }
 
 /// One group-by field or several.

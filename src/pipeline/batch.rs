@@ -96,6 +96,8 @@ pub struct BatchOutput {
     pub late: Vec<u32>,
     /// Records that failed.
     pub failures: Vec<Failure>,
+    /// Records the `where` filter dropped.
+    pub filtered: u64,
     /// Session pipelines only: every extracted record in order; the
     /// partition task assigns them to sessions.
     pub session_records: Vec<SessionRecord>,
@@ -155,6 +157,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>) -> BatchOutput {
         partials: Vec::new(),
         late: Vec::new(),
         failures: Vec::new(),
+        filtered: 0,
         session_records: Vec::new(),
     };
     let mut index: HashMap<(String, i64), usize> = HashMap::new();
@@ -206,6 +209,20 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>) -> BatchOutput {
             out.failures
                 .push(fail(FailStage::Transform, format!("{}: {}", e.0, e.1)));
             continue;
+        }
+        if let Some(f) = &plan.filter {
+            match f.keep(&rec) {
+                Ok(true) => {}
+                Ok(false) => {
+                    out.filtered += 1;
+                    continue;
+                }
+                Err(e) => {
+                    out.failures
+                        .push(fail(FailStage::Transform, format!("where: {e}")));
+                    continue;
+                }
+            }
         }
         let x = match extract(plan, r, &rec, now) {
             Ok(x) => x,

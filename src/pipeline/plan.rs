@@ -32,8 +32,11 @@ pub struct Plan {
     pub dead_letter_topic: String,
     /// Input decoder.
     pub decoder: Decoder,
-    /// Transforms in order.
+    /// Transforms in order (configured, derived fields, then the library
+    /// user's).
     pub transforms: Vec<Box<dyn Transform>>,
+    /// The `where` filter, applied after every transform.
+    pub filter: Option<crate::transform::Filter>,
     /// Positions of the group-key fields.
     pub key_indexes: Vec<usize>,
     /// Event-time source.
@@ -112,6 +115,16 @@ impl Plan {
                 Vec::new()
             }
         };
+        for (i, d) in p.derive.iter().enumerate() {
+            let made = crate::transform::Derive::new(&d.name, &d.expr).and_then(|mut t| {
+                t.bind(&mut layout)?;
+                Ok(t)
+            });
+            match made {
+                Ok(t) => transforms.push(Box::new(t)),
+                Err(m) => problems.push(Problem::new(&file, format!("pipeline.derive[{i}]"), m)),
+            }
+        }
         for mut t in extra {
             match t.bind(&mut layout) {
                 Ok(()) => transforms.push(t),
@@ -119,6 +132,15 @@ impl Plan {
             }
         }
 
+        let filter = p.filter.as_ref().and_then(|src| {
+            crate::transform::Filter::new(src)
+                .and_then(|mut f| {
+                    f.bind(&layout)?;
+                    Ok(f)
+                })
+                .map_err(|m| problems.push(Problem::new(&file, "pipeline.where", m)))
+                .ok()
+        });
         let mut field = |key: &str, name: &str, accepts: &[FieldType], expected: &str| {
             transform::bind_field(&layout, name, accepts, expected)
                 .map_err(|m| {
@@ -225,6 +247,7 @@ impl Plan {
                     dead_letter_topic: p.dead_letter_topic.clone(),
                     decoder: Decoder::new(input, p.input_format),
                     transforms,
+                    filter,
                     key_indexes,
                     event_time,
                     window: match p.window {

@@ -286,6 +286,9 @@ impl PartitionTask {
             }
         }
         processed.with_label_values(&["ok"]).inc_by(ok);
+        processed
+            .with_label_values(&["filtered"])
+            .inc_by(out.filtered);
         late.sort_unstable();
         processed
             .with_label_values(&["late"])

@@ -4,9 +4,11 @@
 //! the same batches as the built-in ones.
 
 mod currency;
+mod expr;
 mod pseudonymise;
 
 pub use currency::ConvertCurrency;
+pub use expr::{Derive, Filter};
 pub use pseudonymise::Pseudonymise;
 
 use crate::codec::{Layout, Record};
