@@ -14,7 +14,6 @@ use streamfold::config::Format;
 use streamfold::generate::{GeneratorOptions, Payment, PaymentGenerator};
 use streamfold::pipeline::Plan;
 use streamfold::telemetry::Metrics;
-use tokio_util::sync::CancellationToken;
 
 const AGGREGATES: &str = r#"aggregates = [
   { fn = "count" },
@@ -89,27 +88,15 @@ async fn every_aggregation_matches_an_independent_computation() {
     let loaded = streamfold::config::load(&path).unwrap();
     let schema = Plan::build(&loaded, Vec::new()).unwrap().output_schema();
 
-    let shutdown = CancellationToken::new();
-    let pipeline = {
-        let (loaded, shutdown) = (loaded.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            streamfold::source::run(&loaded, Vec::new(), Metrics::new(), shutdown).await
-        })
-    };
-    let (servers, topic, want) = (
-        setup.servers(),
-        setup.output.clone(),
-        expected.windows.len(),
-    );
-    let read = tokio::task::spawn_blocking(move || {
-        read_until(&servers, &topic, Duration::from_secs(60), |r| {
-            r.len() >= want
-        })
-    })
-    .await
-    .unwrap();
-    shutdown.cancel();
-    pipeline.await.unwrap().unwrap();
+    let want = expected.windows.len();
+    let read = run_until(
+        &loaded,
+        Metrics::new(),
+        &setup.output.clone(),
+        Duration::from_secs(60),
+        move |r| r.len() >= want,
+    )
+    .await;
 
     let decoder = Decoder::new(schema.clone(), Format::Avro);
     let names: Vec<String> = schema.fields.iter().map(|f| f.name.clone()).collect();

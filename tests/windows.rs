@@ -70,28 +70,15 @@ async fn compare(window: &str, events: Vec<(i32, Event)>, expect: impl Expect) {
         .replace("output_schema = ", "# output_schema = ");
     std::fs::write(&path, text).unwrap();
     let loaded = streamfold::config::load(&path).unwrap();
-    let shutdown = CancellationToken::new();
-    let pipeline = {
-        let (loaded, shutdown) = (loaded.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            streamfold::source::run(&loaded, Vec::new(), Metrics::new(), shutdown).await
-        })
-    };
-    let (servers, topic, want) = (
-        setup.servers(),
-        setup.output.clone(),
-        expected.windows.len(),
-    );
-    let read = tokio::task::spawn_blocking(move || {
-        read_until(&servers, &topic, Duration::from_secs(60), |r| {
-            r.len() >= want
-        })
-    })
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    shutdown.cancel();
-    pipeline.await.unwrap().unwrap();
+    let want = expected.windows.len();
+    let read = run_until(
+        &loaded,
+        Metrics::new(),
+        &setup.output.clone(),
+        Duration::from_secs(60),
+        move |r| r.len() >= want,
+    )
+    .await;
 
     let mut got = BTreeMap::new();
     for r in &read {
@@ -262,27 +249,15 @@ async fn composite_group_keys() {
             "country"
         ]
     );
-    let shutdown = CancellationToken::new();
-    let pipeline = {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            streamfold::source::run(&loaded, Vec::new(), Metrics::new(), shutdown).await
-        })
-    };
-    let (servers, topic, want) = (
-        setup.servers(),
-        setup.output.clone(),
-        expected.windows.len(),
-    );
-    let read = tokio::task::spawn_blocking(move || {
-        read_until(&servers, &topic, Duration::from_secs(60), |r| {
-            r.len() >= want
-        })
-    })
-    .await
-    .unwrap();
-    shutdown.cancel();
-    pipeline.await.unwrap().unwrap();
+    let want = expected.windows.len();
+    let read = run_until(
+        &loaded,
+        Metrics::new(),
+        &setup.output.clone(),
+        Duration::from_secs(60),
+        move |r| r.len() >= want,
+    )
+    .await;
 
     let decoder = streamfold::codec::Decoder::new(schema, streamfold::config::Format::Avro);
     let mut got = BTreeMap::new();
@@ -341,26 +316,19 @@ async fn processing_time_windows_follow_the_clock() {
     };
     let started = now();
     publish(&setup.servers(), &setup.input, &events);
-    let shutdown = CancellationToken::new();
-    let pipeline = {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            streamfold::source::run(&loaded, Vec::new(), Metrics::new(), shutdown).await
-        })
-    };
-    let (servers, topic) = (setup.servers(), setup.output.clone());
-    let read = tokio::task::spawn_blocking(move || {
-        read_until(&servers, &topic, Duration::from_secs(20), |r| {
+    let read = run_until(
+        &loaded,
+        Metrics::new(),
+        &setup.output.clone(),
+        Duration::from_secs(20),
+        move |r| {
             r.iter()
                 .map(|r| decode_window(&r.payload).count)
                 .sum::<i64>()
                 >= 300
-        })
-    })
-    .await
-    .unwrap();
-    shutdown.cancel();
-    pipeline.await.unwrap().unwrap();
+        },
+    )
+    .await;
     let rows: Vec<WindowRow> = read.iter().map(|r| decode_window(&r.payload)).collect();
     assert_eq!(rows.iter().map(|r| r.count).sum::<i64>(), 300, "{rows:?}");
     let finished = now();
@@ -405,28 +373,16 @@ async fn where_filter_and_derived_group_key() {
         );
     std::fs::write(&path, text).unwrap();
     let loaded = streamfold::config::load(&path).unwrap();
-    let shutdown = CancellationToken::new();
     let metrics = Metrics::new();
-    let pipeline = {
-        let (shutdown, metrics) = (shutdown.clone(), metrics.clone());
-        tokio::spawn(async move {
-            streamfold::source::run(&loaded, Vec::new(), metrics, shutdown).await
-        })
-    };
-    let (servers, topic, want) = (
-        setup.servers(),
-        setup.output.clone(),
-        expected.windows.len(),
-    );
-    let read = tokio::task::spawn_blocking(move || {
-        read_until(&servers, &topic, Duration::from_secs(60), |r| {
-            r.len() >= want
-        })
-    })
-    .await
-    .unwrap();
-    shutdown.cancel();
-    pipeline.await.unwrap().unwrap();
+    let want = expected.windows.len();
+    let read = run_until(
+        &loaded,
+        metrics.clone(),
+        &setup.output.clone(),
+        Duration::from_secs(60),
+        move |r| r.len() >= want,
+    )
+    .await;
     let mut got = BTreeMap::new();
     for r in &read {
         let row = decode_window(&r.payload);

@@ -306,6 +306,35 @@ pub fn read_until(
     out
 }
 
+/// Runs the pipeline of `loaded` in this process until `done` holds for
+/// what `topic` holds (or `deadline` passes), then stops it gracefully and
+/// checks that it stopped cleanly. Returns what was read.
+pub async fn run_until(
+    loaded: &streamfold::config::LoadedConfig,
+    metrics: streamfold::telemetry::Metrics,
+    topic: &str,
+    deadline: Duration,
+    done: impl FnMut(&[Read]) -> bool + Send + 'static,
+) -> Vec<Read> {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let pipeline = {
+        let (loaded, shutdown) = (loaded.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            streamfold::source::run(&loaded, Vec::new(), metrics, shutdown).await
+        })
+    };
+    let (servers, topic) = (
+        loaded.config.kafka.bootstrap_servers.clone(),
+        topic.to_string(),
+    );
+    let read = tokio::task::spawn_blocking(move || read_until(&servers, &topic, deadline, done))
+        .await
+        .unwrap();
+    shutdown.cancel();
+    pipeline.await.unwrap().expect("pipeline stops cleanly");
+    read
+}
+
 /// One window result, decoded with the output schema.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowRow {
