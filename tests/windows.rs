@@ -406,3 +406,77 @@ async fn where_filter_and_derived_group_key() {
         filtered as u64
     );
 }
+
+/// `emit = on-update`: updates of open windows as records arrive (header
+/// `streamfold.emit: update`), then the final result, which equals the
+/// on-close result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_update_emits_updates_then_the_final_result() {
+    let setup = Setup::new(2);
+    let events = events(3_000);
+    let offsets = publish(&setup.servers(), &setup.input, &events);
+    let expected = expected(&events, &offsets, 5_000, |p| p.merchant_id.clone());
+    let path = setup.write_config("5s", "[batch]\nmax_records = 100\nmax_wait = \"5ms\"\n");
+    without_pseudonymise(&path);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[commit]",
+        "[pipeline.emit]\nmode = \"on-update\"\nmin_interval = \"0s\"\n\n[commit]",
+    );
+    std::fs::write(&path, text).unwrap();
+    let loaded = streamfold::config::load(&path).unwrap();
+    let want = expected.windows.len();
+    let read = run_until(
+        &loaded,
+        Metrics::new(),
+        &setup.output.clone(),
+        Duration::from_secs(60),
+        move |r| {
+            r.iter()
+                .filter(|r| r.headers["streamfold.emit"] == "final")
+                .count()
+                >= want
+        },
+    )
+    .await;
+    let mut finals = BTreeMap::new();
+    let mut updates: BTreeMap<(String, i64), Vec<(i32, i64, WindowRow)>> = BTreeMap::new();
+    for r in &read {
+        let row = decode_window(&r.payload);
+        let k = (row.key.clone(), row.start);
+        match r.headers["streamfold.emit"].as_str() {
+            "final" => assert!(finals.insert(k, (r.partition, r.offset, row)).is_none()),
+            "update" => updates
+                .entry(k)
+                .or_default()
+                .push((r.partition, r.offset, row)),
+            other => panic!("emit header {other:?}"),
+        }
+    }
+    assert_eq!(finals.len(), want);
+    for (k, want) in &expected.windows {
+        assert!(same_window(&finals[k].2, want), "{k:?}");
+    }
+    assert!(
+        updates.len() > want / 2,
+        "few windows had updates: {}",
+        updates.len()
+    );
+    for (k, ups) in &updates {
+        let Some((partition, offset, fin)) = finals.get(k) else {
+            // Still open (the closing records' own windows).
+            assert!(
+                !expected.windows.contains_key(k),
+                "{k:?} has updates but no final"
+            );
+            continue;
+        };
+        for (p, o, u) in ups {
+            assert_eq!(p, partition, "updates and final of a key share a partition");
+            assert!(o < offset, "{k:?}: update after the final");
+            assert!(
+                u.count <= fin.count,
+                "{k:?}: update {u:?} above final {fin:?}"
+            );
+        }
+    }
+}

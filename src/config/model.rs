@@ -142,6 +142,25 @@ pub struct PipelineConfig {
     pub idle_timeout: Option<Duration>,
     /// Aggregates to compute; each adds fields to the output record.
     pub aggregates: Vec<AggregateConfig>,
+    /// When window results are written.
+    #[serde(default)]
+    pub emit: EmitConfig,
+}
+
+/// Emit mode.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", tag = "mode")]
+pub enum EmitConfig {
+    /// One final result per window, when it closes.
+    #[default]
+    OnClose,
+    /// Also the current value of open windows as records arrive, at most
+    /// once per `min_interval` per window; the final result still follows.
+    OnUpdate {
+        /// Least time between two updates of one window.
+        #[serde(default = "defaults::min_interval", with = "humantime_serde")]
+        min_interval: Duration,
+    },
 }
 
 /// A derived field.
@@ -467,6 +486,9 @@ pub(crate) mod defaults {
     }
     pub fn drain_deadline() -> Duration {
         Duration::from_secs(10)
+    }
+    pub fn min_interval() -> Duration {
+        Duration::from_secs(1)
     }
     pub fn log_level() -> String {
         "info".into()

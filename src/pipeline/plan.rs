@@ -51,6 +51,8 @@ pub struct Plan {
     pub late_topic: Option<String>,
     /// Advance event time with the wall clock after this long without records.
     pub idle_timeout: Option<std::time::Duration>,
+    /// With `emit = on-update`: least time between two updates of a window.
+    pub update_interval: Option<std::time::Duration>,
     /// The aggregates computed.
     pub aggregates: Vec<AggSpec>,
     /// Output encoder.
@@ -259,6 +261,10 @@ impl Plan {
                     late_topic: p.late_topic.clone(),
                     // Processing-time windows follow the clock even when no
                     // record arrives.
+                    update_interval: match p.emit {
+                        crate::config::EmitConfig::OnClose => None,
+                        crate::config::EmitConfig::OnUpdate { min_interval } => Some(min_interval),
+                    },
                     idle_timeout: p.idle_timeout.or((event_time == EventTime::ProcessingTime)
                         .then_some(std::time::Duration::from_secs(1))),
                     aggregates,

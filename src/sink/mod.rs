@@ -74,10 +74,15 @@ impl Sink {
     ///
     /// # Errors
     /// [`SendError::QueueFull`] to retry later, or a fatal [`SendError`].
+    ///
+    /// `final_result` is false for an update of a still-open window
+    /// (`emit = on-update`): header `streamfold.emit` says `update` then,
+    /// `final` otherwise.
     pub fn send_window(
         &self,
         w: &WindowOutput,
         payload: &[u8],
+        final_result: bool,
     ) -> Result<DeliveryFuture, SendError> {
         let start = w.start.to_string();
         let end = w.end.to_string();
@@ -92,7 +97,7 @@ impl Sink {
             })
             .insert(Header {
                 key: "streamfold.emit",
-                value: Some("final"),
+                value: Some(if final_result { "final" } else { "update" }),
             });
         let record = FutureRecord::to(&self.output_topic)
             .key(w.key.as_bytes())

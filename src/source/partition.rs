@@ -2,6 +2,7 @@
 //! folds their partials into window state in offset order, emits closed
 //! windows, tracks acknowledgements and publishes its commit point.
 
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,7 +34,13 @@ pub(crate) struct DrainRequest {
 /// What an acknowledgement releases.
 #[derive(Debug, Clone, Copy)]
 enum Tag {
-    DeadLetter { offset: i64, stage: &'static str },
+    /// An update of a still-open window (`emit = on-update`): nothing
+    /// depends on it for commits; the final result follows.
+    Update(WindowSpan),
+    DeadLetter {
+        offset: i64,
+        stage: &'static str,
+    },
     Window(WindowSpan),
 }
 
@@ -86,6 +93,10 @@ pub(crate) struct PartitionTask {
     windows: WindowStore,
     sessions: SessionStore,
     frontier: Frontier,
+    /// `emit = on-update`: windows changed since their last update, by
+    /// (key, start), and when each was last updated.
+    dirty: BTreeSet<(String, i64)>,
+    last_update: HashMap<(String, i64), tokio::time::Instant>,
     /// Largest event time seen in this partition (from the resumed commit
     /// on), advanced by the wall clock while the partition is idle.
     max_event_time: i64,
@@ -103,6 +114,8 @@ impl PartitionTask {
             shared,
             windows: WindowStore::default(),
             sessions: SessionStore::default(),
+            dirty: BTreeSet::new(),
+            last_update: HashMap::new(),
             frontier: Frontier::new(resume.map_or(NO_TIME, |p| p.settled)),
             max_event_time: resume.map_or(NO_TIME, |p| p.max_event_time),
             position: resume.map_or(0, |p| p.offset),
@@ -226,6 +239,11 @@ impl PartitionTask {
                         // records before the commit.
                         continue;
                     }
+                    if plan.update_interval.is_some() {
+                        for end in windows.ends_covering(p.pane_start) {
+                            self.dirty.insert((p.key.clone(), end - windows.size()));
+                        }
+                    }
                     let opened = self.windows.merge(
                         &windows,
                         &p.key,
@@ -275,6 +293,9 @@ impl PartitionTask {
                     }
                     let (end, first, met) = change.added;
                     self.frontier.window_opened(end, first, met);
+                    if plan.update_interval.is_some() {
+                        self.dirty.insert((s.key.clone(), change.start));
+                    }
                     if s.event_time > m {
                         m = s.event_time;
                         for c in self.sessions.close_until(plan.lateness.watermark(m)) {
@@ -308,6 +329,7 @@ impl PartitionTask {
         self.frontier.advance(last + 1, self.max_event_time);
         self.position = last + 1;
         self.close_windows().await?;
+        self.emit_updates().await?;
         let open_after = self.open_windows();
         self.shared
             .metrics
@@ -343,6 +365,77 @@ impl PartitionTask {
             }
         }
         self.frontier.windows_closed(watermark);
+        Ok(())
+    }
+
+    /// `emit = on-update`: writes the current value of every open window
+    /// that changed, unless it was updated less than `min_interval` ago
+    /// (it stays pending for a later batch).
+    async fn emit_updates(&mut self) -> Result<(), PartitionError> {
+        let Some(interval) = self.shared.plan.update_interval else {
+            return Ok(());
+        };
+        let plan = Arc::clone(&self.shared.plan);
+        let watermark = plan.lateness.watermark(self.max_event_time);
+        let now = tokio::time::Instant::now();
+        for (key, start) in std::mem::take(&mut self.dirty) {
+            let snapshot = match plan.window {
+                WindowPlan::Fixed(w) if start + w.size() > watermark => self
+                    .windows
+                    .snapshot(&w, &plan.aggregates, &key, start)
+                    .map(|a| (start + w.size(), a)),
+                WindowPlan::Fixed(_) => None,
+                WindowPlan::Session { .. } => self.sessions.snapshot(&key, start),
+            };
+            let id = (key, start);
+            let Some((end, aggregates)) = snapshot else {
+                self.last_update.remove(&id);
+                continue;
+            };
+            // A replay after a restart does not repeat updates of windows
+            // whose final result was already acknowledged.
+            if end <= self.frontier.settled() {
+                continue;
+            }
+            if self
+                .last_update
+                .get(&id)
+                .is_some_and(|t| now.duration_since(*t) < interval)
+            {
+                self.dirty.insert(id);
+                continue;
+            }
+            self.last_update.insert(id.clone(), now);
+            let out = WindowOutput {
+                key: id.0,
+                start,
+                end,
+                values: aggregates.finish(&plan.aggregates),
+            };
+            let payload = plan
+                .encoder
+                .encode(&out)
+                .map_err(|source| PartitionError::Encode {
+                    partition: self.partition,
+                    source,
+                })?;
+            let shared = Arc::clone(&self.shared);
+            self.send(Tag::Update(WindowSpan { start, end }), move || {
+                shared.sink.send_window(&out, &payload, false)
+            })
+            .await?;
+        }
+        // Forget windows that closed.
+        match plan.window {
+            WindowPlan::Fixed(w) => self
+                .last_update
+                .retain(|(_, start), _| start + w.size() > watermark),
+            WindowPlan::Session { .. } => {
+                let sessions = &self.sessions;
+                self.last_update
+                    .retain(|(key, start), _| sessions.snapshot_exists(key, *start));
+            }
+        }
         Ok(())
     }
 
@@ -400,7 +493,7 @@ impl PartitionTask {
         let tag = Tag::Window(WindowSpan { start, end });
         self.frontier.window_emitted(end);
         let shared = Arc::clone(&self.shared);
-        self.send(tag, move || shared.sink.send_window(&out, &payload))
+        self.send(tag, move || shared.sink.send_window(&out, &payload, true))
             .await
     }
 
@@ -467,6 +560,7 @@ impl PartitionTask {
             let what = match tag {
                 Tag::DeadLetter { offset, .. } => format!("dead letter for offset {offset}"),
                 Tag::Window(w) => format!("window [{}, {})", w.start, w.end),
+                Tag::Update(w) => format!("update of window [{}, {})", w.start, w.end),
             };
             return Err(PartitionError::Delivery {
                 partition: self.partition,
@@ -483,6 +577,7 @@ impl PartitionTask {
                     m.processed.with_label_values(&["dead_lettered"]).inc();
                 }
             }
+            Tag::Update(_) => {}
             Tag::Window(w) => {
                 self.frontier.window_acknowledged(w.end);
                 m.windows_emitted.inc();

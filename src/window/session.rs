@@ -43,6 +43,8 @@ pub struct ClosedSession {
 pub struct SessionChange {
     /// Sessions replaced by the merge.
     pub removed: Vec<(i64, i64)>,
+    /// Start of the session now holding the record.
+    pub start: i64,
     /// The session now holding the record.
     pub added: (i64, i64, i64),
 }
@@ -106,6 +108,7 @@ impl SessionStore {
         self.by_end.insert((end, key.to_string(), start));
         Ok(SessionChange {
             removed,
+            start,
             added: (end, first.0, first.1),
         })
     }
@@ -133,6 +136,20 @@ impl SessionStore {
             });
         }
         out
+    }
+
+    /// The current end and aggregates of the open session of `key` that
+    /// starts at `start`.
+    pub fn snapshot(&self, key: &str, start: i64) -> Option<(i64, Aggregates)> {
+        let s = self.sessions.get(key)?.get(&start)?;
+        Some((s.end, s.aggregates.clone()))
+    }
+
+    /// Whether `key` has an open session starting at `start`.
+    pub fn snapshot_exists(&self, key: &str, start: i64) -> bool {
+        self.sessions
+            .get(key)
+            .is_some_and(|s| s.contains_key(&start))
     }
 
     /// Number of open sessions.

@@ -143,6 +143,25 @@ impl WindowStore {
         out
     }
 
+    /// The current aggregates of the open window `[start, start + size)`
+    /// of `key`, if any of its panes holds records.
+    pub fn snapshot(
+        &self,
+        windows: &Windows,
+        specs: &[AggSpec],
+        key: &str,
+        start: i64,
+    ) -> Option<Aggregates> {
+        let panes = self.panes.get(key)?;
+        let mut merged: Option<Aggregates> = None;
+        for (_, p) in panes.range(start..start + windows.size()) {
+            merged
+                .get_or_insert_with(|| Aggregates::new(specs))
+                .merge(p.aggregates.clone());
+        }
+        merged
+    }
+
     /// Number of open panes.
     pub fn len(&self) -> usize {
         self.count
