@@ -439,7 +439,9 @@ async fn on_update_emits_updates_then_the_final_result() {
     )
     .await;
     let mut finals = BTreeMap::new();
-    let mut updates: BTreeMap<(String, i64), Vec<(i32, i64, WindowRow)>> = BTreeMap::new();
+    // (partition, offset, row) of each update, by window.
+    type Emissions = Vec<(i32, i64, WindowRow)>;
+    let mut updates: BTreeMap<(String, i64), Emissions> = BTreeMap::new();
     for r in &read {
         let row = decode_window(&r.payload);
         let k = (row.key.clone(), row.start);
