@@ -128,46 +128,82 @@ fn output_schema(loaded: &LoadedConfig) -> anyhow::Result<crate::codec::RecordSc
     Ok(plan.output_schema())
 }
 
-fn load_or_report(path: &Path) -> Result<LoadedConfig, ExitCode> {
-    config::load(path).map_err(|e| {
-        eprintln!("{e}");
-        ExitCode::from(2)
-    })
-}
-
 async fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let loaded = match load_or_report(path) {
-        Ok(l) => l,
-        Err(code) => return Ok(code),
+    let all = match config::load_all(path) {
+        Ok(all) => all,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(2));
+        }
     };
-    telemetry::init_tracing(&loaded.config.log);
+    telemetry::init_tracing(&all[0].config.log);
     let shutdown = CancellationToken::new();
     shutdown_on_signals(shutdown.clone());
-    match crate::source::run(&loaded, Vec::new(), Metrics::new(), shutdown).await {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(crate::source::RunError::Config(e)) => {
+    let metrics = Metrics::new();
+    // Every pipeline runs with its own consumer; the first to fail stops
+    // the others (they drain and commit).
+    let runs = all.into_iter().map(|loaded| {
+        let (shutdown, metrics) = (shutdown.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let r = crate::source::run(&loaded, Vec::new(), metrics, shutdown.clone()).await;
+            if r.is_err() {
+                shutdown.cancel();
+            }
+            r
+        })
+    });
+    let mut first_error = None;
+    for r in futures_util::future::join_all(runs).await {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => anyhow::bail!("a pipeline task failed: {e}"),
+        }
+    }
+    match first_error {
+        None => Ok(ExitCode::SUCCESS),
+        Some(crate::source::RunError::Config(e)) => {
             eprintln!("{e}");
             Ok(ExitCode::from(2))
         }
-        Err(e) => Err(anyhow::Error::new(e).context(format!("running {}", path.display()))),
+        Some(e) => Err(anyhow::Error::new(e).context(format!("running {}", path.display()))),
     }
 }
 
 /// Prints the derived output schema of a pipeline.
 fn schema(path: &Path, pipeline: Option<&str>) -> anyhow::Result<ExitCode> {
-    let loaded = match load_or_report(path) {
-        Ok(l) => l,
-        Err(code) => return Ok(code),
+    let all = match config::load_all(path) {
+        Ok(all) => all,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(2));
+        }
     };
-    let name = &loaded.config.pipeline.name;
-    if let Some(wanted) = pipeline {
-        anyhow::ensure!(
-            wanted == name,
-            "{}: no pipeline named {wanted:?} (it has: {name:?})",
-            path.display()
-        );
-    }
-    match Plan::build(&loaded, Vec::new()) {
+    let names: Vec<&str> = all
+        .iter()
+        .map(|l| l.config.pipeline.name.as_str())
+        .collect();
+    let loaded = match pipeline {
+        Some(wanted) => all
+            .iter()
+            .find(|l| l.config.pipeline.name == wanted)
+            .with_context(|| {
+                format!(
+                    "{}: no pipeline named {wanted:?} (it has: {})",
+                    path.display(),
+                    names.join(", ")
+                )
+            })?,
+        None if all.len() == 1 => &all[0],
+        None => anyhow::bail!(
+            "{}: several pipelines ({}): pass --pipeline NAME",
+            path.display(),
+            names.join(", ")
+        ),
+    };
+    match Plan::build(loaded, Vec::new()) {
         Ok(plan) => {
             println!("{}", plan.encoder.schema_text());
             Ok(ExitCode::SUCCESS)
@@ -181,31 +217,19 @@ fn schema(path: &Path, pipeline: Option<&str>) -> anyhow::Result<ExitCode> {
 
 /// Prints every problem of a configuration; exit code 1 if there are any.
 fn validate(path: &Path) -> ExitCode {
-    let (loaded, found) = match config::load_lenient(path) {
+    let (all, found) = match config::load_lenient(path) {
         Ok(l) => l,
         Err(e) => {
             println!("{e}");
             return ExitCode::FAILURE;
         }
     };
+    let many = all.len() > 1;
     let mut problems: Vec<String> = found.iter().map(ToString::to_string).collect();
-    let plan = match Plan::build(&loaded, Vec::new()) {
-        Ok(plan) => Some(plan),
-        Err(e) => {
-            for p in e.problems.iter().map(ToString::to_string) {
-                if !problems.contains(&p) {
-                    problems.push(p);
-                }
-            }
-            None
-        }
-    };
-    if let Err(e) = loaded.config.consumer_config() {
-        problems.push(format!("{}: {e}", path.display()));
-    }
-    match plan {
-        Some(plan) if problems.is_empty() => {
-            println!(
+    let mut ok = Vec::new();
+    for (i, loaded) in all.iter().enumerate() {
+        match Plan::build(loaded, Vec::new()) {
+            Ok(plan) => ok.push(format!(
                 "{}: ok: pipeline {:?} reads {} ({}), writes {} and dead letters to {}",
                 path.display(),
                 plan.name,
@@ -213,20 +237,38 @@ fn validate(path: &Path) -> ExitCode {
                 plan.decoder.schema().path.display(),
                 plan.output_topic,
                 plan.dead_letter_topic
-            );
-            ExitCode::SUCCESS
-        }
-        _ => {
-            println!(
-                "{} configuration problem{}:",
-                problems.len(),
-                if problems.len() == 1 { "" } else { "s" }
-            );
-            for p in problems {
-                println!("  - {p}");
+            )),
+            Err(e) => {
+                for mut p in e.problems {
+                    if many && let Some(rest) = p.key.strip_prefix("pipeline.") {
+                        p.key = format!("pipelines[{i}].{rest}");
+                    }
+                    let p = p.to_string();
+                    if !problems.contains(&p) {
+                        problems.push(p);
+                    }
+                }
             }
-            ExitCode::FAILURE
         }
+    }
+    if let Err(e) = all[0].config.consumer_config() {
+        problems.push(format!("{}: {e}", path.display()));
+    }
+    if problems.is_empty() {
+        for line in ok {
+            println!("{line}");
+        }
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "{} configuration problem{}:",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+        for p in problems {
+            println!("  - {p}");
+        }
+        ExitCode::FAILURE
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format as _, Toml};
 
-use super::model::Config;
+use super::model::{Config, FileConfig};
 
 /// Prefix of environment variables that override the file.
 pub const ENV_PREFIX: &str = "STREAMFOLD__";
@@ -96,6 +96,28 @@ impl LoadedConfig {
 /// # Errors
 /// Every problem found, each naming the file or variable and the key.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let mut all = load_all(path)?;
+    if all.len() > 1 {
+        let names: Vec<_> = all.iter().map(|l| l.config.pipeline.name.clone()).collect();
+        return Err(Problem::new(
+            path.display().to_string(),
+            "pipelines",
+            format!(
+                "expected one pipeline for this command, found {}: {}; use `run`, `validate` or `schema --pipeline`",
+                names.len(),
+                names.join(", ")
+            ),
+        )
+        .into());
+    }
+    Ok(all.remove(0))
+}
+
+/// Loads every pipeline of `path`, each as a configuration of its own.
+///
+/// # Errors
+/// Every problem found in any pipeline.
+pub fn load_all(path: &Path) -> Result<Vec<LoadedConfig>, ConfigError> {
     let (loaded, problems) = load_lenient(path)?;
     if problems.is_empty() {
         Ok(loaded)
@@ -109,7 +131,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
 ///
 /// # Errors
 /// When the file is missing or does not parse into the configuration tree.
-pub fn load_lenient(path: &Path) -> Result<(LoadedConfig, Vec<Problem>), ConfigError> {
+pub fn load_lenient(path: &Path) -> Result<(Vec<LoadedConfig>, Vec<Problem>), ConfigError> {
     let shown = path.display().to_string();
     if !path.is_file() {
         return Err(Problem::new(shown, "-", "file not found (or not a regular file)").into());
@@ -117,14 +139,69 @@ pub fn load_lenient(path: &Path) -> Result<(LoadedConfig, Vec<Problem>), ConfigE
     let figment = Figment::new()
         .merge(Toml::file_exact(path))
         .merge(Env::prefixed(ENV_PREFIX).split("__"));
-    let config: Config = figment.extract().map_err(|e| ConfigError {
+    let file: FileConfig = figment.extract().map_err(|e| ConfigError {
         problems: e.into_iter().map(|e| figment_problem(&shown, e)).collect(),
     })?;
-    let problems = check(&config, &shown);
-    let loaded = LoadedConfig {
-        config,
-        path: path.to_path_buf(),
+    let many = !file.pipelines.is_empty();
+    let pipelines = match (file.pipeline, many) {
+        (Some(p), false) => vec![p],
+        (None, true) => file.pipelines,
+        (Some(_), true) => {
+            return Err(Problem::new(
+                shown,
+                "pipeline",
+                "expected either one [pipeline] or several [[pipelines]], found both",
+            )
+            .into());
+        }
+        (None, false) => {
+            return Err(Problem::new(
+                shown,
+                "pipeline",
+                "expected a [pipeline] table (or [[pipelines]]), found none",
+            )
+            .into());
+        }
     };
+    let mut problems = Vec::new();
+    let mut loaded = Vec::new();
+    for (i, p) in pipelines.into_iter().enumerate() {
+        let mut kafka = file.kafka.clone();
+        if many {
+            // Pipelines of one file may read the same topic: each needs
+            // every partition, so each has a consumer group of its own.
+            kafka.group_id = format!("{}.{}", kafka.group_id, p.name);
+            if loaded
+                .iter()
+                .any(|l: &LoadedConfig| l.config.pipeline.name == p.name)
+            {
+                problems.push(Problem::new(
+                    &shown,
+                    format!("pipelines[{i}].name"),
+                    format!("expected a name of its own, found {:?} twice", p.name),
+                ));
+            }
+        }
+        let config = Config {
+            kafka,
+            pipeline: p,
+            batch: file.batch.clone(),
+            commit: file.commit.clone(),
+            log: file.log.clone(),
+        };
+        for mut problem in check(&config, &shown) {
+            if many && let Some(rest) = problem.key.strip_prefix("pipeline.") {
+                problem.key = format!("pipelines[{i}].{rest}");
+            }
+            if !problems.contains(&problem) {
+                problems.push(problem);
+            }
+        }
+        loaded.push(LoadedConfig {
+            config,
+            path: path.to_path_buf(),
+        });
+    }
     Ok((loaded, problems))
 }
 

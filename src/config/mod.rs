@@ -6,6 +6,6 @@ mod model;
 mod secret;
 
 pub use kafka::ClientConfigError;
-pub use load::{ConfigError, ENV_PREFIX, LoadedConfig, Problem, load, load_lenient};
+pub use load::{ConfigError, ENV_PREFIX, LoadedConfig, Problem, load, load_all, load_lenient};
 pub use model::*;
 pub use secret::Secret;

@@ -7,7 +7,31 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
-/// The whole configuration of one streamfold process.
+/// A configuration file: one `[pipeline]`, or several `[[pipelines]]`
+/// sharing the Kafka, batch, commit and log settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// How to reach the Kafka cluster.
+    pub kafka: KafkaConfig,
+    /// The pipeline, when the file has one.
+    #[serde(default)]
+    pub pipeline: Option<PipelineConfig>,
+    /// The pipelines, when the file has several.
+    #[serde(default)]
+    pub pipelines: Vec<PipelineConfig>,
+    /// How records are grouped into batches for the rayon pool.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// When offsets are committed and how long a drain may take.
+    #[serde(default)]
+    pub commit: CommitConfig,
+    /// Log output.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// The configuration of one pipeline of a streamfold process.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
