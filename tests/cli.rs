@@ -286,7 +286,7 @@ fn demo_prints_windows_and_dead_letters() {
 /// each with its own output and dead-letter topics.
 #[test]
 fn several_pipelines_in_one_process() {
-    use streamfold::generate::{GeneratorOptions, PaymentGenerator};
+    use streamfold::generate::GeneratorOptions;
     let setup = Setup::new(2);
     let second_out = format!("hourly-{}", setup.output);
     let second_dlq = format!("dlq2-{}", setup.output);
@@ -298,19 +298,7 @@ fn several_pipelines_in_one_process() {
         late_every: 0,
         ..GeneratorOptions::default()
     };
-    let mut events: Vec<(i32, Event)> = PaymentGenerator::new(options.clone())
-        .take(2_000)
-        .map(|p| {
-            let m: i32 = p.merchant_id.trim_start_matches("m-").parse().unwrap();
-            (m % 2, Event::Payment(p))
-        })
-        .collect();
-    for part in 0..2 {
-        let mut p = PaymentGenerator::new(options.clone()).next().unwrap();
-        p.merchant_id = format!("m-{part}");
-        p.event_time += 10 * 3_600_000;
-        events.push((part, Event::Payment(p)));
-    }
+    let events = payments_with_closers(&options, 2_000, 2);
     let offsets = publish(&setup.servers(), &setup.input, &events);
     let minute = expected(&events, &offsets, 10_000, |p| p.merchant_id.clone());
 

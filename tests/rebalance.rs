@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use streamfold::generate::{GeneratorOptions, PaymentGenerator};
+use streamfold::generate::GeneratorOptions;
 use streamfold::telemetry::Metrics;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -68,19 +68,7 @@ async fn join_and_leave(strategy: &str) {
         ..GeneratorOptions::default()
     };
     let n = 12_000;
-    let mut events: Vec<(i32, Event)> = PaymentGenerator::new(options.clone())
-        .take(n)
-        .map(|p| {
-            let m: i32 = p.merchant_id.trim_start_matches("m-").parse().unwrap();
-            (m % 4, Event::Payment(p))
-        })
-        .collect();
-    for part in 0..4 {
-        let mut p = PaymentGenerator::new(options.clone()).next().unwrap();
-        p.merchant_id = format!("m-{part}");
-        p.event_time = options.start_ms + n as i64 * options.step_ms + 3_600_000;
-        events.push((part, Event::Payment(p)));
-    }
+    let events = payments_with_closers(&options, n, 4);
     let (first, rest) = events.split_at(n / 3);
     let (second, third) = rest.split_at(n / 3);
 

@@ -24,20 +24,7 @@ fn events(n: usize) -> Vec<(i32, Event)> {
         late_ms: 45_000,
         ..GeneratorOptions::default()
     };
-    let mut out: Vec<(i32, Event)> = PaymentGenerator::new(options.clone())
-        .take(n)
-        .map(|p| {
-            let m: i32 = p.merchant_id.trim_start_matches("m-").parse().unwrap();
-            (m % 2, Event::Payment(p))
-        })
-        .collect();
-    for part in 0..2 {
-        let mut p = PaymentGenerator::new(options.clone()).next().unwrap();
-        p.merchant_id = format!("m-{part}");
-        p.event_time = options.start_ms + n as i64 * options.step_ms + 3_600_000;
-        out.push((part, Event::Payment(p)));
-    }
-    out
+    payments_with_closers(&options, n, 2)
 }
 
 async fn run_and_compare(window: &str, size: i64, advance: i64) {

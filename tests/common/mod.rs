@@ -156,6 +156,33 @@ pub enum Event {
     Poison(Vec<u8>),
 }
 
+/// `n` generated payments, each on partition `merchant % partitions` (as a
+/// producer keying by merchant gives), then one payment per partition an
+/// hour past the stream's clock that closes every window before it.
+pub fn payments_with_closers(
+    options: &streamfold::generate::GeneratorOptions,
+    n: usize,
+    partitions: i32,
+) -> Vec<(i32, Event)> {
+    use streamfold::generate::PaymentGenerator;
+    let mut out: Vec<(i32, Event)> = PaymentGenerator::new(options.clone())
+        .take(n)
+        .map(|p| (merchant(&p) % partitions, Event::Payment(p)))
+        .collect();
+    for part in 0..partitions {
+        let mut p = PaymentGenerator::new(options.clone()).next().unwrap();
+        p.merchant_id = format!("m-{part}");
+        p.event_time = options.start_ms + n as i64 * options.step_ms + 3_600_000;
+        out.push((part, Event::Payment(p)));
+    }
+    out
+}
+
+/// The number of a generated merchant id (`m-3` → 3).
+pub fn merchant(p: &Payment) -> i32 {
+    p.merchant_id.trim_start_matches("m-").parse().unwrap()
+}
+
 /// Publishes events to explicit partitions; returns (partition, offset) of each.
 pub fn publish(servers: &str, topic: &str, events: &[(i32, Event)]) -> Vec<(i32, i64)> {
     // Offsets follow publish order per partition (idempotent producer),
