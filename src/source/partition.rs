@@ -412,18 +412,8 @@ impl PartitionTask {
                 end,
                 values: aggregates.finish(&plan.aggregates),
             };
-            let payload = plan
-                .encoder
-                .encode(&out)
-                .map_err(|source| PartitionError::Encode {
-                    partition: self.partition,
-                    source,
-                })?;
-            let shared = Arc::clone(&self.shared);
-            self.send(Tag::Update(WindowSpan { start, end }), move || {
-                shared.sink.send_window(&out, &payload, false)
-            })
-            .await?;
+            self.send_window(out, Tag::Update(WindowSpan { start, end }), false)
+                .await?;
         }
         // Forget windows that closed.
         match plan.window {
@@ -481,6 +471,19 @@ impl PartitionTask {
             end,
             values: aggregates.finish(&self.shared.plan.aggregates),
         };
+        self.frontier.window_emitted(end);
+        self.send_window(out, Tag::Window(WindowSpan { start, end }), true)
+            .await
+    }
+
+    /// Encodes a window result (final, or an update of an open window) and
+    /// hands it to the producer.
+    async fn send_window(
+        &mut self,
+        out: WindowOutput,
+        tag: Tag,
+        final_result: bool,
+    ) -> Result<(), PartitionError> {
         let payload =
             self.shared
                 .plan
@@ -490,11 +493,11 @@ impl PartitionTask {
                     partition: self.partition,
                     source,
                 })?;
-        let tag = Tag::Window(WindowSpan { start, end });
-        self.frontier.window_emitted(end);
         let shared = Arc::clone(&self.shared);
-        self.send(tag, move || shared.sink.send_window(&out, &payload, true))
-            .await
+        self.send(tag, move || {
+            shared.sink.send_window(&out, &payload, final_result)
+        })
+        .await
     }
 
     async fn dead_letter(
