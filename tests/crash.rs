@@ -114,6 +114,15 @@ fn sigkill_mid_stream_with_session_windows() {
     );
 }
 
+#[test]
+fn sigkill_mid_stream_with_sliding_windows() {
+    crash_and_restart(
+        "window = { kind = \"sliding\", size = \"2s\" }",
+        false,
+        |e, o| expected_sliding(e, o, 5_000, 2_000),
+    );
+}
+
 fn crash_and_restart(window: &str, bursty: bool, expect: impl Expect) {
     let setup = Setup::new(4);
     let config = setup.write_config("5s", "[batch]\nmax_records = 100\nmax_wait = \"10ms\"\n");

@@ -146,6 +146,16 @@ async fn session_windows_match_an_independent_computation() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sliding_windows_match_an_independent_computation() {
+    compare(
+        "window = { kind = \"sliding\", size = \"10s\" }",
+        events(2_000),
+        |e, o| expected_sliding(e, o, 5_000, 10_000),
+    )
+    .await;
+}
+
 /// With `idle_timeout`, a partition that stops receiving records still
 /// closes its windows as its event time moves on with the wall clock;
 /// without it, the last window stays open.
@@ -467,5 +477,130 @@ async fn on_update_emits_updates_then_the_final_result() {
                 "{k:?}: update {u:?} above final {fin:?}"
             );
         }
+    }
+}
+
+/// With `repartition = true`, records whose producer did not key them by
+/// the group key (here: spread round-robin over 3 partitions) are re-keyed
+/// through the internal topic, and every window holds all records of its
+/// merchant, whichever partition they came in on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repartition_groups_records_spread_over_partitions() {
+    let setup = Setup::new(3);
+    let options = GeneratorOptions {
+        seed: 5,
+        merchants: 5,
+        step_ms: 40,
+        jitter_ms: 8_000,
+        late_every: 0,
+        ..GeneratorOptions::default()
+    };
+    let mut events: Vec<(i32, Event)> = PaymentGenerator::new(options.clone())
+        .take(3_000)
+        .enumerate()
+        .map(|(i, p)| ((i % 3) as i32, Event::Payment(p)))
+        .collect();
+    events.insert(100, (1, Event::Poison(b"not avro".to_vec())));
+    // One record per merchant an hour later closes its windows once the
+    // rest has gone through the internal topic.
+    let closers: Vec<(i32, Event)> = (0..5)
+        .map(|m| {
+            let mut p = PaymentGenerator::new(options.clone()).next().unwrap();
+            p.merchant_id = format!("m-{m}");
+            p.event_time = options.start_ms + 3_000 * options.step_ms + 3_600_000;
+            (m % 3, Event::Payment(p))
+        })
+        .collect();
+    let mut offsets = publish(&setup.servers(), &setup.input, &events);
+    // The expectation ignores partitions: every record of a merchant
+    // counts, and the closers come after all of them.
+    let merged: Vec<(i32, Event)> = events
+        .iter()
+        .chain(&closers)
+        .map(|(_, e)| (0, e.clone()))
+        .collect();
+    offsets.extend(closers.iter().map(|_| (0, i64::MAX)));
+    // Stage one forwards the input partitions side by side, so the
+    // internal topic interleaves them: the lateness allowed covers the
+    // whole stream (2 minutes of event time).
+    let expected = expected(&merged, &offsets, 600_000, |p| p.merchant_id.clone());
+    assert!(expected.late.is_empty());
+    assert_eq!(expected.failed.len(), 1);
+
+    let internal = format!("internal-{}", setup.input);
+    setup.broker.create_topic(&internal, 3).unwrap();
+    let path = setup.write_config("10m", "[batch]\nmax_records = 200\nmax_wait = \"10ms\"\n");
+    without_pseudonymise(&path);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "late_records = ",
+        &format!("repartition = true\nrepartition_topic = \"{internal}\"\nlate_records = "),
+    );
+    std::fs::write(&path, text).unwrap();
+    let loaded = streamfold::config::load(&path).unwrap();
+
+    let shutdown = CancellationToken::new();
+    let pipeline = {
+        let (loaded, shutdown) = (loaded.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            streamfold::source::run(&loaded, Vec::new(), Metrics::new(), shutdown).await
+        })
+    };
+    let servers = setup.servers();
+    let valid = events.len() - expected.failed.len();
+    let (s, t) = (servers.clone(), internal.clone());
+    let forwarded = tokio::task::spawn_blocking(move || {
+        read_until(&s, &t, Duration::from_secs(60), |r| r.len() >= valid)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        forwarded.len(),
+        valid,
+        "every valid record is forwarded once"
+    );
+    for r in &forwarded {
+        let key = r.key.clone().unwrap_or_default();
+        assert!(key.starts_with("m-"), "keyed by merchant, found {key:?}");
+    }
+    publish(&servers, &setup.input, &closers);
+    let want = expected.windows.len();
+    let (s, t) = (servers.clone(), setup.output.clone());
+    let read = tokio::task::spawn_blocking(move || {
+        read_until(&s, &t, Duration::from_secs(60), |r| r.len() >= want)
+    })
+    .await
+    .unwrap();
+    let (s, t) = (servers.clone(), setup.dlq.clone());
+    let dead = tokio::task::spawn_blocking(move || {
+        read_until(&s, &t, Duration::from_secs(20), |r| !r.is_empty())
+    })
+    .await
+    .unwrap();
+    shutdown.cancel();
+    pipeline.await.unwrap().expect("pipeline stops cleanly");
+
+    assert_eq!(
+        dead.len(),
+        1,
+        "the poison record is dead-lettered by the first stage"
+    );
+    let got: BTreeMap<_, _> = read
+        .iter()
+        .map(|r| {
+            let row = decode_window(&r.payload);
+            ((row.key.clone(), row.start), row)
+        })
+        .collect();
+    assert_eq!(got.len(), read.len(), "no window emitted twice");
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.windows.keys().collect::<Vec<_>>()
+    );
+    for (k, want) in &expected.windows {
+        assert!(
+            same_window(&got[k], want),
+            "{k:?}: got {:?}, want {want:?}",
+            got[k]
+        );
     }
 }

@@ -366,6 +366,22 @@ fn check(c: &Config, file: &str) -> Vec<Problem> {
             ),
         );
     }
+    if let Some(topic) = c.repartition_topic()
+        && [&p.input_topic, &p.output_topic, &p.dead_letter_topic].contains(&&topic)
+    {
+        bad(
+            "pipeline.repartition_topic",
+            format!(
+                "expected an internal topic of its own, found {topic:?} (also the input, output or dead-letter topic)"
+            ),
+        );
+    }
+    if p.repartition_topic.is_some() && !p.repartition {
+        bad(
+            "pipeline.repartition_topic",
+            "is set but `repartition` is not true; set `repartition = true` or remove it".into(),
+        );
+    }
     let whole_ms =
         |d: &std::time::Duration| d.as_millis() > 0 && d.subsec_nanos().is_multiple_of(1_000_000);
     let (size, advance, size_key) = match &p.window {
@@ -373,6 +389,7 @@ fn check(c: &Config, file: &str) -> Vec<Problem> {
         super::WindowConfig::Hopping { size, advance } => {
             (size, Some(advance), "pipeline.window.size")
         }
+        super::WindowConfig::Sliding { size } => (size, None, "pipeline.window.size"),
         super::WindowConfig::Session { gap } => (gap, None, "pipeline.window.gap"),
     };
     if !whole_ms(size) {

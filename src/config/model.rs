@@ -164,11 +164,33 @@ pub struct PipelineConfig {
     /// with the wall clock so its windows still close (default: never).
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
+    /// Re-key records by the group key through an internal topic before
+    /// windowing, for inputs not keyed by the group key.
+    #[serde(default)]
+    pub repartition: bool,
+    /// The internal topic of `repartition` (default
+    /// `<group_id>-<name>-repartition`); created with the input topic's
+    /// partition count when missing.
+    #[serde(default)]
+    pub repartition_topic: Option<String>,
     /// Aggregates to compute; each adds fields to the output record.
     pub aggregates: Vec<AggregateConfig>,
     /// When window results are written.
     #[serde(default)]
     pub emit: EmitConfig,
+}
+
+impl Config {
+    /// The internal topic records are re-keyed through, when the pipeline
+    /// repartitions.
+    pub fn repartition_topic(&self) -> Option<String> {
+        let p = &self.pipeline;
+        p.repartition.then(|| {
+            p.repartition_topic
+                .clone()
+                .unwrap_or_else(|| format!("{}-{}-repartition", self.kafka.group_id, p.name))
+        })
+    }
 }
 
 /// Emit mode.
@@ -252,6 +274,13 @@ pub enum WindowConfig {
         /// Distance between window starts, e.g. `"2s"`; at most `size`.
         #[serde(with = "humantime_serde")]
         advance: Duration,
+    },
+    /// Kafka Streams sliding windows: one window per distinct set of
+    /// records of a key whose event times differ by at most `size`.
+    Sliding {
+        /// Largest difference between event times in one window, e.g. `"10s"`.
+        #[serde(with = "humantime_serde")]
+        size: Duration,
     },
     /// Per-key sessions that close after `gap` without records.
     Session {

@@ -101,6 +101,8 @@ pub struct BatchOutput {
     /// Session pipelines only: every extracted record in order; the
     /// partition task assigns them to sessions.
     pub session_records: Vec<SessionRecord>,
+    /// Repartitioning only: (index, group key) of every record to forward.
+    pub forward: Vec<(u32, String)>,
 }
 
 /// A decoded record of a session pipeline, ready to join a session.
@@ -148,7 +150,9 @@ fn extract(plan: &Plan, r: &RawRecord, rec: &Record, now: i64) -> Result<Extract
 }
 
 /// Processes one batch. Runs on a rayon worker; never panics on bad input.
-pub fn process(plan: &Plan, records: Vec<RawRecord>) -> BatchOutput {
+/// With `forward`, records are only keyed (for repartitioning), not
+/// assigned to windows.
+pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutput {
     let n = records.len();
     let mut out = BatchOutput {
         records: Vec::new(),
@@ -159,6 +163,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>) -> BatchOutput {
         failures: Vec::new(),
         filtered: 0,
         session_records: Vec::new(),
+        forward: Vec::new(),
     };
     let mut index: HashMap<(String, i64), usize> = HashMap::new();
     // Processing time: one reading per batch, so a batch is one instant.
@@ -231,8 +236,13 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>) -> BatchOutput {
                 continue;
             }
         };
-        let windows = match plan.window {
-            WindowPlan::Fixed(w) => w,
+        if forward {
+            out.forward.push((i32, x.key));
+            continue;
+        }
+        let pane = match plan.window {
+            WindowPlan::Fixed(w) => w.pane(x.event_time),
+            WindowPlan::Sliding(s) => s.pane(x.event_time),
             WindowPlan::Session { gap_ms } => {
                 if x.event_time.checked_add(gap_ms).is_none() {
                     let e = crate::window::EventTimeOutOfRange(x.event_time);
@@ -251,7 +261,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>) -> BatchOutput {
                 continue;
             }
         };
-        let pane = match windows.pane(x.event_time) {
+        let pane = match pane {
             Ok(p) => p,
             Err(e) => {
                 out.failures.push(fail(FailStage::Extract, e.to_string()));

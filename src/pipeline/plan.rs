@@ -7,7 +7,7 @@ use crate::config::{
     ConfigError, EventTimeConfig, LatePolicy, LoadedConfig, Problem, WindowConfig,
 };
 use crate::transform::{self, Transform};
-use crate::window::{Lateness, WindowPlan, Windows};
+use crate::window::{Lateness, Sliding, WindowPlan, Windows};
 
 /// Where a record's event time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +221,7 @@ impl Plan {
         let (size, advance) = match &p.window {
             WindowConfig::Tumbling { size } => (size, size),
             WindowConfig::Hopping { size, advance } => (size, advance),
+            WindowConfig::Sliding { size } => (size, size),
             WindowConfig::Session { gap } => (gap, gap),
         };
         let (size_ms, advance_ms) = (size.as_millis() as i64, advance.as_millis() as i64);
@@ -254,6 +255,7 @@ impl Plan {
                     event_time,
                     window: match p.window {
                         WindowConfig::Session { .. } => WindowPlan::Session { gap_ms: size_ms },
+                        WindowConfig::Sliding { .. } => WindowPlan::Sliding(Sliding::new(size_ms)),
                         _ => WindowPlan::Fixed(Windows::hopping(size_ms, advance_ms)),
                     },
                     lateness: Lateness::new(p.allowed_lateness.as_millis() as i64),

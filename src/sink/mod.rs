@@ -9,6 +9,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::codec::WindowOutput;
+use crate::pipeline::RawRecord;
 
 /// Why a record could not be handed to the producer.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +104,41 @@ impl Sink {
             .key(w.key.as_bytes())
             .payload(payload)
             .headers(headers);
+        self.send(&self.output_topic, record)
+    }
+
+    /// Enqueues a record's original value, with its Kafka timestamp, to
+    /// the output topic (a repartitioning pipeline's internal topic) keyed
+    /// by `key`; headers say where it came from.
+    ///
+    /// # Errors
+    /// [`SendError::QueueFull`] to retry later, or a fatal [`SendError`].
+    pub fn send_forward(
+        &self,
+        source_partition: i32,
+        r: &RawRecord,
+        key: &str,
+    ) -> Result<DeliveryFuture, SendError> {
+        let partition = source_partition.to_string();
+        let offset = r.offset.to_string();
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: dead_letter::headers::PARTITION,
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: dead_letter::headers::OFFSET,
+                value: Some(offset.as_str()),
+            });
+        let mut record = FutureRecord::to(&self.output_topic)
+            .key(key.as_bytes())
+            .headers(headers);
+        if let Some(p) = &r.payload {
+            record = record.payload(p.as_slice());
+        }
+        if let Some(ts) = r.timestamp {
+            record = record.timestamp(ts);
+        }
         self.send(&self.output_topic, record)
     }
 

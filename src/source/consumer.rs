@@ -77,7 +77,7 @@ impl SourceContext {
     fn partitions_of(&self, tpl: &TopicPartitionList) -> Vec<i32> {
         tpl.elements()
             .iter()
-            .filter(|e| e.topic() == self.shared.plan.input_topic)
+            .filter(|e| e.topic() == self.shared.input_topic)
             .map(|e| e.partition())
             .collect()
     }
@@ -102,11 +102,11 @@ impl SourceContext {
         let Some(committed) = committed else {
             self.shared.fail(format!(
                 "cannot read the committed offsets of partitions {partitions:?} of {}",
-                self.shared.plan.input_topic
+                self.shared.input_topic
             ));
             return;
         };
-        let topic = &self.shared.plan.input_topic;
+        let topic = &self.shared.input_topic;
         let mut feeds = self.feeds();
         for p in partitions {
             let resume = committed.find_partition(topic, p).and_then(|e| {
@@ -221,7 +221,7 @@ impl SourceContext {
         }
         let mut tpl = TopicPartitionList::new();
         for (p, point) in &points {
-            let mut e = tpl.add_partition(&self.shared.plan.input_topic, *p);
+            let mut e = tpl.add_partition(&self.shared.input_topic, *p);
             if let Err(err) = e.set_offset(Offset::Offset(point.offset)) {
                 tracing::warn!(error = %err, partition = p, "cannot set commit offset");
                 continue;
@@ -319,7 +319,7 @@ impl SourceContext {
         let behind = !feed.waiting.is_empty();
         if behind != feed.paused {
             let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(&self.shared.plan.input_topic, p);
+            tpl.add_partition(&self.shared.input_topic, p);
             let res = if behind {
                 consumer.pause(&tpl)
             } else {

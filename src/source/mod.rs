@@ -18,9 +18,23 @@ use crate::pipeline::Plan;
 use crate::sink::Sink;
 use crate::telemetry::Metrics;
 
+/// Which half of a pipeline a consumer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Windows and aggregates (the whole pipeline unless it repartitions).
+    Aggregate,
+    /// `repartition = true`: decode, transform, filter and forward each
+    /// record's original bytes to the internal topic, keyed by group key.
+    Repartition,
+}
+
 /// What the consumer thread and every partition task share.
 pub(crate) struct Shared {
     pub plan: Arc<Plan>,
+    pub stage: Stage,
+    /// The topic this consumer reads: the pipeline's input, or the
+    /// internal topic for the aggregate stage of a repartitioning pipeline.
+    pub input_topic: String,
     pub sink: Sink,
     pub board: CommitBoard,
     pub metrics: Metrics,

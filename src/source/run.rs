@@ -8,9 +8,13 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
 use super::consumer::{SourceConsumer, SourceContext};
-use crate::config::{ClientConfigError, ConfigError, LoadedConfig};
+use super::{Shared, Stage};
+use crate::config::{ClientConfigError, Config, ConfigError, LoadedConfig};
 use crate::offsets::CommitBoard;
 use crate::pipeline::Plan;
 use crate::sink::Sink;
@@ -51,6 +55,11 @@ pub enum RunError {
 /// and commits) or a fatal error occurs. `extra` transforms run after the
 /// configured ones.
 ///
+/// A pipeline with `repartition = true` runs as two consumers: one keys
+/// every record of the input by its group key into the internal topic
+/// (consumer group `<group_id>.repartition`), the other windows the
+/// internal topic (consumer group `<group_id>`).
+///
 /// # Errors
 /// See [`RunError`].
 pub async fn run(
@@ -60,8 +69,122 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let config = &loaded.config;
-    let servers = config.kafka.bootstrap_servers.clone();
     let plan = Arc::new(Plan::build(loaded, extra)?);
+    let Some(internal) = config.repartition_topic() else {
+        let input = plan.input_topic.clone();
+        return run_stage(config, plan, Stage::Aggregate, input, metrics, shutdown).await;
+    };
+    ensure_internal_topic(config, &plan.input_topic, &internal).await?;
+    let mut first = config.clone();
+    first.kafka.group_id = format!("{}.repartition", config.kafka.group_id);
+    // When one stage fails, the other stops too (and drains).
+    let stop = shutdown.child_token();
+    let stage = |config: &Config, stage, input: String| {
+        let (plan, metrics, stop) = (Arc::clone(&plan), metrics.clone(), stop.clone());
+        let config = config.clone();
+        async move {
+            let r = run_stage(&config, plan, stage, input, metrics, stop.clone()).await;
+            if r.is_err() {
+                stop.cancel();
+            }
+            r
+        }
+    };
+    let (a, b) = tokio::join!(
+        stage(&first, Stage::Repartition, plan.input_topic.clone()),
+        stage(config, Stage::Aggregate, internal),
+    );
+    a.and(b)
+}
+
+/// Creates the internal topic of a repartitioning pipeline when missing,
+/// with the partition count and replication of the input topic.
+async fn ensure_internal_topic(
+    config: &Config,
+    input: &str,
+    internal: &str,
+) -> Result<(), RunError> {
+    let servers = config.kafka.bootstrap_servers.clone();
+    let admin: AdminClient<DefaultClientContext> =
+        config
+            .producer_config()?
+            .create()
+            .map_err(|source| RunError::Client {
+                client: "admin client",
+                servers: servers.clone(),
+                source,
+            })?;
+    let admin = Arc::new(admin);
+    let md_admin = Arc::clone(&admin);
+    let (input_owned, internal_owned) = (input.to_string(), internal.to_string());
+    let (shape, exists) = tokio::task::spawn_blocking(move || {
+        let timeout = Duration::from_secs(10);
+        let shape = md_admin
+            .inner()
+            .fetch_metadata(Some(&input_owned), timeout)
+            .ok()
+            .and_then(|md| {
+                let t = md.topics().iter().find(|t| t.name() == input_owned)?;
+                let replicas = t.partitions().first()?.replicas().len();
+                Some((t.partitions().len() as i32, replicas.max(1) as i32))
+            });
+        let exists = md_admin
+            .inner()
+            .fetch_metadata(Some(&internal_owned), timeout)
+            .is_ok_and(|md| {
+                md.topics().iter().any(|t| {
+                    t.name() == internal_owned && t.error().is_none() && !t.partitions().is_empty()
+                })
+            });
+        (shape, exists)
+    })
+    .await
+    .unwrap_or((None, false));
+    if exists {
+        return Ok(());
+    }
+    let missing = |reason: String| RunError::MissingTopic {
+        topic: internal.to_string(),
+        role: "repartition",
+        servers: servers.clone(),
+        reason,
+    };
+    let Some((partitions, replication)) = shape else {
+        return Err(missing(format!(
+            "cannot read the partition count of input topic {input:?}"
+        )));
+    };
+    let topic = NewTopic::new(internal, partitions, TopicReplication::Fixed(replication));
+    let results = admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .map_err(|e| missing(format!("creating it failed: {e}")))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(missing(format!("creating it failed: {code}"))),
+        }
+    }
+    tracing::info!(
+        topic = internal,
+        partitions,
+        replication,
+        "created the repartition topic"
+    );
+    Ok(())
+}
+
+/// Runs one consumer of a pipeline: the whole pipeline, or one stage of a
+/// repartitioning one.
+async fn run_stage(
+    config: &Config,
+    plan: Arc<Plan>,
+    stage: Stage,
+    input_topic: String,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let servers = config.kafka.bootstrap_servers.clone();
     let producer: FutureProducer =
         config
             .producer_config()?
@@ -71,14 +194,24 @@ pub async fn run(
                 servers: servers.clone(),
                 source,
             })?;
+    // The repartition stage writes the internal topic; its "output".
+    let (output, late) = match stage {
+        Stage::Aggregate => (plan.output_topic.clone(), plan.late_topic.clone()),
+        Stage::Repartition => (config.repartition_topic().unwrap_or_default(), None),
+    };
+    let mut topics = vec![
+        (input_topic.clone(), "input"),
+        (output.clone(), "output"),
+        (plan.dead_letter_topic.clone(), "dead-letter"),
+    ];
+    if let Some(t) = &late {
+        topics.push((t.clone(), "late records"));
+    }
     let shared = Arc::new(Shared {
-        sink: Sink::new(
-            producer,
-            &plan.output_topic,
-            &plan.dead_letter_topic,
-            plan.late_topic.as_deref(),
-        ),
+        sink: Sink::new(producer, &output, &plan.dead_letter_topic, late.as_deref()),
         plan: Arc::clone(&plan),
+        stage,
+        input_topic,
         board: CommitBoard::default(),
         metrics,
         batch: config.batch.clone(),
@@ -100,20 +233,12 @@ pub async fn run(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let loop_shared = Arc::clone(&shared);
     let loop_shutdown = shutdown.clone();
-    let mut topics = vec![
-        (plan.input_topic.clone(), "input"),
-        (plan.output_topic.clone(), "output"),
-        (plan.dead_letter_topic.clone(), "dead-letter"),
-    ];
-    if let Some(t) = &plan.late_topic {
-        topics.push((t.clone(), "late records"));
-    }
     std::thread::Builder::new()
         .name("streamfold-consumer".into())
         .spawn(move || {
             let result = check_topics(&consumer, &topics, &servers).and_then(|()| {
                 consumer
-                    .subscribe(&[loop_shared.plan.input_topic.as_str()])
+                    .subscribe(&[loop_shared.input_topic.as_str()])
                     .map_err(|source| RunError::Client {
                         client: "consumer subscription",
                         servers: servers.clone(),
@@ -123,7 +248,8 @@ pub async fn run(
             if result.is_ok() {
                 tracing::info!(
                     pipeline = %loop_shared.plan.name,
-                    topic = %loop_shared.plan.input_topic,
+                    topic = %loop_shared.input_topic,
+                    stage = ?loop_shared.stage,
                     "subscribed"
                 );
                 poll_loop(&consumer, &loop_shared, &loop_shutdown, interval);

@@ -9,9 +9,11 @@
 //! partition, never on batch boundaries, so a replay decides the same.
 
 mod session;
+mod sliding;
 mod store;
 
 pub use session::{ClosedSession, SessionChange, SessionStore};
+pub use sliding::{Sliding, SlidingStore};
 pub use store::{ClosedWindow, WindowStore};
 
 /// "No event time seen yet".
@@ -147,6 +149,9 @@ impl Windows {
 pub enum WindowPlan {
     /// Tumbling or hopping windows, from panes.
     Fixed(Windows),
+    /// Sliding windows (Kafka Streams semantics), from one pane per
+    /// distinct event time.
+    Sliding(Sliding),
     /// Session windows closing after `gap_ms` without records.
     Session {
         /// The inactivity gap in millis.

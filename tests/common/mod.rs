@@ -497,22 +497,11 @@ pub fn expected_hopping(
             if start + size > watermark {
                 continue; // still open
             }
-            let values: Vec<f64> = rows.iter().map(|r| r.0).collect();
+            let row = row_of(&key, start, start + size, &rows);
             out.members.insert(
                 (key.clone(), start),
                 rows.into_iter().map(|(_, p, o)| (p, o)).collect(),
             );
-            let sum: f64 = values.iter().sum();
-            let row = WindowRow {
-                key: key.clone(),
-                start,
-                end: start + size,
-                count: values.len() as i64,
-                sum,
-                min: values.iter().cloned().fold(f64::INFINITY, f64::min),
-                max: values.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
-                mean: sum / values.len() as f64,
-            };
             assert!(
                 out.windows.insert((key, start), row).is_none(),
                 "the test must keep each key in one partition"
@@ -585,23 +574,98 @@ pub fn expected_sessions(
     }
     for mut s in closed {
         s.rows.sort_by_key(|r| r.2);
-        let values: Vec<f64> = s.rows.iter().map(|r| r.0).collect();
-        let sum: f64 = values.iter().sum();
-        let row = WindowRow {
-            key: s.key.clone(),
-            start: s.start,
-            end: s.end,
-            count: values.len() as i64,
-            sum,
-            min: values.iter().cloned().fold(f64::INFINITY, f64::min),
-            max: values.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
-            mean: sum / values.len() as f64,
-        };
+        let row = row_of(&s.key, s.start, s.end, &s.rows);
         out.members.insert(
             (s.key.clone(), s.start),
             s.rows.into_iter().map(|(_, p, o)| (p, o)).collect(),
         );
         assert!(out.windows.insert((s.key, s.start), row).is_none());
+    }
+    out
+}
+
+/// The expected output row of a window holding `rows` (euros, payment,
+/// offset).
+fn row_of(key: &str, start: i64, end: i64, rows: &[(f64, Payment, i64)]) -> WindowRow {
+    let values: Vec<f64> = rows.iter().map(|r| r.0).collect();
+    let sum: f64 = values.iter().sum();
+    WindowRow {
+        key: key.to_string(),
+        start,
+        end,
+        count: values.len() as i64,
+        sum,
+        min: values.iter().cloned().fold(f64::INFINITY, f64::min),
+        max: values.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+        mean: sum / values.len() as f64,
+    }
+}
+
+/// [`expected`] for Kafka Streams sliding windows of `size` per merchant:
+/// for every distinct event time `t` of a key, the window `[t - size, t]`,
+/// and `[t + 1, t + 1 + size]` when a record of the key lies in
+/// `(t, t + size]`; written half-open (`end` = last instant + 1). A record
+/// is late when its own window `[t - size, t]` had closed before it.
+pub fn expected_sliding(
+    events: &[(i32, Event)],
+    offsets: &[(i32, i64)],
+    lateness_ms: i64,
+    size: i64,
+) -> Expected {
+    let mut out = Expected::default();
+    let mut max_seen: HashMap<i32, i64> = HashMap::new();
+    // Per partition, per key: accepted (event time, euros, payment, offset).
+    type Accepted = BTreeMap<String, Vec<(i64, f64, Payment, i64)>>;
+    let mut accepted: HashMap<i32, Accepted> = HashMap::new();
+    for ((partition, e), (_, offset)) in events.iter().zip(offsets) {
+        let Event::Payment(p) = e else {
+            out.failed.push((*partition, *offset));
+            continue;
+        };
+        let Some(eur) = euros(p) else {
+            out.failed.push((*partition, *offset));
+            continue;
+        };
+        let t = p.event_time;
+        if max_seen.get(partition).is_some_and(|m| t < m - lateness_ms) {
+            out.late.push((*partition, *offset));
+            continue;
+        }
+        accepted
+            .entry(*partition)
+            .or_default()
+            .entry(p.merchant_id.clone())
+            .or_default()
+            .push((t, eur, p.clone(), *offset));
+        let m = max_seen.entry(*partition).or_insert(i64::MIN);
+        *m = (*m).max(t);
+    }
+    for (partition, keys) in accepted {
+        let watermark = max_seen[&partition] - lateness_ms;
+        for (key, records) in keys {
+            let times: std::collections::BTreeSet<i64> = records.iter().map(|r| r.0).collect();
+            let mut ends = std::collections::BTreeSet::new();
+            for &t in &times {
+                ends.insert(t + 1);
+                if times.range(t + 1..=t + size).next().is_some() {
+                    ends.insert(t + size + 2);
+                }
+            }
+            for end in ends.into_iter().filter(|e| *e <= watermark) {
+                let start = end - size - 1;
+                let rows: Vec<(f64, Payment, i64)> = records
+                    .iter()
+                    .filter(|r| start <= r.0 && r.0 < end)
+                    .map(|r| (r.1, r.2.clone(), r.3))
+                    .collect();
+                let row = row_of(&key, start, end, &rows);
+                out.members.insert(
+                    (key.clone(), start),
+                    rows.into_iter().map(|(_, p, o)| (p, o)).collect(),
+                );
+                assert!(out.windows.insert((key.clone(), start), row).is_none());
+            }
+        }
     }
     out
 }

@@ -12,14 +12,17 @@ use futures_util::StreamExt;
 use futures_util::stream::{FuturesOrdered, FuturesUnordered};
 use tokio::sync::{mpsc, oneshot};
 
-use super::Shared;
+use super::{Shared, Stage};
 use crate::aggregate::Aggregates;
 use crate::codec::WindowOutput;
 use crate::config::LatePolicy;
 use crate::offsets::{CommitPoint, Frontier};
 use crate::pipeline::{BatchOutput, RawRecord, process};
 use crate::sink::{DeadLetter, SendError};
-use crate::window::{NO_TIME, SessionStore, WindowPlan, WindowStore};
+use crate::window::{NO_TIME, WindowPlan};
+
+mod windows;
+use windows::OpenWindows;
 
 /// Asks a partition task to finish in-flight work, publish its final commit
 /// point and stop.
@@ -40,6 +43,11 @@ enum Tag {
     DeadLetter {
         offset: i64,
         stage: &'static str,
+    },
+    /// A record forwarded to the internal topic of a repartitioning
+    /// pipeline.
+    Forward {
+        offset: i64,
     },
     Window(WindowSpan),
 }
@@ -90,8 +98,7 @@ pub(crate) enum PartitionError {
 pub(crate) struct PartitionTask {
     partition: i32,
     shared: Arc<Shared>,
-    windows: WindowStore,
-    sessions: SessionStore,
+    windows: OpenWindows,
     frontier: Frontier,
     /// `emit = on-update`: windows changed since their last update, by
     /// (key, start), and when each was last updated.
@@ -111,9 +118,8 @@ impl PartitionTask {
     pub fn new(partition: i32, shared: Arc<Shared>, resume: Option<CommitPoint>) -> Self {
         Self {
             partition,
+            windows: OpenWindows::new(shared.plan.window),
             shared,
-            windows: WindowStore::default(),
-            sessions: SessionStore::default(),
             dirty: BTreeSet::new(),
             last_update: HashMap::new(),
             frontier: Frontier::new(resume.map_or(NO_TIME, |p| p.settled)),
@@ -184,7 +190,7 @@ impl PartitionTask {
     }
 
     fn open_windows(&self) -> usize {
-        self.windows.len() + self.sessions.len()
+        self.windows.len()
     }
 
     fn start(&mut self, records: Vec<RawRecord>) {
@@ -196,7 +202,8 @@ impl PartitionTask {
         let (tx, rx) = oneshot::channel();
         let shared = Arc::clone(&self.shared);
         rayon::spawn(move || {
-            let _ = tx.send(process(&shared.plan, records));
+            let forward = shared.stage == Stage::Repartition;
+            let _ = tx.send(process(&shared.plan, records, forward));
         });
         self.in_flight
             .push_back(Box::pin(async move { (range, rx.await) }));
@@ -219,11 +226,22 @@ impl PartitionTask {
             self.dead_letter(r, f.stage.as_str(), &f.reason, m_before(f.index))
                 .await?;
         }
+        for (i, key) in std::mem::take(&mut out.forward) {
+            let r = &out.records[i as usize];
+            self.frontier.hold(r.offset, m_before(i));
+            let shared = Arc::clone(&self.shared);
+            let partition = self.partition;
+            self.send(Tag::Forward { offset: r.offset }, || {
+                shared.sink.send_forward(partition, r, &key)
+            })
+            .await?;
+            processed.with_label_values(&["ok"]).inc();
+        }
         let open_before = self.open_windows();
         let mut late: Vec<u32> = out.late.clone();
         let mut ok = 0u64;
         match plan.window {
-            WindowPlan::Fixed(windows) => {
+            WindowPlan::Fixed(_) | WindowPlan::Sliding(_) => {
                 for p in std::mem::take(&mut out.partials) {
                     if plan.lateness.is_closed(p.first_end, before) {
                         late.extend_from_slice(&p.members);
@@ -239,18 +257,14 @@ impl PartitionTask {
                         // records before the commit.
                         continue;
                     }
+                    let opened =
+                        self.windows
+                            .merge_pane(&p.key, p.pane_start, p.last_end, p.aggregates);
                     if plan.update_interval.is_some() {
-                        for end in windows.ends_covering(p.pane_start) {
-                            self.dirty.insert((p.key.clone(), end - windows.size()));
+                        for start in self.windows.windows_of_pane(&p.key, p.pane_start) {
+                            self.dirty.insert((p.key.clone(), start));
                         }
                     }
-                    let opened = self.windows.merge(
-                        &windows,
-                        &p.key,
-                        p.pane_start,
-                        p.last_end,
-                        p.aggregates,
-                    );
                     if opened {
                         let first_offset = out.records[first as usize].offset;
                         self.frontier
@@ -273,8 +287,8 @@ impl PartitionTask {
                     ok += 1;
                     let offset = out.records[s.index as usize].offset;
                     let change = self
-                        .sessions
-                        .add(
+                        .windows
+                        .add_to_session(
                             &plan.aggregates,
                             &s.key,
                             s.event_time,
@@ -298,10 +312,7 @@ impl PartitionTask {
                     }
                     if s.event_time > m {
                         m = s.event_time;
-                        for c in self.sessions.close_until(plan.lateness.watermark(m)) {
-                            self.emit(c.key, c.start, c.end, c.first_offset, c.aggregates)
-                                .await?;
-                        }
+                        self.close_until(plan.lateness.watermark(m)).await?;
                     }
                 }
             }
@@ -343,28 +354,22 @@ impl PartitionTask {
         if self.max_event_time == NO_TIME {
             return Ok(());
         }
-        let plan = Arc::clone(&self.shared.plan);
-        let watermark = plan.lateness.watermark(self.max_event_time);
-        match plan.window {
-            WindowPlan::Fixed(windows) => {
-                let closed = self.windows.close_until(
-                    &windows,
-                    &plan.aggregates,
-                    watermark,
-                    self.frontier.settled(),
-                );
-                for w in closed {
-                    self.emit(w.key, w.start, w.end, -1, w.aggregates).await?;
-                }
-            }
-            WindowPlan::Session { .. } => {
-                for c in self.sessions.close_until(watermark) {
-                    self.emit(c.key, c.start, c.end, c.first_offset, c.aggregates)
-                        .await?;
-                }
-            }
-        }
+        let watermark = self.shared.plan.lateness.watermark(self.max_event_time);
+        self.close_until(watermark).await?;
         self.frontier.windows_closed(watermark);
+        Ok(())
+    }
+
+    async fn close_until(&mut self, watermark: i64) -> Result<(), PartitionError> {
+        let closed = self.windows.close_until(
+            &self.shared.plan.aggregates,
+            watermark,
+            self.frontier.settled(),
+        );
+        for c in closed {
+            self.emit(c.key, c.start, c.end, c.first_offset, c.aggregates)
+                .await?;
+        }
         Ok(())
     }
 
@@ -379,14 +384,9 @@ impl PartitionTask {
         let watermark = plan.lateness.watermark(self.max_event_time);
         let now = tokio::time::Instant::now();
         for (key, start) in std::mem::take(&mut self.dirty) {
-            let snapshot = match plan.window {
-                WindowPlan::Fixed(w) if start + w.size() > watermark => self
-                    .windows
-                    .snapshot(&w, &plan.aggregates, &key, start)
-                    .map(|a| (start + w.size(), a)),
-                WindowPlan::Fixed(_) => None,
-                WindowPlan::Session { .. } => self.sessions.snapshot(&key, start),
-            };
+            let snapshot = self
+                .windows
+                .snapshot(&plan.aggregates, &key, start, watermark);
             let id = (key, start);
             let Some((end, aggregates)) = snapshot else {
                 self.last_update.remove(&id);
@@ -416,16 +416,7 @@ impl PartitionTask {
                 .await?;
         }
         // Forget windows that closed.
-        match plan.window {
-            WindowPlan::Fixed(w) => self
-                .last_update
-                .retain(|(_, start), _| start + w.size() > watermark),
-            WindowPlan::Session { .. } => {
-                let sessions = &self.sessions;
-                self.last_update
-                    .retain(|(key, start), _| sessions.snapshot_exists(key, *start));
-            }
-        }
+        self.windows.retain_open(&mut self.last_update, watermark);
         Ok(())
     }
 
@@ -511,7 +502,7 @@ impl PartitionTask {
         let shared = Arc::clone(&self.shared);
         let letter = DeadLetter {
             pipeline: &shared.plan.name,
-            topic: &shared.plan.input_topic,
+            topic: &shared.input_topic,
             partition: self.partition,
             record,
             stage,
@@ -562,6 +553,7 @@ impl PartitionTask {
         if let Err(reason) = res {
             let what = match tag {
                 Tag::DeadLetter { offset, .. } => format!("dead letter for offset {offset}"),
+                Tag::Forward { offset } => format!("repartitioned record of offset {offset}"),
                 Tag::Window(w) => format!("window [{}, {})", w.start, w.end),
                 Tag::Update(w) => format!("update of window [{}, {})", w.start, w.end),
             };
@@ -580,6 +572,7 @@ impl PartitionTask {
                     m.processed.with_label_values(&["dead_lettered"]).inc();
                 }
             }
+            Tag::Forward { offset } => self.frontier.release(offset),
             Tag::Update(_) => {}
             Tag::Window(w) => {
                 self.frontier.window_acknowledged(w.end);
