@@ -123,8 +123,29 @@ fn sigkill_mid_stream_with_sliding_windows() {
     );
 }
 
+/// nisshi drops offset-commit metadata: streamfold detects that at
+/// start-up and keeps the resume state in a topic, and the contract holds.
+#[test]
+fn sigkill_on_a_real_broker_that_drops_commit_metadata() {
+    let setup = Setup::real(4);
+    run_crashes(
+        &setup,
+        "window = { kind = \"hopping\", size = \"1m\", advance = \"15s\" }",
+        false,
+        fixed(60_000, 15_000),
+    );
+    let first = std::fs::read_to_string(setup.dir.join("run-0.log")).unwrap();
+    assert!(
+        first.contains("resume state is kept in a topic"),
+        "the missing metadata was not detected:\n{first}"
+    );
+}
+
 fn crash_and_restart(window: &str, bursty: bool, expect: impl Expect) {
-    let setup = Setup::new(4);
+    run_crashes(&Setup::new(4), window, bursty, expect);
+}
+
+fn run_crashes(setup: &Setup, window: &str, bursty: bool, expect: impl Expect) {
     let config = setup.write_config("5s", "[batch]\nmax_records = 100\nmax_wait = \"10ms\"\n");
     let text = std::fs::read_to_string(&config)
         .unwrap()
@@ -171,14 +192,14 @@ fn crash_and_restart(window: &str, bursty: bool, expect: impl Expect) {
     for (phase, chunk) in payments.chunks(n / phases).enumerate() {
         offsets.extend(publish(&setup.servers(), &setup.input, chunk));
         events.extend_from_slice(chunk);
-        let mut child = start(&setup, &config, phase);
+        let mut child = start(setup, &config, phase);
         // Kill as soon as this run has written something new: mid-stream,
         // with batches in flight, windows open and commits pending.
-        let now = windows(&setup, seen + 1, Duration::from_secs(45));
+        let now = windows(setup, seen + 1, Duration::from_secs(45));
         assert!(
             now.len() > seen,
             "run {phase} produced nothing within 45s\n{}",
-            logs(&setup)
+            logs(setup)
         );
         // Commits come every 500ms: some kills land before the windows just
         // written were committed (they are emitted again on restart), some
@@ -186,7 +207,7 @@ fn crash_and_restart(window: &str, bursty: bool, expect: impl Expect) {
         std::thread::sleep(Duration::from_millis(fastrand::u64(0..1_200)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        seen = windows(&setup, usize::MAX, Duration::from_millis(500)).len();
+        seen = windows(setup, usize::MAX, Duration::from_millis(500)).len();
     }
     offsets.extend(publish(&setup.servers(), &setup.input, &closers));
     events.extend(closers);
@@ -194,11 +215,11 @@ fn crash_and_restart(window: &str, bursty: bool, expect: impl Expect) {
     let expected = expect(&events, &offsets);
     assert!(expected.windows.len() > 30);
 
-    let mut child = start(&setup, &config, phases);
+    let mut child = start(setup, &config, phases);
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut rows = Vec::new();
     while Instant::now() < deadline {
-        rows = windows(&setup, usize::MAX, Duration::from_secs(1));
+        rows = windows(setup, usize::MAX, Duration::from_secs(1));
         let distinct: std::collections::BTreeSet<_> =
             rows.iter().map(|r| (r.key.clone(), r.start)).collect();
         if expected.windows.keys().all(|k| distinct.contains(k)) {
@@ -212,7 +233,7 @@ fn crash_and_restart(window: &str, bursty: bool, expect: impl Expect) {
         .unwrap();
     assert!(status.success());
     let exit = child.wait().unwrap();
-    assert!(exit.success(), "SIGTERM exit: {exit:?}\n{}", logs(&setup));
+    assert!(exit.success(), "SIGTERM exit: {exit:?}\n{}", logs(setup));
     // Restarts resumed from commits carrying the event-time state.
     let last_run = std::fs::read_to_string(setup.dir.join(format!("run-{phases}.log"))).unwrap();
     assert!(
@@ -244,7 +265,7 @@ fn crash_and_restart(window: &str, bursty: bool, expect: impl Expect) {
     assert!(
         missing.is_empty(),
         "windows lost: {missing:?}\n{}",
-        logs(&setup)
+        logs(setup)
     );
     let unexpected: Vec<_> = by_window
         .keys()
@@ -261,7 +282,7 @@ fn crash_and_restart(window: &str, bursty: bool, expect: impl Expect) {
             assert!(
                 same_window(row, want),
                 "partial or wrong window {k:?}: got {row:?}, want {want:?}\n{}",
-                logs(&setup)
+                logs(setup)
             );
         }
         repeated += emitted.len() - 1;

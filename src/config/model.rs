@@ -449,6 +449,12 @@ pub struct CommitConfig {
     /// How long revoked partitions and shutdown may take to drain.
     #[serde(default = "defaults::drain_deadline", with = "humantime_serde")]
     pub drain_deadline: Duration,
+    /// Where the per-partition resume state (event-time bounds) is kept.
+    #[serde(default)]
+    pub resume_state: ResumeState,
+    /// The topic of `resume_state = "topic"` (default `<group_id>-resume`).
+    #[serde(default)]
+    pub state_topic: Option<String>,
 }
 
 impl Default for CommitConfig {
@@ -456,8 +462,24 @@ impl Default for CommitConfig {
         Self {
             interval: defaults::commit_interval(),
             drain_deadline: defaults::drain_deadline(),
+            resume_state: ResumeState::default(),
+            state_topic: None,
         }
     }
+}
+
+/// Where the resume state that goes with each committed offset is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResumeState {
+    /// Probe at start-up whether the broker keeps offset-commit metadata;
+    /// use it if so, the state topic if not.
+    #[default]
+    Auto,
+    /// Offset-commit metadata.
+    CommitMetadata,
+    /// A topic of its own, one record per commit and partition.
+    Topic,
 }
 
 /// Log format and level.

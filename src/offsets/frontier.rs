@@ -239,10 +239,42 @@ pub fn decode_metadata(s: &str) -> Option<(i64, i64)> {
     Some((met?, settled?))
 }
 
+/// A whole commit point as one string, for the resume-state topic:
+/// `streamfold/1 met=<..> settled=<..> offset=<offset>`.
+pub fn encode_state(p: &CommitPoint) -> String {
+    format!("{} offset={}", encode_metadata(p), p.offset)
+}
+
+/// Reads a commit point written by [`encode_state`].
+pub fn decode_state(s: &str) -> Option<CommitPoint> {
+    let (max_event_time, settled) = decode_metadata(s)?;
+    let offset = s
+        .split(' ')
+        .find_map(|part| part.strip_prefix("offset="))?
+        .parse()
+        .ok()?;
+    Some(CommitPoint {
+        offset,
+        max_event_time,
+        settled,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn state_round_trips() {
+        let p = CommitPoint {
+            offset: 42,
+            max_event_time: 1_700_000_000_000,
+            settled: NO_TIME,
+        };
+        assert_eq!(decode_state(&encode_state(&p)), Some(p));
+        assert_eq!(decode_state(&encode_metadata(&p)), None, "no offset");
+    }
 
     #[test]
     fn metadata_round_trips() {

@@ -5,4 +5,6 @@ mod board;
 mod frontier;
 
 pub use board::CommitBoard;
-pub use frontier::{CommitPoint, Frontier, decode_metadata, encode_metadata};
+pub use frontier::{
+    CommitPoint, Frontier, decode_metadata, decode_state, encode_metadata, encode_state,
+};

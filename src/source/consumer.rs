@@ -6,13 +6,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
 use super::partition::{DrainRequest, PartitionTask};
+use super::resume::StateTopic;
 use crate::offsets::{CommitPoint, decode_metadata, encode_metadata};
 use crate::pipeline::RawRecord;
 
@@ -36,15 +38,36 @@ pub(crate) struct SourceContext {
     shared: Arc<Shared>,
     runtime: tokio::runtime::Handle,
     feeds: Mutex<HashMap<i32, Feed>>,
+    /// Where resume state goes when the broker drops commit metadata.
+    state: Option<StateTopic>,
 }
 
 impl ClientContext for SourceContext {}
 
 impl ConsumerContext for SourceContext {
-    fn pre_rebalance(&self, consumer: &SourceConsumer, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => self.assign(consumer, tpl),
-            Rebalance::Revoke(tpl) => {
+    /// Like rdkafka's default, but the assignment starts each partition at
+    /// its resume point, which may come from the state topic rather than
+    /// the committed offset.
+    fn rebalance(
+        &self,
+        consumer: &SourceConsumer,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.assign(consumer, tpl);
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let partitions = self.partitions_of(tpl);
                 if consumer.assignment_lost() {
                     tracing::warn!(
@@ -55,18 +78,34 @@ impl ConsumerContext for SourceContext {
                 } else {
                     self.drain_and_commit(consumer, &partitions, "revoked");
                 }
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
             }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            other => {
+                tracing::warn!(error = ?other, "rebalance error");
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "applying the rebalance failed");
         }
     }
 }
 
 impl SourceContext {
-    pub(crate) fn new(shared: Arc<Shared>, runtime: tokio::runtime::Handle) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        runtime: tokio::runtime::Handle,
+        state: Option<StateTopic>,
+    ) -> Self {
         Self {
             shared,
             runtime,
             feeds: Mutex::new(HashMap::new()),
+            state,
         }
     }
 
@@ -83,8 +122,9 @@ impl SourceContext {
     }
 
     /// Starts a task per newly assigned partition, resuming from the
-    /// committed offset and the event-time state stored with it.
-    fn assign(&self, consumer: &SourceConsumer, tpl: &TopicPartitionList) {
+    /// committed offset and the event-time state stored with it (or in the
+    /// state topic), and sets where the consumer starts reading.
+    fn assign(&self, consumer: &SourceConsumer, tpl: &mut TopicPartitionList) {
         let partitions = self.partitions_of(tpl);
         // Without the committed event-time state a restart could emit
         // windows from part of their records: retry, then stop rather than
@@ -106,10 +146,24 @@ impl SourceContext {
             ));
             return;
         };
-        let topic = &self.shared.input_topic;
+        let topic = self.shared.input_topic.clone();
+        let stored = match &self.state {
+            Some(state) => match state.read(&topic, &partitions) {
+                Ok(points) => points,
+                Err(e) => {
+                    self.shared.fail(format!(
+                        "cannot read the resume state of {topic} partitions {partitions:?} from {}: {e}",
+                        state.name()
+                    ));
+                    return;
+                }
+            },
+            None => HashMap::new(),
+        };
         let mut feeds = self.feeds();
         for p in partitions {
-            let resume = committed.find_partition(topic, p).and_then(|e| {
+            let stored = stored.get(&p).copied();
+            let from_commit = committed.find_partition(&topic, p).and_then(|e| {
                 let Offset::Offset(offset) = e.offset() else {
                     return None;
                 };
@@ -119,17 +173,29 @@ impl SourceContext {
                         max_event_time,
                         settled,
                     }),
+                    None if stored.is_some() => None,
                     None => {
                         tracing::warn!(
                             partition = p,
                             offset,
-                            "committed offset carries no streamfold metadata; windows that \
-                             were open before it may be emitted again with partial contents"
+                            "committed offset carries no streamfold metadata and no resume \
+                             state was found; windows that were open before it may be \
+                             emitted again with partial contents"
                         );
                         None
                     }
                 }
             });
+            // Both are sound resume points: take the one further on.
+            let resume = match (stored, from_commit) {
+                (Some(a), Some(b)) => Some(if b.offset > a.offset { b } else { a }),
+                (a, b) => a.or(b),
+            };
+            if let Some(point) = resume
+                && let Err(e) = tpl.set_partition_offset(&topic, p, Offset::Offset(point.offset))
+            {
+                tracing::warn!(partition = p, error = %e, "cannot set the start offset");
+            }
             tracing::info!(partition = p, ?resume, "partition assigned");
             let (tx, rx) = mpsc::channel(self.shared.batch.queue);
             let (drain_tx, drain_rx) = oneshot::channel();
@@ -229,6 +295,13 @@ impl SourceContext {
             e.set_metadata(encode_metadata(point));
         }
         let commits = &self.shared.metrics.commits;
+        if let Some(state) = &self.state
+            && let Err(e) = state.write(&self.shared.input_topic, &points)
+        {
+            commits.with_label_values(&["failed"]).inc();
+            tracing::warn!(error = %e, "writing the resume state failed; the next commit covers it");
+            return;
+        }
         match consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => {
                 commits.with_label_values(&["ok"]).inc();

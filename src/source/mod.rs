@@ -3,6 +3,7 @@
 
 mod consumer;
 mod partition;
+mod resume;
 mod run;
 
 pub use run::{RunError, run};

@@ -13,8 +13,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::consumer::{SourceConsumer, SourceContext};
+use super::resume::{StateTopic, broker_keeps_metadata};
 use super::{Shared, Stage};
-use crate::config::{ClientConfigError, Config, ConfigError, LoadedConfig};
+use crate::config::{ClientConfigError, Config, ConfigError, LoadedConfig, ResumeState};
 use crate::offsets::CommitBoard;
 use crate::pipeline::Plan;
 use crate::sink::Sink;
@@ -74,7 +75,7 @@ pub async fn run(
         let input = plan.input_topic.clone();
         return run_stage(config, plan, Stage::Aggregate, input, metrics, shutdown).await;
     };
-    ensure_internal_topic(config, &plan.input_topic, &internal).await?;
+    ensure_topic(config, &plan.input_topic, &internal, "repartition").await?;
     let mut first = config.clone();
     first.kafka.group_id = format!("{}.repartition", config.kafka.group_id);
     // When one stage fails, the other stops too (and drains).
@@ -97,13 +98,14 @@ pub async fn run(
     a.and(b)
 }
 
-/// Creates the internal topic of a repartitioning pipeline when missing,
-/// with the partition count and replication of the input topic.
-async fn ensure_internal_topic(
+/// Creates `name` when missing, with the partition count and replication
+/// of topic `like`. Returns its partition count.
+async fn ensure_topic(
     config: &Config,
-    input: &str,
-    internal: &str,
-) -> Result<(), RunError> {
+    like: &str,
+    name: &str,
+    role: &'static str,
+) -> Result<i32, RunError> {
     let servers = config.kafka.bootstrap_servers.clone();
     let admin: AdminClient<DefaultClientContext> =
         config
@@ -115,46 +117,40 @@ async fn ensure_internal_topic(
                 source,
             })?;
     let admin = Arc::new(admin);
+    let shape = |admin: &AdminClient<DefaultClientContext>, topic: &str| {
+        let md = admin
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .ok()?;
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())?;
+        let replicas = t.partitions().first()?.replicas().len();
+        Some((t.partitions().len() as i32, replicas.max(1) as i32))
+    };
     let md_admin = Arc::clone(&admin);
-    let (input_owned, internal_owned) = (input.to_string(), internal.to_string());
-    let (shape, exists) = tokio::task::spawn_blocking(move || {
-        let timeout = Duration::from_secs(10);
-        let shape = md_admin
-            .inner()
-            .fetch_metadata(Some(&input_owned), timeout)
-            .ok()
-            .and_then(|md| {
-                let t = md.topics().iter().find(|t| t.name() == input_owned)?;
-                let replicas = t.partitions().first()?.replicas().len();
-                Some((t.partitions().len() as i32, replicas.max(1) as i32))
-            });
-        let exists = md_admin
-            .inner()
-            .fetch_metadata(Some(&internal_owned), timeout)
-            .is_ok_and(|md| {
-                md.topics().iter().any(|t| {
-                    t.name() == internal_owned && t.error().is_none() && !t.partitions().is_empty()
-                })
-            });
-        (shape, exists)
+    let (like_owned, name_owned) = (like.to_string(), name.to_string());
+    let (like_shape, existing) = tokio::task::spawn_blocking(move || {
+        (shape(&md_admin, &like_owned), shape(&md_admin, &name_owned))
     })
     .await
-    .unwrap_or((None, false));
-    if exists {
-        return Ok(());
+    .unwrap_or((None, None));
+    if let Some((partitions, _)) = existing {
+        return Ok(partitions);
     }
     let missing = |reason: String| RunError::MissingTopic {
-        topic: internal.to_string(),
-        role: "repartition",
+        topic: name.to_string(),
+        role,
         servers: servers.clone(),
         reason,
     };
-    let Some((partitions, replication)) = shape else {
+    let Some((partitions, replication)) = like_shape else {
         return Err(missing(format!(
-            "cannot read the partition count of input topic {input:?}"
+            "cannot read the partition count of topic {like:?} to create it like that"
         )));
     };
-    let topic = NewTopic::new(internal, partitions, TopicReplication::Fixed(replication));
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
     let results = admin
         .create_topics([&topic], &AdminOptions::new())
         .await
@@ -165,13 +161,68 @@ async fn ensure_internal_topic(
             Err((_, code)) => return Err(missing(format!("creating it failed: {code}"))),
         }
     }
+    tracing::info!(topic = name, role, partitions, replication, "created topic");
+    Ok(partitions)
+}
+
+/// The state topic for this consumer's resume state, when the config asks
+/// for one or the broker drops offset-commit metadata.
+async fn state_topic(config: &Config, input_topic: &str) -> Result<Option<StateTopic>, RunError> {
+    let use_topic = match config.commit.resume_state {
+        ResumeState::CommitMetadata => false,
+        ResumeState::Topic => true,
+        ResumeState::Auto => {
+            let (c, t) = (config.clone(), input_topic.to_string());
+            match tokio::task::spawn_blocking(move || broker_keeps_metadata(&c, &t)).await {
+                Ok(Ok(keeps)) => !keeps,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot tell whether the broker keeps commit metadata; using the state topic");
+                    true
+                }
+                Err(_) => true,
+            }
+        }
+    };
+    if !use_topic {
+        return Ok(None);
+    }
+    let name = config
+        .commit
+        .state_topic
+        .clone()
+        .unwrap_or_else(|| format!("{}-resume", config.kafka.group_id));
+    let partitions = ensure_topic(config, input_topic, &name, "resume state").await?;
+    let servers = &config.kafka.bootstrap_servers;
+    let client = |client: &'static str| {
+        move |source| RunError::Client {
+            client,
+            servers: servers.clone(),
+            source,
+        }
+    };
+    let producer: FutureProducer = config
+        .producer_config()?
+        .create()
+        .map_err(client("state producer"))?;
+    let mut reader_config = config.clone();
+    reader_config.kafka.group_id = format!("{}.resume-reader", config.kafka.group_id);
+    let reader = reader_config
+        .consumer_config()?
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .map_err(client("state reader"))?;
     tracing::info!(
-        topic = internal,
-        partitions,
-        replication,
-        "created the repartition topic"
+        topic = %name,
+        mode = ?config.commit.resume_state,
+        "resume state is kept in a topic (the broker drops offset-commit metadata, or the config asks for it)"
     );
-    Ok(())
+    Ok(Some(StateTopic::new(
+        name,
+        partitions,
+        producer,
+        reader,
+        tokio::runtime::Handle::current(),
+    )))
 }
 
 /// Runs one consumer of a pipeline: the whole pipeline, or one stage of a
@@ -219,7 +270,12 @@ async fn run_stage(
         cancel: CancellationToken::new(),
         fatal: Mutex::new(None),
     });
-    let context = SourceContext::new(Arc::clone(&shared), tokio::runtime::Handle::current());
+    let state = state_topic(config, &shared.input_topic).await?;
+    let context = SourceContext::new(
+        Arc::clone(&shared),
+        tokio::runtime::Handle::current(),
+        state,
+    );
     let consumer: SourceConsumer = config
         .consumer_config()?
         .create_with_context(context)

@@ -34,9 +34,57 @@ pub fn schema_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas")
 }
 
+/// Where a test's topics live: the in-process mock cluster, or the real
+/// nisshi broker that `.ci/test.sh` starts.
+pub enum Broker {
+    Embedded(EmbeddedBroker),
+    Real(String),
+}
+
+/// The real broker's address from `STREAMFOLD_TEST_BROKER`. A test that
+/// needs it fails, never skips, when it is not there.
+pub fn real_broker() -> String {
+    match std::env::var("STREAMFOLD_TEST_BROKER") {
+        Ok(b) if !b.is_empty() => b,
+        _ => panic!(
+            "this test needs a real Kafka-protocol broker: run the tests with `bash .ci/test.sh`, \
+             which installs nisshi and starts one, or start one yourself \
+             (see ../shared/TOOLS.md) and set STREAMFOLD_TEST_BROKER=host:port"
+        ),
+    }
+}
+
+impl Broker {
+    pub fn bootstrap_servers(&self) -> String {
+        match self {
+            Self::Embedded(b) => b.bootstrap_servers().to_string(),
+            Self::Real(s) => s.clone(),
+        }
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), String> {
+        match self {
+            Self::Embedded(b) => b.create_topic(name, partitions).map_err(|e| e.to_string()),
+            Self::Real(servers) => {
+                let out = std::process::Command::new("nisshi")
+                    .args(["topic", "create", name, "--partitions"])
+                    .arg(partitions.to_string())
+                    .args(["--broker", &format!("tcp://{servers}")])
+                    .output()
+                    .map_err(|e| format!("cannot run nisshi (see .ci/test.sh): {e}"))?;
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(String::from_utf8_lossy(&out.stderr).into_owned())
+                }
+            }
+        }
+    }
+}
+
 /// A broker plus three fresh topics.
 pub struct Setup {
-    pub broker: EmbeddedBroker,
+    pub broker: Broker,
     pub input: String,
     pub output: String,
     pub dlq: String,
@@ -45,8 +93,20 @@ pub struct Setup {
 }
 
 impl Setup {
+    /// Topics on a fresh embedded broker.
     pub fn new(partitions: i32) -> Self {
-        let broker = EmbeddedBroker::start(1).expect("embedded broker");
+        Self::on(
+            Broker::Embedded(EmbeddedBroker::start(1).expect("embedded broker")),
+            partitions,
+        )
+    }
+
+    /// Topics on the real broker (`STREAMFOLD_TEST_BROKER`).
+    pub fn real(partitions: i32) -> Self {
+        Self::on(Broker::Real(real_broker()), partitions)
+    }
+
+    fn on(broker: Broker, partitions: i32) -> Self {
         let tag = format!("{:08x}", fastrand::u32(..));
         let input = format!("payments-{tag}");
         let output = format!("stats-{tag}");
@@ -67,7 +127,7 @@ impl Setup {
     }
 
     pub fn servers(&self) -> String {
-        self.broker.bootstrap_servers().to_string()
+        self.broker.bootstrap_servers()
     }
 
     /// Writes a pipeline config (1-minute windows, `lateness`) and returns its path.

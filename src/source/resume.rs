@@ -1,0 +1,208 @@
+//! Where the resume state of each partition (the event-time bounds that go
+//! with its committed offset) is kept: in the offset commit's metadata, or,
+//! for brokers that drop commit metadata, in a topic of its own.
+//!
+//! The state topic holds one record per commit and partition, keyed
+//! `<input topic>/<partition>`, value as [`encode_state`], written to
+//! partition `partition % partitions` and acknowledged *before* the offset
+//! commit. Each record is a sound resume point by itself, so the newest
+//! one wins even when the offset commit after it never happened.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::config::Config;
+use crate::offsets::{CommitPoint, decode_state, encode_state};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The state topic of one consumer.
+pub(crate) struct StateTopic {
+    topic: String,
+    partitions: i32,
+    producer: FutureProducer,
+    reader: BaseConsumer,
+    runtime: tokio::runtime::Handle,
+}
+
+impl StateTopic {
+    pub fn new(
+        topic: String,
+        partitions: i32,
+        producer: FutureProducer,
+        reader: BaseConsumer,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        Self {
+            topic,
+            partitions: partitions.max(1),
+            producer,
+            reader,
+            runtime,
+        }
+    }
+
+    /// The topic's name.
+    pub fn name(&self) -> &str {
+        &self.topic
+    }
+
+    /// Writes the points and waits until the broker acknowledged all of
+    /// them. Blocks; call from the consumer thread.
+    pub fn write(&self, input_topic: &str, points: &[(i32, CommitPoint)]) -> Result<(), String> {
+        let mut deliveries = Vec::with_capacity(points.len());
+        for (p, point) in points {
+            let key = format!("{input_topic}/{p}");
+            let value = encode_state(point);
+            let record = FutureRecord::to(&self.topic)
+                .partition(p % self.partitions)
+                .key(&key)
+                .payload(&value);
+            let delivery = self
+                .producer
+                .send_result(record)
+                .map_err(|(e, _)| format!("cannot write to {}: {e}", self.topic))?;
+            deliveries.push(delivery);
+        }
+        for d in deliveries {
+            match self
+                .runtime
+                .block_on(async { tokio::time::timeout(TIMEOUT, d).await })
+            {
+                Ok(Ok(Ok(_))) => {}
+                Ok(Ok(Err((e, _)))) => {
+                    return Err(format!("{} refused the state: {e}", self.topic));
+                }
+                Ok(Err(_)) => return Err("the state producer was closed".into()),
+                Err(_) => {
+                    return Err(format!(
+                        "{} did not acknowledge within {TIMEOUT:?}",
+                        self.topic
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest state of each of `partitions` of `input_topic` that has
+    /// one. Blocks.
+    pub fn read(
+        &self,
+        input_topic: &str,
+        partitions: &[i32],
+    ) -> Result<HashMap<i32, CommitPoint>, String> {
+        // With one state partition per input partition the newest record
+        // is the last one; look further back only for keys not found.
+        let mut found = self.scan(input_topic, partitions, 256)?;
+        let missing: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| !found.contains_key(p))
+            .collect();
+        if !missing.is_empty() {
+            found.extend(self.scan(input_topic, &missing, i64::MAX)?);
+        }
+        Ok(found)
+    }
+
+    /// Reads up to `depth` records back from the end of the state
+    /// partitions of `partitions`, keeping the newest state per partition.
+    fn scan(
+        &self,
+        input_topic: &str,
+        partitions: &[i32],
+        depth: i64,
+    ) -> Result<HashMap<i32, CommitPoint>, String> {
+        let mut tpl = TopicPartitionList::new();
+        let mut ends: HashMap<i32, i64> = HashMap::new();
+        let mut keys: HashMap<Vec<u8>, i32> = HashMap::new();
+        for &p in partitions {
+            keys.insert(format!("{input_topic}/{p}").into_bytes(), p);
+            let sp = p % self.partitions;
+            if ends.contains_key(&sp) {
+                continue;
+            }
+            let (low, high) = self
+                .reader
+                .fetch_watermarks(&self.topic, sp, TIMEOUT)
+                .map_err(|e| format!("cannot read the offsets of {}: {e}", self.topic))?;
+            if high > low {
+                let from = high.saturating_sub(depth).max(low);
+                tpl.add_partition_offset(&self.topic, sp, Offset::Offset(from))
+                    .map_err(|e| e.to_string())?;
+                ends.insert(sp, high);
+            }
+        }
+        let mut newest = HashMap::new();
+        if ends.is_empty() {
+            return Ok(newest);
+        }
+        self.reader.assign(&tpl).map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + TIMEOUT;
+        while !ends.is_empty() {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "reading {} partitions {:?} took longer than {TIMEOUT:?}",
+                    self.topic,
+                    ends.keys().collect::<Vec<_>>()
+                ));
+            }
+            match self.reader.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    if let Some(p) = m.key().and_then(|k| keys.get(k))
+                        && let Some(point) = m
+                            .payload()
+                            .and_then(|v| std::str::from_utf8(v).ok())
+                            .and_then(decode_state)
+                    {
+                        newest.insert(*p, point);
+                    }
+                    if ends
+                        .get(&m.partition())
+                        .is_some_and(|h| m.offset() >= h - 1)
+                    {
+                        ends.remove(&m.partition());
+                    }
+                }
+                Some(Err(e)) => return Err(format!("cannot read {}: {e}", self.topic)),
+                None => {}
+            }
+        }
+        self.reader.unassign().map_err(|e| e.to_string())?;
+        Ok(newest)
+    }
+}
+
+/// Whether the broker keeps offset-commit metadata: commits a marker for
+/// a probe group of its own (`<group_id>.metadata-probe`, never joined)
+/// and reads it back. Blocks.
+pub(crate) fn broker_keeps_metadata(config: &Config, topic: &str) -> Result<bool, String> {
+    let mut probe = config.clone();
+    probe.kafka.group_id = format!("{}.metadata-probe", config.kafka.group_id);
+    let consumer: BaseConsumer = probe
+        .consumer_config()
+        .map_err(|e| e.to_string())?
+        .create()
+        .map_err(|e| format!("cannot create the probe consumer: {e}"))?;
+    let marker = format!("streamfold/probe {}", fastrand::u64(..));
+    let mut tpl = TopicPartitionList::new();
+    let mut e = tpl.add_partition(topic, 0);
+    e.set_offset(Offset::Offset(0)).map_err(|e| e.to_string())?;
+    e.set_metadata(marker.clone());
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .map_err(|e| format!("probe commit failed: {e}"))?;
+    let mut ask = TopicPartitionList::new();
+    ask.add_partition(topic, 0);
+    let got = consumer
+        .committed_offsets(ask, TIMEOUT)
+        .map_err(|e| format!("reading the probe commit failed: {e}"))?;
+    Ok(got
+        .find_partition(topic, 0)
+        .is_some_and(|e| e.metadata() == marker))
+}
