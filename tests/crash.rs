@@ -7,48 +7,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use streamfold::generate::{GeneratorOptions, PaymentGenerator};
-
-/// A `streamfold run` child that is killed when dropped, so a failing
-/// assertion never leaves it running.
-struct Run(Child);
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl std::ops::Deref for Run {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Run {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-fn start(setup: &Setup, config: &std::path::Path, run: usize) -> Run {
-    let log = std::fs::File::create(setup.dir.join(format!("run-{run}.log"))).unwrap();
-    Run(Command::new(env!("CARGO_BIN_EXE_streamfold"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("STREAMFOLD_PSEUDONYM_KEY", PSEUDONYM_KEY)
-        .env("RUST_LOG", "streamfold=debug,info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("starting streamfold run"))
-}
 
 fn windows(setup: &Setup, at_least: usize, wait: Duration) -> Vec<WindowRow> {
     read_until(&setup.servers(), &setup.output, wait, |r| {

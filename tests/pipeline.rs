@@ -91,7 +91,15 @@ fn events(n: usize, partitions: i32) -> Vec<(i32, Event)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregates_match_an_independent_computation_and_bad_records_are_dead_lettered() {
-    let setup = Setup::new(3);
+    end_to_end(Setup::new(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_and_dead_letters_on_a_real_broker() {
+    end_to_end(Setup::real(3)).await;
+}
+
+async fn end_to_end(setup: Setup) {
     let events = events(4_000, 3);
     let offsets = publish(&setup.servers(), &setup.input, &events);
     let expected = expected(&events, &offsets, 10_000, |p| p.merchant_id.to_uppercase());
@@ -146,22 +154,20 @@ async fn aggregates_match_an_independent_computation_and_bad_records_are_dead_le
 
     // The shutdown commit: each partition resumes at the record that opened
     // its only still-open window (the last one), with its event-time state.
-    let commits = committed(
+    let points = resume_points(
         &setup.servers(),
         &format!("group-{}", setup.input),
         &setup.input,
         3,
     );
-    for (part, (offset, metadata)) in commits.iter().enumerate() {
+    for (part, point) in points.iter().enumerate() {
         let last = offsets
             .iter()
             .rev()
             .find(|(p, _)| *p == part as i32)
             .unwrap();
-        assert_eq!(*offset, last.1, "partition {part}");
-        let (met, settled) = streamfold::offsets::decode_metadata(metadata)
-            .unwrap_or_else(|| panic!("partition {part}: metadata {metadata:?}"));
-        assert!(met > 0 && settled > 0, "{metadata}");
+        assert_eq!(point.offset, last.1, "partition {part}");
+        assert!(point.max_event_time > 0 && point.settled > 0, "{point:?}");
     }
 
     // Windows: exactly the expected ones, each once, keyed by the group key.

@@ -311,6 +311,50 @@ fn reader(servers: &str) -> BaseConsumer {
 }
 
 /// The committed offset and metadata of each partition of `topic` for `group`.
+/// The resume point of each partition of `topic` for `group`: from the
+/// commit metadata, or, where the broker dropped it, from the newest record
+/// of the state topic `<group>-resume`.
+pub fn resume_points(
+    servers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<streamfold::offsets::CommitPoint> {
+    let commits = committed(servers, group, topic, partitions);
+    let state = if commits.iter().any(|(_, m)| m.is_empty()) {
+        read_until(
+            servers,
+            &format!("{group}-resume"),
+            Duration::from_secs(3),
+            |_| false,
+        )
+    } else {
+        Vec::new()
+    };
+    commits
+        .iter()
+        .enumerate()
+        .map(|(p, (offset, metadata))| {
+            if let Some((max_event_time, settled)) = streamfold::offsets::decode_metadata(metadata)
+            {
+                return streamfold::offsets::CommitPoint {
+                    offset: *offset,
+                    max_event_time,
+                    settled,
+                };
+            }
+            let key = format!("{topic}/{p}");
+            let newest = state
+                .iter()
+                .filter(|r| r.key.as_deref() == Some(key.as_str()))
+                .max_by_key(|r| r.offset)
+                .unwrap_or_else(|| panic!("partition {p}: no commit metadata and no state record"));
+            streamfold::offsets::decode_state(std::str::from_utf8(&newest.payload).unwrap())
+                .unwrap_or_else(|| panic!("partition {p}: state {:?}", newest.payload))
+        })
+        .collect()
+}
+
 pub fn committed(servers: &str, group: &str, topic: &str, partitions: i32) -> Vec<(i64, String)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", servers)
@@ -742,4 +786,42 @@ pub fn same_window(a: &WindowRow, b: &WindowRow) -> bool {
         && close(a.min, b.min)
         && close(a.max, b.max)
         && close(a.mean, b.mean)
+}
+
+/// A `streamfold run --config` child (log in the setup's directory as
+/// `run-<run>.log`) that is killed when dropped, so a failing
+/// assertion never leaves it running.
+pub struct Run(std::process::Child);
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Run {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Run {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+pub fn start(setup: &Setup, config: &std::path::Path, run: usize) -> Run {
+    let log = std::fs::File::create(setup.dir.join(format!("run-{run}.log"))).unwrap();
+    Run(std::process::Command::new(env!("CARGO_BIN_EXE_streamfold"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("STREAMFOLD_PSEUDONYM_KEY", PSEUDONYM_KEY)
+        .env("RUST_LOG", "streamfold=debug,info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting streamfold run"))
 }

@@ -1,0 +1,61 @@
+//! Against the real broker, with a client that is not ours: payments are
+//! published by Python confluent-kafka with fastavro encoding, `streamfold
+//! run` aggregates them, and the aggregates are read back and decoded with
+//! fastavro and compared with the Python side's own computation.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn python() -> String {
+    match std::env::var("STREAMFOLD_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => panic!(
+            "this test needs a Python with confluent-kafka and fastavro: run the tests with \
+             `bash .ci/test.sh`, which creates target/test-venv, or set STREAMFOLD_TEST_PYTHON"
+        ),
+    }
+}
+
+fn client(setup: &Setup, command: &str, topic: &str, expect: &std::path::Path) {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/independent_client.py"
+    );
+    let out = Command::new(python())
+        .arg(script)
+        .arg(command)
+        .args([
+            "--bootstrap",
+            &setup.servers(),
+            "--topic",
+            topic,
+            "--expect",
+        ])
+        .arg(expect)
+        .output()
+        .expect("running the Python client");
+    assert!(
+        out.status.success(),
+        "python {command} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn python_client_publishes_and_reads_back_what_streamfold_aggregated() {
+    let setup = Setup::real(4);
+    let expect = setup.dir.join("expect.json");
+    client(&setup, "produce", &setup.input, &expect);
+    let config = setup.write_config("5s", "");
+    let mut run = start(&setup, &config, 0);
+    client(&setup, "verify", &setup.output, &expect);
+    let _ = Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status();
+    let status = run.wait().unwrap();
+    assert!(status.success(), "streamfold run exit: {status:?}");
+}
