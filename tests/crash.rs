@@ -6,45 +6,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use streamfold::generate::{GeneratorOptions, PaymentGenerator};
-
-fn windows(setup: &Setup, at_least: usize, wait: Duration) -> Vec<WindowRow> {
-    read_until(&setup.servers(), &setup.output, wait, |r| {
-        r.len() >= at_least
-    })
-    .iter()
-    .map(|r| decode_window(&r.payload))
-    .collect()
-}
-
-fn logs(setup: &Setup) -> String {
-    let mut out = String::new();
-    for run in 0..10 {
-        if let Ok(text) = std::fs::read_to_string(setup.dir.join(format!("run-{run}.log"))) {
-            let lines: Vec<_> = text.lines().collect();
-            for (i, l) in lines.iter().enumerate() {
-                if l.contains("panicked at") {
-                    out += &format!(
-                        "--- run {run} panicked ---\n{l}\n{}\n",
-                        lines.get(i + 1).unwrap_or(&"")
-                    );
-                }
-            }
-            let tail: Vec<_> = text.lines().rev().take(30).collect();
-            out += &format!("--- run {run} (last lines) ---\n");
-            for l in tail.into_iter().rev() {
-                out += l;
-                out.push('\n');
-            }
-        }
-    }
-    out
-}
 
 fn fixed(size: i64, advance: i64) -> impl Expect {
     move |e, o| expected_hopping(e, o, 5_000, |p| p.merchant_id.clone(), size, advance)
@@ -213,46 +179,10 @@ fn run_crashes(setup: &Setup, window: &str, bursty: bool, expect: impl Expect) {
         "commits never advanced:\n{last_run}"
     );
 
-    let mut by_window: BTreeMap<(String, i64), Vec<&WindowRow>> = BTreeMap::new();
-    for r in &rows {
-        by_window
-            .entry((r.key.clone(), r.start))
-            .or_default()
-            .push(r);
-    }
-    let missing: Vec<_> = expected
-        .windows
-        .keys()
-        .filter(|k| !by_window.contains_key(*k))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "windows lost: {missing:?}\n{}",
-        logs(setup)
-    );
-    let unexpected: Vec<_> = by_window
-        .keys()
-        .filter(|k| !expected.windows.contains_key(*k))
-        .collect();
-    assert!(
-        unexpected.is_empty(),
-        "windows that should not exist: {unexpected:?}"
-    );
-    let mut repeated = 0;
-    for (k, emitted) in &by_window {
-        let want = &expected.windows[k];
-        for row in emitted {
-            assert!(
-                same_window(row, want),
-                "partial or wrong window {k:?}: got {row:?}, want {want:?}\n{}",
-                logs(setup)
-            );
-        }
-        repeated += emitted.len() - 1;
-    }
+    let repeated = assert_complete(&rows, &expected, || logs(setup));
     eprintln!(
         "{} windows, {} emitted more than once (identical), across {} runs",
-        by_window.len(),
+        expected.windows.len(),
         repeated,
         phases + 1
     );

@@ -825,3 +825,84 @@ pub fn start(setup: &Setup, config: &std::path::Path, run: usize) -> Run {
         .spawn()
         .expect("starting streamfold run"))
 }
+
+pub fn windows(setup: &Setup, at_least: usize, wait: Duration) -> Vec<WindowRow> {
+    read_until(&setup.servers(), &setup.output, wait, |r| {
+        r.len() >= at_least
+    })
+    .iter()
+    .map(|r| decode_window(&r.payload))
+    .collect()
+}
+
+pub fn logs(setup: &Setup) -> String {
+    let mut out = String::new();
+    for run in 0..10 {
+        if let Ok(text) = std::fs::read_to_string(setup.dir.join(format!("run-{run}.log"))) {
+            let lines: Vec<_> = text.lines().collect();
+            for (i, l) in lines.iter().enumerate() {
+                if l.contains("panicked at") {
+                    out += &format!(
+                        "--- run {run} panicked ---\n{l}\n{}\n",
+                        lines.get(i + 1).unwrap_or(&"")
+                    );
+                }
+            }
+            let tail: Vec<_> = text.lines().rev().take(30).collect();
+            out += &format!("--- run {run} (last lines) ---\n");
+            for l in tail.into_iter().rev() {
+                out += l;
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// Checks what a run of crashes or rebalances wrote: every expected window
+/// present, none unexpected, every emission (first or repeated) identical
+/// to the expectation, so none partial. Returns how many were repeats.
+pub fn assert_complete(
+    rows: &[WindowRow],
+    expected: &Expected,
+    context: impl Fn() -> String,
+) -> usize {
+    let mut by_window: BTreeMap<(String, i64), Vec<&WindowRow>> = BTreeMap::new();
+    for r in rows {
+        by_window
+            .entry((r.key.clone(), r.start))
+            .or_default()
+            .push(r);
+    }
+    let missing: Vec<_> = expected
+        .windows
+        .keys()
+        .filter(|k| !by_window.contains_key(*k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "windows lost: {missing:?}\n{}",
+        context()
+    );
+    let unexpected: Vec<_> = by_window
+        .keys()
+        .filter(|k| !expected.windows.contains_key(*k))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "windows that should not exist: {unexpected:?}"
+    );
+    let mut repeated = 0;
+    for (k, emitted) in &by_window {
+        let want = &expected.windows[k];
+        for row in emitted {
+            assert!(
+                same_window(row, want),
+                "partial or wrong window {k:?}: got {row:?}, want {want:?}\n{}",
+                context()
+            );
+        }
+        repeated += emitted.len() - 1;
+    }
+    repeated
+}
