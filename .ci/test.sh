@@ -8,6 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# librdkafka is built with TLS (and SCRAM) support: it needs OpenSSL's headers.
+if ! pkg-config --exists openssl 2>/dev/null; then
+    echo "test.sh: installing libssl-dev and pkg-config (Debian)" >&2
+    apt-get update -qq && apt-get install -y -qq libssl-dev pkg-config
+fi
+
 if ! command -v nisshi >/dev/null; then
     echo "test.sh: installing the nisshi broker (about 20 minutes on 2 cores)" >&2
     cargo install nisshi --version 0.8.1 --locked --ignore-rust-version \

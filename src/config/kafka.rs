@@ -14,11 +14,32 @@ pub enum ClientConfigError {
 }
 
 impl KafkaConfig {
+    /// The `security.protocol` in effect: as configured, or implied by
+    /// `tls` and `sasl`.
+    pub fn protocol(&self) -> &str {
+        match (&self.security_protocol, &self.tls, &self.sasl) {
+            (Some(p), _, _) => p,
+            (None, Some(_), Some(_)) => "sasl_ssl",
+            (None, Some(_), None) => "ssl",
+            (None, None, Some(_)) => "sasl_plaintext",
+            (None, None, None) => "plaintext",
+        }
+    }
+
     fn common(&self) -> Result<ClientConfig, ClientConfigError> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap_servers);
-        if let Some(p) = &self.security_protocol {
-            c.set("security.protocol", p);
+        c.set("security.protocol", self.protocol());
+        if let Some(tls) = &self.tls {
+            for (key, path) in [
+                ("ssl.ca.location", &tls.ca_file),
+                ("ssl.certificate.location", &tls.cert_file),
+                ("ssl.key.location", &tls.key_file),
+            ] {
+                if let Some(path) = path {
+                    c.set(key, path.display().to_string());
+                }
+            }
         }
         if let Some(sasl) = &self.sasl {
             let password =

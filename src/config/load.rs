@@ -182,6 +182,18 @@ pub fn load_lenient(path: &Path) -> Result<(Vec<LoadedConfig>, Vec<Problem>), Co
                 ));
             }
         }
+        // TLS files, like schemas, are relative to the config file.
+        if let Some(tls) = &mut kafka.tls {
+            let dir = path.parent().unwrap_or_else(|| Path::new("."));
+            for f in [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file]
+                .into_iter()
+                .flatten()
+            {
+                if f.is_relative() {
+                    *f = dir.join(&*f);
+                }
+            }
+        }
         let config = Config {
             kafka,
             pipeline: p,

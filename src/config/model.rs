@@ -64,6 +64,10 @@ pub struct KafkaConfig {
     /// SASL credentials; the password comes from the environment only.
     #[serde(default)]
     pub sasl: Option<SaslConfig>,
+    /// TLS to the brokers; implies `security.protocol` `ssl` (`sasl_ssl`
+    /// with `sasl`) unless `security_protocol` says otherwise.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// Bytes librdkafka may prefetch per partition (`queued.max.messages.kbytes`).
     #[serde(default = "defaults::prefetch")]
     pub prefetch: ByteSize,
@@ -98,6 +102,22 @@ pub struct SaslConfig {
     /// Environment variable that holds the password.
     #[serde(default = "defaults::sasl_password_env")]
     pub password_env: String,
+}
+
+/// TLS settings. Paths are relative to the config file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CA certificates that signed the brokers' (default:
+    /// the system's trust store).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for brokers that require mutual TLS.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 /// Wire format of a topic's values.

@@ -39,6 +39,13 @@ pub enum RunError {
         #[source]
         source: KafkaError,
     },
+    /// The brokers cannot be reached, or refuse the TLS or SASL handshake.
+    #[error("cannot connect to the Kafka brokers at {servers} ({security}): {reason}")]
+    Connect {
+        servers: String,
+        security: String,
+        reason: String,
+    },
     /// A topic the pipeline needs does not exist.
     #[error("topic {topic:?} ({role}) does not exist on {servers}: {reason}; create it first")]
     MissingTopic {
@@ -71,6 +78,10 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let config = &loaded.config;
     let plan = Arc::new(Plan::build(loaded, extra)?);
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || check_connection(&c))
+        .await
+        .unwrap_or(Ok(()))?;
     let Some(internal) = config.repartition_topic() else {
         let input = plan.input_topic.clone();
         return run_stage(config, plan, Stage::Aggregate, input, metrics, shutdown).await;
@@ -96,6 +107,65 @@ pub async fn run(
         stage(config, Stage::Aggregate, internal),
     );
     a.and(b)
+}
+
+/// Records the errors librdkafka reports while connecting.
+#[derive(Default)]
+struct ErrorLog(Mutex<Vec<String>>);
+
+impl rdkafka::ClientContext for ErrorLog {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        v.push(format!("{error}: {reason}"));
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ErrorLog {}
+
+/// Fails fast, naming the brokers and the security settings, when the
+/// cluster cannot be reached or refuses the TLS or SASL handshake (which
+/// librdkafka otherwise retries forever).
+fn check_connection(config: &Config) -> Result<(), RunError> {
+    let k = &config.kafka;
+    let protocol = k.protocol();
+    let security = match &k.sasl {
+        Some(s) => format!(
+            "security.protocol {protocol}, SASL mechanism {} as user {:?}",
+            s.mechanism, s.username
+        ),
+        None => format!("security.protocol {protocol}"),
+    };
+    let consumer: rdkafka::consumer::BaseConsumer<ErrorLog> = config
+        .consumer_config()?
+        .create_with_context(ErrorLog::default())
+        .map_err(|source| RunError::Client {
+            client: "consumer",
+            servers: k.bootstrap_servers.clone(),
+            source,
+        })?;
+    match consumer.fetch_metadata(None, Duration::from_secs(10)) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            // Errors reach the context only when the client is polled.
+            for _ in 0..5 {
+                let _ = consumer.poll(Duration::from_millis(20));
+            }
+            let seen = consumer
+                .context()
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            // The first error is the cause (a refused handshake); later
+            // ones repeat it or say that all brokers are down.
+            let reason = seen.into_iter().next().unwrap_or_else(|| e.to_string());
+            Err(RunError::Connect {
+                servers: k.bootstrap_servers.clone(),
+                security,
+                reason,
+            })
+        }
+    }
 }
 
 /// Creates `name` when missing, with the partition count and replication
