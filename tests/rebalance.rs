@@ -85,7 +85,7 @@ async fn join_and_leave(strategy: &str) {
     // Cooperative rebalancing moves partitions in two rounds; wait until
     // B has taken over some and written windows for them.
     for _ in 0..300 {
-        if b.metrics.windows_emitted.get() > 0 {
+        if b.metrics.value("streamfold_windows_emitted_total", &[]) > 0.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -116,14 +116,17 @@ async fn join_and_leave(strategy: &str) {
         let w = &expected.windows[&(r.key.clone(), r.start)];
         assert!(same_window(r, w), "got {r:?}, want {w:?}");
     }
-    assert!(a.metrics.windows_emitted.get() > 0);
+    assert!(a.metrics.value("streamfold_windows_emitted_total", &[]) > 0.0);
     assert!(
-        b.metrics.windows_emitted.get() > 0,
+        b.metrics.value("streamfold_windows_emitted_total", &[]) > 0.0,
         "member B never owned a partition"
     );
-    let commits = a.metrics.commits.with_label_values(&["ok"]).get()
-        + b.metrics.commits.with_label_values(&["ok"]).get();
-    assert!(commits > 0);
+    let commits = a
+        .metrics
+        .value("streamfold_commits_total", &[("result", "ok")])
+        + b.metrics
+            .value("streamfold_commits_total", &[("result", "ok")]);
+    assert!(commits > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -399,8 +399,11 @@ async fn where_filter_and_derived_group_key() {
     let filtered = events.len() - kept_events.len();
     assert!(filtered > 100);
     assert_eq!(
-        metrics.processed.with_label_values(&["filtered"]).get(),
-        filtered as u64
+        metrics.value(
+            "streamfold_records_processed_total",
+            &[("outcome", "filtered")]
+        ),
+        filtered as f64
     );
 }
 

@@ -35,6 +35,10 @@ pub enum Command {
         /// The TOML configuration.
         #[arg(long, short)]
         config: PathBuf,
+        /// Serve /metrics, /healthz and /readyz on this address
+        /// (e.g. 0.0.0.0:9464); off when not given.
+        #[arg(long, env = "STREAMFOLD_ADMIN_ADDR")]
+        admin_addr: Option<std::net::SocketAddr>,
     },
     /// Check a configuration and its schemas; print every problem found.
     Validate {
@@ -95,7 +99,7 @@ pub fn main(cli: Cli) -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
-        Command::Run { config } => run(&config).await,
+        Command::Run { config, admin_addr } => run(&config, admin_addr).await,
         Command::Validate { config } => Ok(validate(&config)),
         Command::Schema { config, pipeline } => schema(&config, pipeline.as_deref()),
         Command::Produce(args) => produce::run(args).await.map(|()| ExitCode::SUCCESS),
@@ -128,7 +132,7 @@ fn output_schema(loaded: &LoadedConfig) -> anyhow::Result<crate::codec::RecordSc
     Ok(plan.output_schema())
 }
 
-async fn run(path: &Path) -> anyhow::Result<ExitCode> {
+async fn run(path: &Path, admin: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
     let all = match config::load_all(path) {
         Ok(all) => all,
         Err(e) => {
@@ -140,6 +144,11 @@ async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     shutdown_on_signals(shutdown.clone());
     let metrics = Metrics::new();
+    if let Some(addr) = admin {
+        telemetry::admin::serve(addr, metrics.clone(), shutdown.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot serve the admin endpoint on {addr}: {e}"))?;
+    }
     // Every pipeline runs with its own consumer; the first to fail stops
     // the others (they drain and commit).
     let runs = all.into_iter().map(|loaded| {

@@ -31,6 +31,8 @@ struct Feed {
     /// while any are waiting.
     waiting: VecDeque<Vec<RawRecord>>,
     paused: bool,
+    /// When the partition was paused, for the backpressure metric.
+    paused_since: Option<Instant>,
 }
 
 /// Rebalance callbacks and the per-partition feeds they create and end.
@@ -60,7 +62,9 @@ impl ConsumerContext for SourceContext {
         );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.shared.metrics.rebalance("assign");
                 self.assign(consumer, tpl);
+                self.shared.health.assigned();
                 if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -70,12 +74,14 @@ impl ConsumerContext for SourceContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let partitions = self.partitions_of(tpl);
                 if consumer.assignment_lost() {
+                    self.shared.metrics.rebalance("lost");
                     tracing::warn!(
                         ?partitions,
                         "partitions lost (session expired); dropping their state without commit"
                     );
                     self.stop(&partitions);
                 } else {
+                    self.shared.metrics.rebalance("revoke");
                     self.drain_and_commit(consumer, &partitions, "revoked");
                 }
                 if cooperative {
@@ -214,17 +220,54 @@ impl SourceContext {
                     since: None,
                     waiting: VecDeque::new(),
                     paused: false,
+                    paused_since: None,
                 },
             );
         }
+        self.shared.metrics.assigned(feeds.len());
     }
 
     fn stop(&self, partitions: &[i32]) {
         let mut feeds = self.feeds();
         for p in partitions {
-            feeds.remove(p);
+            if let Some(feed) = feeds.remove(p)
+                && let Some(since) = feed.paused_since
+            {
+                self.shared
+                    .metrics
+                    .backpressure(since.elapsed().as_secs_f64());
+            }
             self.shared.board.remove(*p);
+            self.shared
+                .metrics
+                .forget_partition(&self.shared.input_topic, *p);
         }
+        self.shared.metrics.assigned(feeds.len());
+    }
+
+    /// Consumer lag of every owned partition (from the high watermarks
+    /// librdkafka already has, no round trip) and the producer queue.
+    pub(crate) fn report_lag(&self, consumer: &SourceConsumer) {
+        let topic = &self.shared.input_topic;
+        let owned = self.owned();
+        if let Ok(positions) = consumer.position() {
+            for p in owned {
+                let Some(high) = cached_high_watermark(consumer, topic, p) else {
+                    continue;
+                };
+                let position = match positions.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => continue,
+                };
+                if high >= 0 {
+                    self.shared.metrics.consumer_lag(topic, p, high - position);
+                }
+            }
+        }
+        use rdkafka::producer::Producer;
+        self.shared
+            .metrics
+            .producer_queue(self.shared.sink.producer().in_flight_count());
     }
 
     /// Drains the tasks of `partitions` within the drain deadline, then
@@ -268,6 +311,7 @@ impl SourceContext {
         }
         self.commit(consumer, Some(partitions));
         self.stop(partitions);
+        self.shared.metrics.drained(started.elapsed().as_secs_f64());
         tracing::info!(
             ?partitions,
             why,
@@ -294,18 +338,19 @@ impl SourceContext {
             }
             e.set_metadata(encode_metadata(point));
         }
-        let commits = &self.shared.metrics.commits;
+        let metrics = &self.shared.metrics;
         if let Some(state) = &self.state
             && let Err(e) = state.write(&self.shared.input_topic, &points)
         {
-            commits.with_label_values(&["failed"]).inc();
+            metrics.commit("failed");
             tracing::warn!(error = %e, "writing the resume state failed; the next commit covers it");
             return;
         }
         match consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => {
-                commits.with_label_values(&["ok"]).inc();
+                metrics.commit("ok");
                 for (p, point) in points {
+                    metrics.committed(&self.shared.input_topic, p, point.offset);
                     self.shared.board.mark_committed(p, point);
                 }
             }
@@ -313,7 +358,7 @@ impl SourceContext {
                 // Commits fail during rebalances (ILLEGAL_GENERATION,
                 // REBALANCE_IN_PROGRESS): the next commit, by this member or
                 // by the partition's new owner, covers these offsets.
-                commits.with_label_values(&["failed"]).inc();
+                metrics.commit("failed");
                 tracing::warn!(error = %e, "offset commit failed; the next commit covers it");
             }
         }
@@ -401,6 +446,13 @@ impl SourceContext {
             match res {
                 Ok(()) => {
                     feed.paused = behind;
+                    if behind {
+                        feed.paused_since = Some(Instant::now());
+                    } else if let Some(since) = feed.paused_since.take() {
+                        self.shared
+                            .metrics
+                            .backpressure(since.elapsed().as_secs_f64());
+                    }
                     tracing::debug!(partition = p, paused = behind, "backpressure");
                 }
                 Err(e) => {
@@ -416,4 +468,24 @@ impl SourceContext {
         v.sort_unstable();
         v
     }
+}
+
+/// The high watermark librdkafka last saw in a fetch response for
+/// `topic`/`partition`: no round trip to the broker.
+fn cached_high_watermark(consumer: &SourceConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` lives; the
+    // topic is a valid C string; librdkafka only writes the two outputs.
+    let err = unsafe {
+        rdkafka_sys::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }

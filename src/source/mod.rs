@@ -17,7 +17,7 @@ use crate::config::BatchConfig;
 use crate::offsets::CommitBoard;
 use crate::pipeline::Plan;
 use crate::sink::Sink;
-use crate::telemetry::Metrics;
+use crate::telemetry::{LoopHealth, PipelineMetrics};
 
 /// Which half of a pipeline a consumer runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,9 @@ pub(crate) struct Shared {
     pub input_topic: String,
     pub sink: Sink,
     pub board: CommitBoard,
-    pub metrics: Metrics,
+    pub metrics: PipelineMetrics,
+    /// This consumer's liveness and readiness.
+    pub health: Arc<LoopHealth>,
     pub batch: BatchConfig,
     pub drain_deadline: Duration,
     /// Cancelled on shutdown and on any fatal error.

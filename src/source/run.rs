@@ -328,13 +328,20 @@ async fn run_stage(
     if let Some(t) = &late {
         topics.push((t.clone(), "late records"));
     }
+    let label = match stage {
+        Stage::Aggregate => plan.name.clone(),
+        Stage::Repartition => format!("{}/repartition", plan.name),
+    };
+    // Longest a healthy poll loop goes without polling: a rebalance drain.
+    let stall_after = config.commit.drain_deadline * 2 + Duration::from_secs(30);
     let shared = Arc::new(Shared {
         sink: Sink::new(producer, &output, &plan.dead_letter_topic, late.as_deref()),
         plan: Arc::clone(&plan),
         stage,
         input_topic,
         board: CommitBoard::default(),
-        metrics,
+        health: metrics.health.register(&label, stall_after),
+        metrics: metrics.pipeline(&label),
         batch: config.batch.clone(),
         drain_deadline: config.commit.drain_deadline,
         cancel: CancellationToken::new(),
@@ -447,8 +454,14 @@ fn poll_loop(
     let ctx = consumer.context();
     let mut next_commit = Instant::now() + commit_interval;
     let mut next_flush = Instant::now();
+    let mut next_gauges = Instant::now();
     while !shutdown.is_cancelled() && !shared.cancel.is_cancelled() {
+        shared.health.polled();
         let now = Instant::now();
+        if now >= next_gauges {
+            ctx.report_lag(consumer);
+            next_gauges = now + Duration::from_secs(5);
+        }
         if now >= next_flush {
             next_flush = now + ctx.flush_due(consumer);
         }

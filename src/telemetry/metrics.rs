@@ -1,90 +1,560 @@
-//! Prometheus metrics of one pipeline process.
+//! Prometheus metrics: one registry per process, every series labelled with
+//! its pipeline (and partition where it is per partition, only for
+//! partitions this member owns: series of revoked partitions are removed).
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-/// The counters the data path updates.
+use prometheus::{
+    CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+/// Every metric of the process.
 #[derive(Clone)]
 pub struct Metrics {
-    /// Registry holding every metric below.
+    /// Registry holding every metric below (and process metrics).
     pub registry: Registry,
-    /// Records read from the input topic.
-    pub consumed: IntCounter,
-    /// Records processed, by outcome: ok, late, dead_lettered.
-    pub processed: IntCounterVec,
-    /// Window results produced and acknowledged.
-    pub windows_emitted: IntCounter,
-    /// Dead letters acknowledged, by stage.
-    pub dead_letters: IntCounterVec,
-    /// Offset commits, by result: ok, failed.
-    pub commits: IntCounterVec,
-    /// Open windows across owned partitions.
-    pub open_windows: IntGauge,
+    /// Liveness and readiness of the consumers.
+    pub health: Arc<Health>,
+    consumed: IntCounterVec,
+    processed: IntCounterVec,
+    produced: IntCounterVec,
+    delivery_errors: IntCounterVec,
+    dead_letters: IntCounterVec,
+    windows_emitted: IntCounterVec,
+    batch_records: HistogramVec,
+    batch_queue_wait: HistogramVec,
+    batch_processing: HistogramVec,
+    end_to_end: HistogramVec,
+    watermark: GaugeVec,
+    watermark_lag: GaugeVec,
+    consumer_lag: IntGaugeVec,
+    committed_offset: IntGaugeVec,
+    commits: IntCounterVec,
+    rebalances: IntCounterVec,
+    revoke_drain: HistogramVec,
+    assigned: IntGaugeVec,
+    open_windows: IntGaugeVec,
+    keys_held: IntGaugeVec,
+    producer_queue: IntGaugeVec,
+    backpressure: CounterVec,
 }
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(m.clone())).expect("unique metric");
+    m
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let m = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(m.clone())).expect("unique metric");
+    m
+}
+
+fn float_gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let m = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(m.clone())).expect("unique metric");
+    m
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> HistogramVec {
+    let m = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets),
+        &["pipeline"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(m.clone())).expect("unique metric");
+    m
+}
+
+const P: &[&str] = &["pipeline"];
+const PP: &[&str] = &["pipeline", "partition"];
+const PTP: &[&str] = &["pipeline", "topic", "partition"];
 
 impl Metrics {
     /// Creates and registers the metrics.
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let consumed = IntCounter::new(
-            "streamfold_records_consumed_total",
-            "Records read from the input topic.",
-        )
-        .expect("valid metric");
-        let processed = IntCounterVec::new(
-            Opts::new(
+        let r = Registry::new();
+        let secs = prometheus::exponential_buckets(0.000_05, 2.0, 20).expect("buckets");
+        let m = Self {
+            health: Arc::new(Health::default()),
+            consumed: counter(
+                &r,
+                "streamfold_records_consumed_total",
+                "Records read from the input topic.",
+                P,
+            ),
+            processed: counter(
+                &r,
                 "streamfold_records_processed_total",
-                "Records processed, by outcome.",
+                "Records processed, by outcome: ok, filtered, late, dead_lettered.",
+                &["pipeline", "outcome"],
             ),
-            &["outcome"],
-        )
-        .expect("valid metric");
-        let windows_emitted = IntCounter::new(
-            "streamfold_windows_emitted_total",
-            "Window results written and acknowledged by the broker.",
-        )
-        .expect("valid metric");
-        let dead_letters = IntCounterVec::new(
-            Opts::new(
-                "streamfold_dead_letter_records_total",
-                "Records written to the dead-letter topic, by failed stage.",
+            produced: counter(
+                &r,
+                "streamfold_records_produced_total",
+                "Records written and acknowledged, by kind: window, update, dead_letter, late, repartition.",
+                &["pipeline", "kind"],
             ),
-            &["stage"],
+            delivery_errors: counter(
+                &r,
+                "streamfold_delivery_errors_total",
+                "Records the broker refused to take (each stops the pipeline).",
+                P,
+            ),
+            dead_letters: counter(
+                &r,
+                "streamfold_dead_letters_total",
+                "Records written to the dead-letter (or late) topic, by failed stage.",
+                &["pipeline", "stage"],
+            ),
+            windows_emitted: counter(
+                &r,
+                "streamfold_windows_emitted_total",
+                "Final window results written and acknowledged.",
+                P,
+            ),
+            batch_records: histogram(
+                &r,
+                "streamfold_batch_records",
+                "Records per batch handed to the rayon pool.",
+                prometheus::exponential_buckets(1.0, 2.0, 14).expect("buckets"),
+            ),
+            batch_queue_wait: histogram(
+                &r,
+                "streamfold_batch_queue_wait_seconds",
+                "Time a batch waited for a rayon worker.",
+                secs.clone(),
+            ),
+            batch_processing: histogram(
+                &r,
+                "streamfold_batch_processing_seconds",
+                "Time a batch spent on a rayon worker: decode, transforms, windows.",
+                secs.clone(),
+            ),
+            end_to_end: histogram(
+                &r,
+                "streamfold_end_to_end_latency_seconds",
+                "From a window's end (event time) to the broker acknowledging its final result.",
+                prometheus::exponential_buckets(0.01, 2.0, 24).expect("buckets"),
+            ),
+            watermark: float_gauge(
+                &r,
+                "streamfold_watermark_seconds",
+                "Watermark (largest event time minus allowed lateness), epoch seconds, per owned partition.",
+                PP,
+            ),
+            watermark_lag: float_gauge(
+                &r,
+                "streamfold_watermark_lag_seconds",
+                "Wall clock minus the watermark, per owned partition.",
+                PP,
+            ),
+            consumer_lag: gauge(
+                &r,
+                "streamfold_consumer_lag_records",
+                "High watermark minus the consumer position, per owned partition.",
+                PTP,
+            ),
+            committed_offset: gauge(
+                &r,
+                "streamfold_committed_offset",
+                "Last committed offset, per owned partition.",
+                PTP,
+            ),
+            commits: counter(
+                &r,
+                "streamfold_commits_total",
+                "Offset commits, by result: ok, failed.",
+                &["pipeline", "result"],
+            ),
+            rebalances: counter(
+                &r,
+                "streamfold_rebalances_total",
+                "Rebalance events, by kind: assign, revoke, lost.",
+                &["pipeline", "kind"],
+            ),
+            revoke_drain: histogram(
+                &r,
+                "streamfold_revoke_drain_seconds",
+                "Time to drain and commit revoked partitions (and at shutdown).",
+                secs,
+            ),
+            assigned: gauge(
+                &r,
+                "streamfold_assigned_partitions",
+                "Partitions this member owns.",
+                P,
+            ),
+            open_windows: gauge(
+                &r,
+                "streamfold_open_windows",
+                "Panes or sessions holding records not yet emitted.",
+                P,
+            ),
+            keys_held: gauge(
+                &r,
+                "streamfold_keys_held",
+                "Distinct group keys with open window state.",
+                P,
+            ),
+            producer_queue: gauge(
+                &r,
+                "streamfold_producer_queue_messages",
+                "Messages in the producer queue awaiting acknowledgement.",
+                P,
+            ),
+            backpressure: {
+                let m = CounterVec::new(
+                    Opts::new(
+                        "streamfold_backpressure_seconds_total",
+                        "Partition-seconds spent paused because processing was behind.",
+                    ),
+                    P,
+                )
+                .expect("valid metric");
+                r.register(Box::new(m.clone())).expect("unique metric");
+                m
+            },
+            registry: r,
+        };
+        let info = IntGaugeVec::new(
+            Opts::new("streamfold_build_info", "Build of this process (value 1)."),
+            &["version"],
         )
         .expect("valid metric");
-        let commits = IntCounterVec::new(
-            Opts::new("streamfold_commits_total", "Offset commits, by result."),
-            &["result"],
-        )
-        .expect("valid metric");
-        let open_windows = IntGauge::new(
-            "streamfold_open_windows",
-            "Windows holding records that are not yet emitted.",
-        )
-        .expect("valid metric");
-        for m in [
-            Box::new(consumed.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(processed.clone()),
-            Box::new(windows_emitted.clone()),
-            Box::new(dead_letters.clone()),
-            Box::new(commits.clone()),
-            Box::new(open_windows.clone()),
-        ] {
-            registry.register(m).expect("metric names are unique");
+        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.registry.register(Box::new(info)).expect("unique metric");
+        #[cfg(target_os = "linux")]
+        m.registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric");
+        m
+    }
+
+    /// The handles of one pipeline (stage).
+    pub fn pipeline(&self, name: &str) -> PipelineMetrics {
+        PipelineMetrics {
+            m: self.clone(),
+            name: name.to_string(),
         }
-        Self {
-            registry,
-            consumed,
-            processed,
-            windows_emitted,
-            dead_letters,
-            commits,
-            open_windows,
+    }
+
+    /// Sum of the samples of `name` whose labels include `labels` (for
+    /// tests and the demo).
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let mut sum = 0.0;
+        for family in self.registry.gather() {
+            if family.name() != name {
+                continue;
+            }
+            for metric in family.get_metric() {
+                let matches = labels.iter().all(|(k, v)| {
+                    metric
+                        .get_label()
+                        .iter()
+                        .any(|l| l.name() == *k && l.value() == *v)
+                });
+                if matches {
+                    sum += metric.get_counter().get_value()
+                        + metric.get_gauge().get_value()
+                        + metric.get_histogram().get_sample_count() as f64;
+                }
+            }
         }
+        sum
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&self.registry.gather(), &mut out)
+            .expect("text encoding never fails");
+        out
     }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The metrics of one pipeline, with its label bound.
+#[derive(Clone)]
+pub struct PipelineMetrics {
+    m: Metrics,
+    name: String,
+}
+
+impl PipelineMetrics {
+    fn p(&self) -> [&str; 1] {
+        [&self.name]
+    }
+
+    /// Records read.
+    pub fn consumed(&self, n: u64) {
+        self.m.consumed.with_label_values(&self.p()).inc_by(n);
+    }
+
+    /// Records processed with `outcome`.
+    pub fn processed(&self, outcome: &str, n: u64) {
+        self.m
+            .processed
+            .with_label_values(&[&self.name, outcome])
+            .inc_by(n);
+    }
+
+    /// A record of `kind` was acknowledged.
+    pub fn produced(&self, kind: &str) {
+        self.m.produced.with_label_values(&[&self.name, kind]).inc();
+    }
+
+    /// The broker refused a record.
+    pub fn delivery_error(&self) {
+        self.m.delivery_errors.with_label_values(&self.p()).inc();
+    }
+
+    /// A dead letter of `stage` was acknowledged.
+    pub fn dead_letter(&self, stage: &str) {
+        self.m
+            .dead_letters
+            .with_label_values(&[&self.name, stage])
+            .inc();
+    }
+
+    /// A final window result was acknowledged `latency_s` after its end.
+    pub fn window_emitted(&self, latency_s: f64) {
+        self.m.windows_emitted.with_label_values(&self.p()).inc();
+        self.m
+            .end_to_end
+            .with_label_values(&self.p())
+            .observe(latency_s.max(0.0));
+    }
+
+    /// A batch of `records` waited `wait_s` and took `busy_s` on rayon.
+    pub fn batch(&self, records: usize, wait_s: f64, busy_s: f64) {
+        let p = self.p();
+        self.m
+            .batch_records
+            .with_label_values(&p)
+            .observe(records as f64);
+        self.m
+            .batch_queue_wait
+            .with_label_values(&p)
+            .observe(wait_s);
+        self.m
+            .batch_processing
+            .with_label_values(&p)
+            .observe(busy_s);
+    }
+
+    /// The watermark of `partition` (epoch millis) and its lag now.
+    pub fn watermark(&self, partition: i32, watermark_ms: i64) {
+        let part = partition.to_string();
+        let labels = [self.name.as_str(), part.as_str()];
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        self.m
+            .watermark
+            .with_label_values(&labels)
+            .set(watermark_ms as f64 / 1000.0);
+        self.m
+            .watermark_lag
+            .with_label_values(&labels)
+            .set((now_ms - watermark_ms) as f64 / 1000.0);
+    }
+
+    /// Consumer lag of `topic`/`partition`.
+    pub fn consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
+        let part = partition.to_string();
+        self.m
+            .consumer_lag
+            .with_label_values(&[&self.name, topic, &part])
+            .set(lag.max(0));
+    }
+
+    /// Offset committed for `topic`/`partition`.
+    pub fn committed(&self, topic: &str, partition: i32, offset: i64) {
+        let part = partition.to_string();
+        self.m
+            .committed_offset
+            .with_label_values(&[&self.name, topic, &part])
+            .set(offset);
+    }
+
+    /// Removes the per-partition series of a partition no longer owned.
+    pub fn forget_partition(&self, topic: &str, partition: i32) {
+        let part = partition.to_string();
+        let _ = self
+            .m
+            .consumer_lag
+            .remove_label_values(&[&self.name, topic, &part]);
+        let _ = self
+            .m
+            .committed_offset
+            .remove_label_values(&[&self.name, topic, &part]);
+        let _ = self.m.watermark.remove_label_values(&[&self.name, &part]);
+        let _ = self
+            .m
+            .watermark_lag
+            .remove_label_values(&[&self.name, &part]);
+    }
+
+    /// An offset commit with `result` (ok, failed).
+    pub fn commit(&self, result: &str) {
+        self.m
+            .commits
+            .with_label_values(&[&self.name, result])
+            .inc();
+    }
+
+    /// A rebalance event of `kind` (assign, revoke, lost).
+    pub fn rebalance(&self, kind: &str) {
+        self.m
+            .rebalances
+            .with_label_values(&[&self.name, kind])
+            .inc();
+    }
+
+    /// A drain took `secs`.
+    pub fn drained(&self, secs: f64) {
+        self.m
+            .revoke_drain
+            .with_label_values(&self.p())
+            .observe(secs);
+    }
+
+    /// Partitions owned now.
+    pub fn assigned(&self, n: usize) {
+        self.m.assigned.with_label_values(&self.p()).set(n as i64);
+    }
+
+    /// Change in open windows and keys held.
+    pub fn open_state(&self, windows: i64, keys: i64) {
+        self.m
+            .open_windows
+            .with_label_values(&self.p())
+            .add(windows);
+        self.m.keys_held.with_label_values(&self.p()).add(keys);
+    }
+
+    /// Messages in the producer queue.
+    pub fn producer_queue(&self, n: i32) {
+        self.m
+            .producer_queue
+            .with_label_values(&self.p())
+            .set(i64::from(n));
+    }
+
+    /// A partition was paused for `secs`.
+    pub fn backpressure(&self, secs: f64) {
+        self.m
+            .backpressure
+            .with_label_values(&self.p())
+            .inc_by(secs);
+    }
+}
+
+/// Liveness (every consumer loop polls) and readiness (every consumer has
+/// had its first assignment, state restored) for the admin endpoint.
+#[derive(Debug, Default)]
+pub struct Health {
+    loops: std::sync::Mutex<Vec<Arc<LoopHealth>>>,
+}
+
+/// One consumer loop's progress.
+#[derive(Debug)]
+pub struct LoopHealth {
+    /// What it consumes, for the endpoint's answer.
+    pub name: String,
+    last_poll_ms: AtomicI64,
+    assigned: AtomicBool,
+    /// How long without a poll counts as stuck.
+    pub stall_after: std::time::Duration,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl LoopHealth {
+    /// The loop polled just now.
+    pub fn polled(&self) {
+        self.last_poll_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// The consumer's first assignment completed.
+    pub fn assigned(&self) {
+        self.assigned.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Health {
+    /// Registers a consumer loop.
+    pub fn register(&self, name: &str, stall_after: std::time::Duration) -> Arc<LoopHealth> {
+        let l = Arc::new(LoopHealth {
+            name: name.to_string(),
+            last_poll_ms: AtomicI64::new(now_ms()),
+            assigned: AtomicBool::new(false),
+            stall_after,
+        });
+        self.loops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::clone(&l));
+        l
+    }
+
+    /// `Err` with the stuck loops when any has not polled for too long.
+    pub fn live(&self) -> Result<(), String> {
+        let now = now_ms();
+        let loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
+        let stuck: Vec<String> = loops
+            .iter()
+            .filter(|l| {
+                now - l.last_poll_ms.load(Ordering::Relaxed) > l.stall_after.as_millis() as i64
+            })
+            .map(|l| {
+                format!(
+                    "{}: no poll for {} ms",
+                    l.name,
+                    now - l.last_poll_ms.load(Ordering::Relaxed)
+                )
+            })
+            .collect();
+        if stuck.is_empty() {
+            Ok(())
+        } else {
+            Err(stuck.join("\n"))
+        }
+    }
+
+    /// `Err` naming the consumers still waiting for their first assignment.
+    pub fn ready(&self) -> Result<(), String> {
+        let loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
+        if loops.is_empty() {
+            return Err("no consumer started yet".into());
+        }
+        let waiting: Vec<&str> = loops
+            .iter()
+            .filter(|l| !l.assigned.load(Ordering::Relaxed))
+            .map(|l| l.name.as_str())
+            .collect();
+        if waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "waiting for a partition assignment: {}",
+                waiting.join(", ")
+            ))
+        }
     }
 }

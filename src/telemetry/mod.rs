@@ -1,8 +1,9 @@
 //! Telemetry: tracing set-up and the process's metrics.
 
+pub mod admin;
 mod metrics;
 
-pub use metrics::Metrics;
+pub use metrics::{Health, LoopHealth, Metrics, PipelineMetrics};
 
 use crate::config::{LogConfig, LogFormat};
 

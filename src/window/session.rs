@@ -152,6 +152,11 @@ impl SessionStore {
             .is_some_and(|s| s.contains_key(&start))
     }
 
+    /// Number of keys with open state.
+    pub fn keys(&self) -> usize {
+        self.sessions.len()
+    }
+
     /// Number of open sessions.
     pub fn len(&self) -> usize {
         self.by_end.len()

@@ -210,6 +210,11 @@ impl SlidingStore {
         self.sliding.span()
     }
 
+    /// Number of keys with open state.
+    pub fn keys(&self) -> usize {
+        self.panes.len()
+    }
+
     /// Number of open panes.
     pub fn len(&self) -> usize {
         self.by_time.len()

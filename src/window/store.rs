@@ -162,6 +162,11 @@ impl WindowStore {
         merged
     }
 
+    /// Number of keys with open state.
+    pub fn keys(&self) -> usize {
+        self.panes.len()
+    }
+
     /// Number of open panes.
     pub fn len(&self) -> usize {
         self.count

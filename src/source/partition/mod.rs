@@ -139,6 +139,8 @@ impl PartitionTask {
     ) {
         let idle = self.shared.plan.idle_timeout;
         let mut idle_since = tokio::time::Instant::now();
+        // The watermark lag grows while no record arrives: refresh it.
+        let mut gauges = tokio::time::interval(Duration::from_secs(5));
         let result = async {
             loop {
                 let batch = &self.shared.batch;
@@ -174,6 +176,7 @@ impl PartitionTask {
                         idle_since = tokio::time::Instant::now();
                         self.on_idle(idle.unwrap_or_default()).await?;
                     }
+                    _ = gauges.tick() => self.report_watermark(),
                     () = self.shared.cancel.cancelled() => return Ok(()),
                 }
                 self.publish();
@@ -183,14 +186,32 @@ impl PartitionTask {
         if let Err(e) = result {
             self.shared.fail(e.to_string());
         }
+        let (windows, keys) = self.open_state();
         self.shared
             .metrics
-            .open_windows
-            .sub(self.open_windows() as i64);
+            .open_state(-(windows as i64), -(keys as i64));
     }
 
-    fn open_windows(&self) -> usize {
-        self.windows.len()
+    /// Open panes or sessions, and keys holding them.
+    fn open_state(&self) -> (usize, usize) {
+        (self.windows.len(), self.windows.keys())
+    }
+
+    /// Reports the change in open state since `before`, and the watermark.
+    fn report(&self, before: (usize, usize)) {
+        let (windows, keys) = self.open_state();
+        self.shared.metrics.open_state(
+            windows as i64 - before.0 as i64,
+            keys as i64 - before.1 as i64,
+        );
+        self.report_watermark();
+    }
+
+    fn report_watermark(&self) {
+        if self.max_event_time != NO_TIME {
+            let wm = self.shared.plan.lateness.watermark(self.max_event_time);
+            self.shared.metrics.watermark(self.partition, wm);
+        }
     }
 
     fn start(&mut self, records: Vec<RawRecord>) {
@@ -198,12 +219,21 @@ impl PartitionTask {
             return;
         };
         let range = (first.offset, last.offset);
-        self.shared.metrics.consumed.inc_by(records.len() as u64);
+        self.shared.metrics.consumed(records.len() as u64);
         let (tx, rx) = oneshot::channel();
         let shared = Arc::clone(&self.shared);
+        let queued = Instant::now();
         rayon::spawn(move || {
+            let started = Instant::now();
             let forward = shared.stage == Stage::Repartition;
-            let _ = tx.send(process(&shared.plan, records, forward));
+            let n = records.len();
+            let out = process(&shared.plan, records, forward);
+            shared.metrics.batch(
+                n,
+                started.duration_since(queued).as_secs_f64(),
+                started.elapsed().as_secs_f64(),
+            );
+            let _ = tx.send(out);
         });
         self.in_flight
             .push_back(Box::pin(async move { (range, rx.await) }));
@@ -219,7 +249,7 @@ impl PartitionTask {
         let plan = Arc::clone(&self.shared.plan);
         let before = self.max_event_time;
         let m_before = |i: u32| before.max(out.max_event_time_before[i as usize]);
-        let processed = self.shared.metrics.processed.clone();
+        let metrics = self.shared.metrics.clone();
 
         for f in &out.failures {
             let r = &out.records[f.index as usize];
@@ -235,9 +265,9 @@ impl PartitionTask {
                 shared.sink.send_forward(partition, r, &key)
             })
             .await?;
-            processed.with_label_values(&["ok"]).inc();
+            metrics.processed("ok", 1);
         }
-        let open_before = self.open_windows();
+        let open_before = self.open_state();
         let mut late: Vec<u32> = out.late.clone();
         let mut ok = 0u64;
         match plan.window {
@@ -317,14 +347,10 @@ impl PartitionTask {
                 }
             }
         }
-        processed.with_label_values(&["ok"]).inc_by(ok);
-        processed
-            .with_label_values(&["filtered"])
-            .inc_by(out.filtered);
+        metrics.processed("ok", ok);
+        metrics.processed("filtered", out.filtered);
         late.sort_unstable();
-        processed
-            .with_label_values(&["late"])
-            .inc_by(late.len() as u64);
+        metrics.processed("late", late.len() as u64);
         if plan.late_policy != LatePolicy::Drop {
             for &i in &late {
                 let r = &out.records[i as usize];
@@ -341,11 +367,7 @@ impl PartitionTask {
         self.position = last + 1;
         self.close_windows().await?;
         self.emit_updates().await?;
-        let open_after = self.open_windows();
-        self.shared
-            .metrics
-            .open_windows
-            .add(open_after as i64 - open_before as i64);
+        self.report(open_before);
         Ok(())
     }
 
@@ -423,7 +445,7 @@ impl PartitionTask {
     /// No record arrived for `idle_timeout`: move event time on with the
     /// wall clock so this partition's windows still close.
     async fn on_idle(&mut self, idle: Duration) -> Result<(), PartitionError> {
-        let open_before = self.open_windows();
+        let open_before = self.open_state();
         self.max_event_time = self.max_event_time.saturating_add(idle.as_millis() as i64);
         self.frontier.advance(self.position, self.max_event_time);
         self.close_windows().await?;
@@ -432,10 +454,7 @@ impl PartitionTask {
             max_event_time = self.max_event_time,
             "idle: event time advanced with the wall clock"
         );
-        self.shared
-            .metrics
-            .open_windows
-            .add(self.open_windows() as i64 - open_before as i64);
+        self.report(open_before);
         Ok(())
     }
 
@@ -551,6 +570,7 @@ impl PartitionTask {
 
     fn on_ack(&mut self, tag: Tag, res: Result<(), String>) -> Result<(), PartitionError> {
         if let Err(reason) = res {
+            self.shared.metrics.delivery_error();
             let what = match tag {
                 Tag::DeadLetter { offset, .. } => format!("dead letter for offset {offset}"),
                 Tag::Forward { offset } => format!("repartitioned record of offset {offset}"),
@@ -567,16 +587,26 @@ impl PartitionTask {
         match tag {
             Tag::DeadLetter { offset, stage } => {
                 self.frontier.release(offset);
-                m.dead_letters.with_label_values(&[stage]).inc();
-                if stage != "late" {
-                    m.processed.with_label_values(&["dead_lettered"]).inc();
+                m.dead_letter(stage);
+                if stage == "late" {
+                    m.produced("late");
+                } else {
+                    m.produced("dead_letter");
+                    m.processed("dead_lettered", 1);
                 }
             }
-            Tag::Forward { offset } => self.frontier.release(offset),
-            Tag::Update(_) => {}
+            Tag::Forward { offset } => {
+                self.frontier.release(offset);
+                m.produced("repartition");
+            }
+            Tag::Update(_) => m.produced("update"),
             Tag::Window(w) => {
                 self.frontier.window_acknowledged(w.end);
-                m.windows_emitted.inc();
+                m.produced("window");
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                m.window_emitted((now_ms - w.end) as f64 / 1000.0);
             }
         }
         Ok(())

@@ -42,6 +42,15 @@ impl OpenWindows {
         }
     }
 
+    /// Keys with open state.
+    pub fn keys(&self) -> usize {
+        match self {
+            Self::Fixed(_, s) => s.keys(),
+            Self::Sliding(s) => s.keys(),
+            Self::Session(s) => s.keys(),
+        }
+    }
+
     /// Merges a pane partial (fixed and sliding windows). Returns `true`
     /// when it opened a new pane.
     pub fn merge_pane(
