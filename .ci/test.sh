@@ -21,10 +21,19 @@ if ! command -v nisshi >/dev/null; then
 fi
 
 venv=target/test-venv
-if ! "$venv/bin/python" -c 'import confluent_kafka, fastavro' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import confluent_kafka, fastavro, helm_python, kubernetes_validate, yaml' 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
-        'confluent-kafka==2.12.*' 'fastavro==1.12.*'
+        'confluent-kafka==2.12.*' 'fastavro==1.12.*' \
+        'helm-python-sdk==0.2.*' 'kubernetes-validate==1.37.*' 'pyyaml==6.*'
+fi
+
+# Prometheus and promtool from Debian, unpacked (no service is started).
+tools="$PWD/target/test-tools"
+if [ ! -x "$tools/usr/bin/prometheus" ]; then
+    mkdir -p "$tools" && (cd "$tools" && apt-get download prometheus >/dev/null 2>&1 \
+        || { apt-get update -qq && apt-get download prometheus; })
+    dpkg -x "$tools"/prometheus_*.deb "$tools"
 fi
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -43,4 +52,5 @@ done
 
 export STREAMFOLD_TEST_BROKER="127.0.0.1:$port"
 export STREAMFOLD_TEST_PYTHON="$PWD/$venv/bin/python"
+export STREAMFOLD_TEST_PROMETHEUS="$tools/usr/bin"
 cargo test --locked

@@ -237,6 +237,19 @@ impl Metrics {
 
     /// The handles of one pipeline (stage).
     pub fn pipeline(&self, name: &str) -> PipelineMetrics {
+        // Series start at zero, so rates and ratios exist from the first
+        // scrape rather than from the first event.
+        let p = [name];
+        self.consumed.with_label_values(&p);
+        self.delivery_errors.with_label_values(&p);
+        self.windows_emitted.with_label_values(&p);
+        self.backpressure.with_label_values(&p);
+        for outcome in ["ok", "filtered", "late", "dead_lettered"] {
+            self.processed.with_label_values(&[name, outcome]);
+        }
+        for result in ["ok", "failed"] {
+            self.commits.with_label_values(&[name, result]);
+        }
         PipelineMetrics {
             m: self.clone(),
             name: name.to_string(),
