@@ -124,17 +124,24 @@ struct Extracted {
 }
 
 fn extract(plan: &Plan, r: &RawRecord, rec: &Record, now: i64) -> Result<Extracted, String> {
+    let part = |i: usize| -> Result<std::borrow::Cow<'_, str>, String> {
+        match rec.str(i) {
+            Ok(s) => Ok(std::borrow::Cow::Borrowed(s)),
+            // An integer key (`int`/`long` field) in its decimal form.
+            Err(e) => rec
+                .i64(i)
+                .map(|n| std::borrow::Cow::Owned(n.to_string()))
+                .map_err(|_| format!("group key: {e}")),
+        }
+    };
     let key = match plan.key_indexes.as_slice() {
-        [one] => rec
-            .str(*one)
-            .map_err(|e| format!("group key: {e}"))?
-            .to_string(),
+        [one] => part(*one)?.into_owned(),
         many => {
             let parts = many
                 .iter()
-                .map(|i| rec.str(*i))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("group key: {e}"))?;
+                .map(|i| part(*i))
+                .collect::<Result<Vec<_>, _>>()?;
+            let parts: Vec<&str> = parts.iter().map(|p| p.as_ref()).collect();
             crate::codec::join_key(&parts)
         }
     };

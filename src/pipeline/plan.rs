@@ -157,7 +157,14 @@ impl Plan {
         let key_names = p.group_by.fields();
         let key_indexes: Option<Vec<usize>> = key_names
             .iter()
-            .map(|name| field("pipeline.group_by", name, &[FieldType::String], "string"))
+            .map(|name| {
+                field(
+                    "pipeline.group_by",
+                    name,
+                    &[FieldType::String, FieldType::Long],
+                    "string, int or long",
+                )
+            })
             .collect::<Vec<_>>()
             .into_iter()
             .collect();

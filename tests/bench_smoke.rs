@@ -1,0 +1,25 @@
+//! The Nexmark benchmark harness on a few thousand events, so it cannot
+//! rot: every system runs to completion and gets a row in the table. (The
+//! figures of so short a run mean nothing; benches/RESULTS.md has real ones.)
+
+use std::process::Command;
+
+#[test]
+fn nexmark_harness_runs_every_query_end_to_end() {
+    let out = Command::new(env!("CARGO_BIN_EXE_streamfold-bench"))
+        .args(["--events", "3000", "--runs", "1", "--partitions", "2"])
+        .arg("--streamfold")
+        .arg(env!("CARGO_BIN_EXE_streamfold"))
+        .output()
+        .expect("running the benchmark harness (needs nisshi: bash .ci/test.sh installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for system in ["ceiling-a", "ceiling-b", "q0", "q1", "q2", "q5", "q7"] {
+        assert!(
+            stdout.contains(&format!("| {system} |")),
+            "no row for {system}:\n{stdout}\n{stderr}"
+        );
+    }
+    assert!(stdout.contains("q0 / ceiling B = "), "{stdout}");
+}
