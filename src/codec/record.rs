@@ -119,6 +119,20 @@ impl Record {
         }
     }
 
+    /// The group-key text of the field at `index`: a string as is, an
+    /// integer in decimal.
+    ///
+    /// # Errors
+    /// When the field is null, missing, or neither a string nor an integer.
+    pub fn key_part(&self, index: usize) -> Result<std::borrow::Cow<'_, str>, FieldError> {
+        match self.value(index)? {
+            Value::String(s) | Value::Enum(_, s) => Ok(std::borrow::Cow::Borrowed(s)),
+            Value::Long(n) => Ok(std::borrow::Cow::Owned(n.to_string())),
+            Value::Int(n) => Ok(std::borrow::Cow::Owned(n.to_string())),
+            v => Err(Self::wrong(index, "string, int or long", v)),
+        }
+    }
+
     /// The integer at `index` (`int`, `long` or a timestamp in millis).
     ///
     /// # Errors

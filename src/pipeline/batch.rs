@@ -8,7 +8,7 @@
 //! one comparison per partial instead of one per record. Several batches of
 //! one partition can therefore be on the pool at once.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::aggregate::Aggregates;
 use crate::codec::Record;
@@ -124,16 +124,7 @@ struct Extracted {
 }
 
 fn extract(plan: &Plan, r: &RawRecord, rec: &Record, now: i64) -> Result<Extracted, String> {
-    let part = |i: usize| -> Result<std::borrow::Cow<'_, str>, String> {
-        match rec.str(i) {
-            Ok(s) => Ok(std::borrow::Cow::Borrowed(s)),
-            // An integer key (`int`/`long` field) in its decimal form.
-            Err(e) => rec
-                .i64(i)
-                .map(|n| std::borrow::Cow::Owned(n.to_string()))
-                .map_err(|_| format!("group key: {e}")),
-        }
-    };
+    let part = |i: usize| rec.key_part(i).map_err(|e| format!("group key: {e}"));
     let key = match plan.key_indexes.as_slice() {
         [one] => part(*one)?.into_owned(),
         many => {
@@ -172,7 +163,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
         session_records: Vec::new(),
         forward: Vec::new(),
     };
-    let mut index: HashMap<(String, i64), usize> = HashMap::new();
+    let mut index: HashMap<(String, i64), usize> = HashMap::default();
     // Processing time: one reading per batch, so a batch is one instant.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

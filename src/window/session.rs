@@ -8,7 +8,9 @@
 //! reaches their end, so a later record never joins a session that had
 //! already closed: the result depends only on record order.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::aggregate::{AggSpec, Aggregates};
 use crate::codec::Record;

@@ -14,7 +14,9 @@
 //! windows that are all still open. The pane at `t` is needed until the
 //! right window it anchors, ending `t + size + 2`, has closed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap as HashMap;
 use std::ops::Bound;
 
 use super::{ClosedWindow, EventTimeOutOfRange, Pane};
@@ -72,7 +74,7 @@ impl SlidingStore {
     pub fn new(sliding: Sliding) -> Self {
         Self {
             sliding,
-            panes: HashMap::new(),
+            panes: HashMap::default(),
             by_time: BTreeSet::new(),
             closed: None,
         }

@@ -1,6 +1,8 @@
 //! The open panes of one partition, and closing the windows they form.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap as HashMap;
 
 use super::Windows;
 use crate::aggregate::{AggSpec, Aggregates};
