@@ -48,7 +48,7 @@ fn validate_lists_every_problem_with_file_and_key_and_never_prints_secrets() {
     let config = std::fs::read_to_string(shipped_config())
         .unwrap()
         .replace("../schemas/", &format!("{}/", schema_dir().display()))
-        .replace("group_by = \"merchant_id\"", "group_by = \"amount\"")
+        .replace("group_by = \"merchant_id\"", "group_by = \"amount_eur\"")
         .replace(
             "{ fn = \"sum\", field = \"amount_eur\" },",
             "{ fn = \"sum\", field = \"amount_usd\" },",
@@ -71,8 +71,8 @@ fn validate_lists_every_problem_with_file_and_key_and_never_prints_secrets() {
         // the missing pseudonymisation key, by variable name
         "pipeline.transforms[0]",
         "STREAMFOLD_PSEUDONYM_KEY is not set",
-        // a long field used as group key
-        "pipeline.group_by: field \"amount\": expected string, found long",
+        // a floating-point field used as group key
+        "pipeline.group_by: field \"amount_eur\": expected string, int or long, found double",
         // an aggregate over a field that does not exist
         "pipeline.aggregates[1]: field \"amount_usd\"",
     ] {

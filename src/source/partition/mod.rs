@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use futures_util::stream::{FuturesOrdered, FuturesUnordered};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use super::{Shared, Stage};
 use crate::aggregate::Aggregates;
@@ -155,7 +156,8 @@ impl PartitionTask {
                         self.on_ack(tag, res)?;
                     }
                     Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                        self.on_batch(done).await?;
+                        let span = self.batch_span(done.0);
+                        self.on_batch(done).instrument(span).await?;
                     }
                     req = &mut drain => {
                         if let Ok(req) = req {
@@ -214,6 +216,18 @@ impl PartitionTask {
         }
     }
 
+    /// The span of one batch: pipeline, topic, partition, offset range.
+    fn batch_span(&self, (from, to): (i64, i64)) -> tracing::Span {
+        tracing::debug_span!(
+            "batch",
+            pipeline = %self.shared.plan.name,
+            topic = %self.shared.input_topic,
+            partition = self.partition,
+            from,
+            to
+        )
+    }
+
     fn start(&mut self, records: Vec<RawRecord>) {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return;
@@ -223,7 +237,9 @@ impl PartitionTask {
         let (tx, rx) = oneshot::channel();
         let shared = Arc::clone(&self.shared);
         let queued = Instant::now();
+        let span = self.batch_span(range);
         rayon::spawn(move || {
+            let _in_batch = span.enter();
             let started = Instant::now();
             let forward = shared.stage == Stage::Repartition;
             let n = records.len();
@@ -627,7 +643,10 @@ impl PartitionTask {
             tokio::select! {
                 biased;
                 Some((tag, res)) = self.acks.next(), if !self.acks.is_empty() => self.on_ack(tag, res)?,
-                Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => self.on_batch(done).await?,
+                Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    let span = self.batch_span(done.0);
+                    self.on_batch(done).instrument(span).await?;
+                }
                 () = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(
                         partition = self.partition,
