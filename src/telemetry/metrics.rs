@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use prometheus::{
-    CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    CounterVec, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// Every metric of the process.
@@ -238,19 +239,32 @@ impl Metrics {
     /// The handles of one pipeline (stage).
     pub fn pipeline(&self, name: &str) -> PipelineMetrics {
         // Series start at zero, so rates and ratios exist from the first
-        // scrape rather than from the first event.
+        // scrape rather than from the first event; the per-record and
+        // per-acknowledgement ones are bound once here, so the data path
+        // does no label lookup.
         let p = [name];
-        self.consumed.with_label_values(&p);
+        let processed = |o: &str| self.processed.with_label_values(&[name, o]);
+        let produced = |k: &str| self.produced.with_label_values(&[name, k]);
         self.delivery_errors.with_label_values(&p);
-        self.windows_emitted.with_label_values(&p);
         self.backpressure.with_label_values(&p);
-        for outcome in ["ok", "filtered", "late", "dead_lettered"] {
-            self.processed.with_label_values(&[name, outcome]);
-        }
         for result in ["ok", "failed"] {
             self.commits.with_label_values(&[name, result]);
         }
         PipelineMetrics {
+            hot: Hot {
+                consumed: self.consumed.with_label_values(&p),
+                ok: processed("ok"),
+                filtered: processed("filtered"),
+                late: processed("late"),
+                dead_lettered: processed("dead_lettered"),
+                window: produced("window"),
+                update: produced("update"),
+                dead_letter: produced("dead_letter"),
+                late_record: produced("late"),
+                repartition: produced("repartition"),
+                windows_emitted: self.windows_emitted.with_label_values(&p),
+                end_to_end: self.end_to_end.with_label_values(&p),
+            },
             m: self.clone(),
             name: name.to_string(),
         }
@@ -302,6 +316,24 @@ impl Default for Metrics {
 pub struct PipelineMetrics {
     m: Metrics,
     name: String,
+    hot: Hot,
+}
+
+/// The series the data path updates per record or acknowledgement.
+#[derive(Clone)]
+struct Hot {
+    consumed: IntCounter,
+    ok: IntCounter,
+    filtered: IntCounter,
+    late: IntCounter,
+    dead_lettered: IntCounter,
+    window: IntCounter,
+    update: IntCounter,
+    dead_letter: IntCounter,
+    late_record: IntCounter,
+    repartition: IntCounter,
+    windows_emitted: IntCounter,
+    end_to_end: Histogram,
 }
 
 impl PipelineMetrics {
@@ -311,20 +343,39 @@ impl PipelineMetrics {
 
     /// Records read.
     pub fn consumed(&self, n: u64) {
-        self.m.consumed.with_label_values(&self.p()).inc_by(n);
+        self.hot.consumed.inc_by(n);
     }
 
-    /// Records processed with `outcome`.
+    /// Records processed with `outcome`: ok, filtered, late, dead_lettered.
     pub fn processed(&self, outcome: &str, n: u64) {
-        self.m
-            .processed
-            .with_label_values(&[&self.name, outcome])
-            .inc_by(n);
+        match outcome {
+            "ok" => self.hot.ok.inc_by(n),
+            "filtered" => self.hot.filtered.inc_by(n),
+            "late" => self.hot.late.inc_by(n),
+            "dead_lettered" => self.hot.dead_lettered.inc_by(n),
+            other => self
+                .m
+                .processed
+                .with_label_values(&[&self.name, other])
+                .inc_by(n),
+        }
     }
 
-    /// A record of `kind` was acknowledged.
+    /// A record of `kind` was acknowledged: window, update, dead_letter,
+    /// late, repartition.
     pub fn produced(&self, kind: &str) {
-        self.m.produced.with_label_values(&[&self.name, kind]).inc();
+        match kind {
+            "window" => self.hot.window.inc(),
+            "update" => self.hot.update.inc(),
+            "dead_letter" => self.hot.dead_letter.inc(),
+            "late" => self.hot.late_record.inc(),
+            "repartition" => self.hot.repartition.inc(),
+            other => self
+                .m
+                .produced
+                .with_label_values(&[&self.name, other])
+                .inc(),
+        }
     }
 
     /// The broker refused a record.
@@ -342,11 +393,8 @@ impl PipelineMetrics {
 
     /// A final window result was acknowledged `latency_s` after its end.
     pub fn window_emitted(&self, latency_s: f64) {
-        self.m.windows_emitted.with_label_values(&self.p()).inc();
-        self.m
-            .end_to_end
-            .with_label_values(&self.p())
-            .observe(latency_s.max(0.0));
+        self.hot.windows_emitted.inc();
+        self.hot.end_to_end.observe(latency_s.max(0.0));
     }
 
     /// A batch of `records` waited `wait_s` and took `busy_s` on rayon.

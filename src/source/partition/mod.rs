@@ -272,6 +272,7 @@ impl PartitionTask {
             self.dead_letter(r, f.stage.as_str(), &f.reason, m_before(f.index))
                 .await?;
         }
+        let forwarded = out.forward.len() as u64;
         for (i, key) in std::mem::take(&mut out.forward) {
             let r = &out.records[i as usize];
             self.frontier.hold(r.offset, m_before(i));
@@ -281,8 +282,8 @@ impl PartitionTask {
                 shared.sink.send_forward(partition, r, &key)
             })
             .await?;
-            metrics.processed("ok", 1);
         }
+        metrics.processed("ok", forwarded);
         let open_before = self.open_state();
         let mut late: Vec<u32> = out.late.clone();
         let mut ok = 0u64;
