@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Tests"). Installs what the tests need
-# on a fresh machine (the nisshi broker, a Python venv with confluent-kafka
-# and fastavro), starts one nisshi broker on a free loopback port for the
-# run, runs every test (unit, integration, doc), and stops the broker, also
-# when tests fail.
+# on a fresh machine (the nisshi broker, a Python venv with confluent-kafka,
+# fastavro and Quix Streams, Prometheus), starts one nisshi broker on a free
+# loopback port for the run, runs every test (unit, integration, doc), and
+# stops the broker, also when tests fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -14,18 +14,30 @@ if ! pkg-config --exists openssl 2>/dev/null; then
     apt-get update -qq && apt-get install -y -qq libssl-dev pkg-config
 fi
 
-if ! command -v nisshi >/dev/null; then
-    echo "test.sh: installing the nisshi broker (about 20 minutes on 2 cores)" >&2
+# nisshi with in-memory storage (dynostore) and SQLite storage (libsql), which
+# the SCRAM tests need for their users. cargo records the features it built.
+nisshi_ready() {
+    command -v nisshi >/dev/null && python3 - "$HOME/.cargo/.crates2.json" <<'PY'
+import json, sys
+installs = json.load(open(sys.argv[1]))["installs"]
+ok = any(k.startswith("nisshi 0.8.1 ") and {"dynostore", "libsql"} <= set(v["features"])
+         for k, v in installs.items())
+sys.exit(0 if ok else 1)
+PY
+}
+if ! nisshi_ready 2>/dev/null; then
+    echo "test.sh: installing the nisshi broker (about 40 minutes on 2 cores)" >&2
     cargo install nisshi --version 0.8.1 --locked --ignore-rust-version \
-        --no-default-features --features dynostore
+        --no-default-features --features dynostore,libsql
 fi
 
 venv=target/test-venv
-if ! "$venv/bin/python" -c 'import confluent_kafka, fastavro, helm_python, kubernetes_validate, yaml' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import confluent_kafka, fastavro, helm_python, kubernetes_validate, yaml, quixstreams' 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
         'confluent-kafka==2.12.*' 'fastavro==1.12.*' \
-        'helm-python-sdk==0.2.*' 'kubernetes-validate==1.37.*' 'pyyaml==6.*'
+        'helm-python-sdk==0.2.*' 'kubernetes-validate==1.37.*' 'pyyaml==6.*' \
+        -r benches/quix/requirements.txt
 fi
 
 # Prometheus and promtool from Debian, unpacked (no service is started).
