@@ -3,6 +3,7 @@
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 
+use super::direct::DirectPlan;
 use super::record::Record;
 use super::schema::RecordSchema;
 use crate::config::Format;
@@ -32,16 +33,20 @@ pub struct Decoder {
     schema: RecordSchema,
     format: Format,
     name: String,
+    /// The direct path, for schemas of plain fields.
+    direct: Option<DirectPlan>,
 }
 
 impl Decoder {
     /// A decoder for `schema` in `format`.
     pub fn new(schema: RecordSchema, format: Format) -> Self {
         let name = schema.path.display().to_string();
+        let direct = DirectPlan::new(&schema.schema);
         Self {
             schema,
             format,
             name,
+            direct,
         }
     }
 
@@ -91,6 +96,17 @@ impl BatchDecoder<'_> {
     pub fn decode(&self, payload: Option<&[u8]>) -> Result<Record, DecodeError> {
         let bytes = payload.ok_or(DecodeError::Empty)?;
         let d = self.decoder;
+        if let Some(plan) = &d.direct {
+            let direct = match d.format {
+                Format::Avro => plan.avro(bytes),
+                Format::Json => plan.json(bytes),
+            };
+            if let Ok(values) = direct {
+                return Ok(Record { values });
+            }
+        }
+        // The generic path: the schema or the record is not one the direct
+        // path takes, or the bytes are bad and this says how.
         let value = match &self.avro {
             Some(reader) => {
                 let mut rest = bytes;

@@ -1,5 +1,6 @@
 //! Codecs: Avro schemas, decoding input records, encoding window results.
 
+mod direct;
 mod input;
 mod output;
 mod record;
