@@ -2,24 +2,45 @@
 //! rot: every system runs to completion and gets a row in the table. (The
 //! figures of so short a run mean nothing; benches/RESULTS.md has real ones.)
 
+mod common;
+
 use std::process::Command;
+
+use common::test_python;
 
 #[test]
 fn nexmark_harness_runs_every_query_end_to_end() {
     let out = Command::new(env!("CARGO_BIN_EXE_streamfold-bench"))
         .args(["--events", "3000", "--runs", "1", "--partitions", "2"])
+        .args(["--latency-secs", "16"])
         .arg("--streamfold")
         .arg(env!("CARGO_BIN_EXE_streamfold"))
+        .arg("--quix-python")
+        .arg(test_python())
         .output()
         .expect("running the benchmark harness (needs nisshi: bash .ci/test.sh installs it)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    for system in ["ceiling-a", "ceiling-b", "q0", "q1", "q2", "q5", "q7"] {
+    for system in [
+        "ceiling-a",
+        "ceiling-b",
+        "q0",
+        "q1",
+        "q2",
+        "q5",
+        "q7",
+        "q0-avro",
+        "q5-avro",
+        "quix-q5",
+        "quix-q7",
+    ] {
         assert!(
             stdout.contains(&format!("| {system} |")),
             "no row for {system}:\n{stdout}\n{stderr}"
         );
     }
     assert!(stdout.contains("q0 / ceiling B = "), "{stdout}");
+    assert!(stdout.contains("q5 / Quix Streams q5 = "), "{stdout}");
+    assert!(stdout.contains("q5 end-to-end latency"), "{stdout}");
 }

@@ -9,22 +9,12 @@ use std::process::Command;
 
 use common::*;
 
-fn python() -> String {
-    match std::env::var("STREAMFOLD_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => p,
-        _ => panic!(
-            "this test needs a Python with confluent-kafka and fastavro: run the tests with \
-             `bash .ci/test.sh`, which creates target/test-venv, or set STREAMFOLD_TEST_PYTHON"
-        ),
-    }
-}
-
 fn client(setup: &Setup, command: &str, topic: &str, expect: &std::path::Path) {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/python/independent_client.py"
     );
-    let out = Command::new(python())
+    let out = Command::new(test_python())
         .arg(script)
         .arg(command)
         .args([

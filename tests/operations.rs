@@ -186,9 +186,7 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
 
 #[test]
 fn chart_lints_renders_and_validates_with_helm_and_kubernetes_validate() {
-    let python = std::env::var("STREAMFOLD_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("set STREAMFOLD_TEST_PYTHON (bash .ci/test.sh makes target/test-venv)")
-    });
+    let python = test_python();
     let out = Command::new(python)
         .arg(root().join("tests/python/check_chart.py"))
         .arg(root().join("helm/streamfold"))

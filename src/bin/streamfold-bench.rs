@@ -4,24 +4,30 @@
 //!
 //!     cargo run --release --bin streamfold-bench -- --events 1000000
 //!
-//! For each run it pre-loads a topic with N Nexmark bids (JSON) over P
-//! partitions plus one bid per partition far ahead in event time (it
-//! closes every window), then times catch-up from the start of the topic
-//! to the last output acknowledged, for: ceiling A (raw consumer reading
-//! every record), ceiling B (raw consume + produce of every record), and
-//! streamfold q0, q1, q2, q5, q7 (as `streamfold run` child processes).
-//! Each is run `--runs` times; the table shows the median with min–max of
-//! events/s, CPU-seconds per million events, and peak RSS.
+//! It pre-loads a topic with N Nexmark bids (JSON; and an Avro topic when
+//! an `-avro` query is asked for) over P partitions plus one bid per
+//! partition far ahead in event time (it closes every window), then times
+//! catch-up from the start of the topic to the last output acknowledged,
+//! for: ceiling A (raw consumer reading every record), ceiling B (raw
+//! consume + produce of every record), streamfold q0, q1, q2, q5, q7 (as
+//! `streamfold run` child processes) and Quix Streams q5 and q7
+//! (benches/quix/nexmark.py). `q5-latency` publishes bids live at half of
+//! q5's measured rate and reads each window back to time it. Each is run
+//! `--runs` times; the table shows the median with min–max of events/s,
+//! CPU-seconds per million events, and peak RSS of the measured process.
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers as _;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
@@ -37,9 +43,25 @@ struct Args {
     /// Repetitions of each measurement (median reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// What to run, comma-separated: ceiling-a, ceiling-b, q0, q1, q2, q5, q7.
-    #[arg(long, default_value = "ceiling-a,ceiling-b,q0,q1,q2,q5,q7")]
+    /// What to run, comma-separated: ceiling-a, ceiling-b; q0, q1, q2, q5,
+    /// q7 (streamfold, JSON input; `-avro` after a name: Avro input);
+    /// q5-latency (after q5: latency at half its rate); quix-q5, quix-q7
+    /// (Quix Streams).
+    #[arg(
+        long,
+        default_value = "ceiling-a,ceiling-b,q0,q1,q2,q5,q7,q0-avro,q5-avro,q5-latency,quix-q5,quix-q7"
+    )]
     only: String,
+    /// Rate (bids/s) of the q5 latency measurement; default half of the
+    /// median q5 throughput measured in this run.
+    #[arg(long)]
+    latency_rate: Option<f64>,
+    /// Seconds of live input per q5 latency measurement.
+    #[arg(long, default_value_t = 40)]
+    latency_secs: u64,
+    /// The Python that has Quix Streams (benches/quix/requirements.txt).
+    #[arg(long, default_value = "target/bench-venv/bin/python")]
+    quix_python: PathBuf,
     /// The streamfold binary (default: beside this one).
     #[arg(long)]
     streamfold: Option<PathBuf>,
@@ -158,9 +180,12 @@ fn start_broker() -> anyhow::Result<(Killed, String)> {
 }
 
 fn create_topic(broker: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    // Quix Streams derives its changelog topics' retention from the input's
+    // `retention.ms`, which nisshi reports only when it was set.
     let out = Command::new("nisshi")
         .args(["topic", "create", topic, "--partitions"])
         .arg(partitions.to_string())
+        .args(["--config", "retention.ms=604800000"])
         .args(["--broker", &format!("tcp://{broker}")])
         .output()?;
     if !out.status.success() {
@@ -169,26 +194,77 @@ fn create_topic(broker: &str, topic: &str, partitions: i32) -> anyhow::Result<()
     Ok(())
 }
 
-/// Publishes `n` Nexmark bids, then one closer per partition; returns the
-/// number of records in the topic.
-fn preload(broker: &str, topic: &str, n: usize, partitions: i32) -> anyhow::Result<usize> {
+/// Nexmark bids from the `nexmark` crate's generator.
+fn bids() -> impl Iterator<Item = nexmark::event::Bid> {
+    nexmark::EventGenerator::new(nexmark::config::NexmarkConfig::default())
+        .with_type_filter(nexmark::event::EventType::Bid)
+        .filter_map(|e| match e {
+            nexmark::event::Event::Bid(b) => Some(b),
+            _ => None,
+        })
+}
+
+/// A bid as JSON, with event time `date_time` (ms).
+fn bid_json(b: &nexmark::event::Bid, date_time: u64) -> String {
+    serde_json::json!({
+        "auction": b.auction, "bidder": b.bidder, "price": b.price,
+        "channel": b.channel, "url": b.url, "date_time": date_time, "extra": b.extra,
+    })
+    .to_string()
+}
+
+/// Input encodings of the pre-loaded topics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Encoding {
+    Json,
+    Avro,
+}
+
+impl Encoding {
+    fn topic(self) -> &'static str {
+        match self {
+            Encoding::Json => "bids",
+            Encoding::Avro => "bids-avro",
+        }
+    }
+}
+
+/// Publishes `n` Nexmark bids, then one closer per partition, in
+/// `encoding`; returns the number of records in the topic.
+fn preload(
+    broker: &str,
+    topic: &str,
+    n: usize,
+    partitions: i32,
+    encoding: Encoding,
+) -> anyhow::Result<usize> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", broker)
         .set("linger.ms", "20")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
-    let config = nexmark::config::NexmarkConfig {
-        ..Default::default()
+    let schema = apache_avro::Schema::parse_str(BID_SCHEMA)?;
+    let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build()?;
+    let encode = |b: &nexmark::event::Bid, date_time: u64| -> anyhow::Result<Vec<u8>> {
+        Ok(match encoding {
+            Encoding::Json => bid_json(b, date_time).into_bytes(),
+            Encoding::Avro => {
+                use apache_avro::types::Value;
+                let s = |v: &str| Value::String(v.to_string());
+                writer.write_value_to_vec(Value::Record(vec![
+                    ("auction".into(), Value::Long(b.auction as i64)),
+                    ("bidder".into(), Value::Long(b.bidder as i64)),
+                    ("price".into(), Value::Long(b.price as i64)),
+                    ("channel".into(), s(&b.channel)),
+                    ("url".into(), s(&b.url)),
+                    ("date_time".into(), Value::TimestampMillis(date_time as i64)),
+                    ("extra".into(), s(&b.extra)),
+                ]))?
+            }
+        })
     };
-    let bids = nexmark::EventGenerator::new(config)
-        .with_type_filter(nexmark::event::EventType::Bid)
-        .filter_map(|e| match e {
-            nexmark::event::Event::Bid(b) => Some(b),
-            _ => None,
-        });
-    let mut last = 0u64;
-    let send = |partition: Option<i32>, key: String, value: String| -> anyhow::Result<()> {
+    let send = |partition: Option<i32>, key: String, value: Vec<u8>| -> anyhow::Result<()> {
         loop {
             let mut record = BaseRecord::to(topic).key(&key).payload(&value);
             if let Some(p) = partition {
@@ -203,22 +279,16 @@ fn preload(broker: &str, topic: &str, n: usize, partitions: i32) -> anyhow::Resu
             }
         }
     };
-    for b in bids.take(n) {
+    let mut last = 0u64;
+    for b in bids().take(n) {
         last = last.max(b.date_time);
-        let value = serde_json::json!({
-            "auction": b.auction, "bidder": b.bidder, "price": b.price,
-            "channel": b.channel, "url": b.url, "date_time": b.date_time, "extra": b.extra,
-        })
-        .to_string();
-        send(None, b.auction.to_string(), value)?;
+        send(None, b.auction.to_string(), encode(&b, b.date_time)?)?;
     }
+    let mut closer = bids().next().context("no bid generated")?;
+    (closer.auction, closer.bidder, closer.price) = (0, 0, 0);
+    closer.channel = "closer".into();
     for p in 0..partitions {
-        let value = serde_json::json!({
-            "auction": 0, "bidder": 0, "price": 0, "channel": "closer", "url": "",
-            "date_time": last + 3_600_000, "extra": "",
-        })
-        .to_string();
-        send(Some(p), "closer".into(), value)?;
+        send(Some(p), "closer".into(), encode(&closer, last + 3_600_000)?)?;
     }
     producer.flush(Duration::from_secs(120))?;
     Ok(n + partitions as usize)
@@ -269,36 +339,41 @@ fn metric(scrape: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// Runs one streamfold query to completion: every record processed and
-/// every output acknowledged.
-fn run_query(
+/// Starts `streamfold run` on one query (its config written under `dir`,
+/// its topics named after `input` and `tag`); returns the child and the
+/// port of its admin endpoint.
+fn spawn_query(
     streamfold: &Path,
     dir: &Path,
     broker: &str,
     name: &str,
     input: &str,
-    total: usize,
-    run: usize,
-) -> anyhow::Result<Sample> {
+    encoding: Encoding,
+    tag: &str,
+) -> anyhow::Result<(Killed, u16, String)> {
     let body = query(name).context("unknown query")?;
-    let output = format!("{input}-{name}-{run}-out");
-    let dlq = format!("{input}-{name}-{run}-dlq");
+    let output = format!("{input}-{name}-{tag}-out");
+    let dlq = format!("{input}-{name}-{tag}-dlq");
     create_topic(broker, &output, 8)?;
     create_topic(broker, &dlq, 1)?;
     std::fs::write(dir.join("bid.avsc"), BID_SCHEMA)?;
-    let config = dir.join(format!("{name}-{run}.toml"));
+    let config = dir.join(format!("{input}-{name}-{tag}.toml"));
+    let format = match encoding {
+        Encoding::Json => "json",
+        Encoding::Avro => "avro",
+    };
     std::fs::write(
         &config,
         format!(
             r#"[kafka]
 bootstrap_servers = "{broker}"
-group_id = "bench-{input}-{name}-{run}"
+group_id = "bench-{input}-{name}-{tag}"
 
 [pipeline]
 name = "{name}"
 input_topic = "{input}"
 input_schema = "bid.avsc"
-input_format = "json"
+input_format = "{format}"
 output_topic = "{output}"
 dead_letter_topic = "{dlq}"
 event_time = {{ source = "field", field = "date_time" }}
@@ -313,7 +388,6 @@ level = "warn"
         ),
     )?;
     let admin = free_port()?;
-    let started = Instant::now();
     let child = Killed(
         Command::new(streamfold)
             .args([
@@ -328,6 +402,30 @@ level = "warn"
             .spawn()
             .context("starting streamfold run")?,
     );
+    Ok((child, admin, output))
+}
+
+/// Runs one streamfold query to completion: every record processed and
+/// every output acknowledged.
+fn run_query(
+    streamfold: &Path,
+    dir: &Path,
+    broker: &str,
+    name: &str,
+    encoding: Encoding,
+    total: usize,
+    run: usize,
+) -> anyhow::Result<Sample> {
+    let started = Instant::now();
+    let (child, admin, _) = spawn_query(
+        streamfold,
+        dir,
+        broker,
+        name,
+        encoding.topic(),
+        encoding,
+        &run.to_string(),
+    )?;
     let pid = child.0.id();
     let deadline = started + Duration::from_secs(1800);
     let mut produced = -1.0;
@@ -354,6 +452,207 @@ level = "warn"
         };
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// End-to-end latency of q5 at a steady `rate` (bids/s) for `secs`: bids
+/// are published live with event time = wall-clock time; each final
+/// window's latency is the time it is read from the output topic minus its
+/// end. Windows ending in the first 12 s (not yet full) are left out.
+/// Returns (p50, p99, windows) in milliseconds.
+fn q5_latency(
+    streamfold: &Path,
+    dir: &Path,
+    broker: &str,
+    rate: f64,
+    secs: u64,
+    run: usize,
+) -> anyhow::Result<(f64, f64, usize)> {
+    let input = format!("bids-live-{run}");
+    create_topic(broker, &input, 8)?;
+    let (_child, admin, output) = spawn_query(
+        streamfold,
+        dir,
+        broker,
+        "q5",
+        &input,
+        Encoding::Json,
+        "live",
+    )?;
+    let ready = Instant::now() + Duration::from_secs(60);
+    while !http_get(admin, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+        if Instant::now() > ready {
+            bail!("q5 (latency) not ready after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", format!("latency-reader-{run}"))
+        .set("fetch.wait.max.ms", "5")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..8 {
+        tpl.add_partition_offset(&output, p, Offset::Beginning)?;
+    }
+    reader.assign(&tpl)?;
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
+    let begin = now_ms();
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (broker, input, stop) = (broker.to_string(), input.clone(), stop.clone());
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+                .set("bootstrap.servers", &broker)
+                .set("linger.ms", "1")
+                .create()?;
+            let started = Instant::now();
+            for (i, b) in bids().enumerate() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                // Paced: bid i leaves at i / rate seconds.
+                let due = started + Duration::from_secs_f64(i as f64 / rate);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let value = bid_json(&b, now_ms());
+                let key = b.auction.to_string();
+                while producer
+                    .send(BaseRecord::to(&input).key(&key).payload(&value))
+                    .is_err()
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            producer.flush(Duration::from_secs(30))?;
+            Ok(())
+        })
+    };
+    let mut latencies = Vec::new();
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        let Some(m) = reader.poll(Duration::from_millis(50)) else {
+            continue;
+        };
+        let m = m?;
+        let read = now_ms();
+        let end = m
+            .headers()
+            .and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == "streamfold.window.end")
+                    .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse::<u64>().ok())
+            })
+            .context("output without streamfold.window.end")?;
+        if end > begin + 12_000 {
+            latencies.push(read.saturating_sub(end) as f64);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    publisher
+        .join()
+        .map_err(|_| anyhow::anyhow!("publisher panicked"))??;
+    if latencies.is_empty() {
+        bail!("q5 (latency): no window closed in {secs} s");
+    }
+    latencies.sort_by(f64::total_cmp);
+    let q = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    Ok((q(0.5), q(0.99), latencies.len()))
+}
+
+/// Runs one query in Quix Streams (benches/quix/nexmark.py) until its
+/// group has committed the end of every topic it reads: Quix Streams
+/// commits only what it processed and whose output was flushed.
+fn run_quix(
+    python: &Path,
+    dir: &Path,
+    broker: &str,
+    name: &str,
+    input: &str,
+    run: usize,
+) -> anyhow::Result<Sample> {
+    if !python.exists() {
+        bail!(
+            "{}: no Python with Quix Streams; create it with\n  python3 -m venv target/bench-venv && \
+             target/bench-venv/bin/pip install -r benches/quix/requirements.txt\n\
+             or pass --quix-python, or leave quix-* out of --only",
+            python.display()
+        );
+    }
+    let group = format!("quix-{input}-{name}-{run}");
+    let output = format!("{input}-quix-{name}-{run}-out");
+    create_topic(broker, &output, 8)?;
+    let mut topics = vec![input.to_string()];
+    if name == "q7" {
+        // The re-keying step's internal topic (named by Quix Streams).
+        topics.push(format!("repartition__{group}--{input}--all"));
+    }
+    let checker: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", &group)
+        .create()?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/quix/nexmark.py");
+    let started = Instant::now();
+    let mut child = Killed(
+        Command::new(python)
+            .arg(&script)
+            .args(["--query", name, "--broker", broker, "--input", input])
+            .args(["--output", &output, "--group", &group, "--state-dir"])
+            .arg(dir.join(&group))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", python.display()))?,
+    );
+    let pid = child.0.id();
+    let deadline = started + Duration::from_secs(3600);
+    loop {
+        if Instant::now() > deadline {
+            bail!("quix {name}: not done after an hour");
+        }
+        if let Some(status) = child.0.try_wait()? {
+            bail!("quix {name} exited early: {status}");
+        }
+        let usage_now = usage(pid)?;
+        if topics.iter().all(|t| at_end(&checker, t).unwrap_or(false)) {
+            return Ok(Sample {
+                secs: started.elapsed().as_secs_f64(),
+                cpu_secs: usage_now.0,
+                peak_rss_mib: usage_now.1,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether the checker's group has committed the high watermark of every
+/// partition of `topic` (false while the topic does not exist yet).
+fn at_end(checker: &BaseConsumer, topic: &str) -> anyhow::Result<bool> {
+    let timeout = Duration::from_secs(5);
+    let md = checker.fetch_metadata(Some(topic), timeout)?;
+    let Some(t) = md.topics().first().filter(|t| !t.partitions().is_empty()) else {
+        return Ok(false);
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in t.partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    let committed = checker.committed_offsets(tpl, timeout)?;
+    for e in committed.elements() {
+        let (_, high) = checker.fetch_watermarks(topic, e.partition(), timeout)?;
+        let done = match e.offset() {
+            Offset::Offset(o) => o >= high,
+            _ => high == 0,
+        };
+        if !done {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// A ceiling as a child process of this binary, which exits once done.
@@ -473,22 +772,61 @@ fn main() -> anyhow::Result<()> {
     let (_broker, broker) = start_broker()?;
     let dir = std::env::temp_dir().join(format!("streamfold-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let input = "bids".to_string();
-    create_topic(&broker, &input, args.partitions)?;
-    let t = Instant::now();
-    let total = preload(&broker, &input, args.events, args.partitions)?;
-    eprintln!(
-        "pre-loaded {total} records into {input} ({} partitions) in {:.1}s",
-        args.partitions,
-        t.elapsed().as_secs_f64()
-    );
+    let names: Vec<&str> = args.only.split(',').map(str::trim).collect();
+    let mut encodings = vec![Encoding::Json];
+    if names.iter().any(|n| n.ends_with("-avro")) {
+        encodings.push(Encoding::Avro);
+    }
+    let mut total = 0;
+    for encoding in encodings {
+        let input = encoding.topic();
+        create_topic(&broker, input, args.partitions)?;
+        let t = Instant::now();
+        total = preload(&broker, input, args.events, args.partitions, encoding)?;
+        eprintln!(
+            "pre-loaded {total} records into {input} ({} partitions) in {:.1}s",
+            args.partitions,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let input = Encoding::Json.topic();
     let mut results: BTreeMap<usize, (String, Vec<Sample>)> = BTreeMap::new();
+    let mut latencies: Vec<(f64, f64, usize, f64)> = Vec::new();
     for run in 0..args.runs {
-        for (i, name) in args.only.split(',').map(str::trim).enumerate() {
+        for (i, &name) in names.iter().enumerate() {
             let sample = match name {
-                "ceiling-a" => run_ceiling("a", &broker, &input, total)?,
-                "ceiling-b" => run_ceiling("b", &broker, &input, total)?,
-                q => run_query(&streamfold, &dir, &broker, q, &input, total, run)?,
+                "ceiling-a" => run_ceiling("a", &broker, input, total)?,
+                "ceiling-b" => run_ceiling("b", &broker, input, total)?,
+                "q5-latency" => {
+                    let q5: Vec<f64> = results
+                        .values()
+                        .filter(|(n, _)| n == "q5")
+                        .flat_map(|(_, s)| s.iter().map(|s| total as f64 / s.secs))
+                        .collect();
+                    let rate = match args.latency_rate {
+                        Some(r) => r,
+                        None if q5.is_empty() => {
+                            bail!("q5-latency needs q5 before it in --only, or --latency-rate")
+                        }
+                        None => stats(&q5).0 / 2.0,
+                    };
+                    let (p50, p99, n) =
+                        q5_latency(&streamfold, &dir, &broker, rate, args.latency_secs, run)?;
+                    eprintln!(
+                        "run {run} q5 latency at {rate:.0} bids/s: p50 {p50:.0} ms, p99 {p99:.0} ms ({n} windows)"
+                    );
+                    latencies.push((p50, p99, n, rate));
+                    continue;
+                }
+                q if q.starts_with("quix-") => {
+                    run_quix(&args.quix_python, &dir, &broker, &q[5..], input, run)?
+                }
+                q => match q.strip_suffix("-avro") {
+                    Some(base) => {
+                        run_query(&streamfold, &dir, &broker, base, Encoding::Avro, total, run)?
+                    }
+                    None => run_query(&streamfold, &dir, &broker, q, Encoding::Json, total, run)?,
+                },
             };
             eprintln!(
                 "run {run} {name}: {:.2}s, {:.0} events/s",
@@ -528,10 +866,26 @@ fn main() -> anyhow::Result<()> {
         _ => "-".into(),
     };
     table += &format!(
-        "\nq0 / ceiling B = {}, q5 / ceiling A = {}\n",
+        "\nq0 / ceiling B = {}, q5 / ceiling A = {}, \
+         q5 / Quix Streams q5 = {}, q7 / Quix Streams q7 = {}\n",
         ratio("q0", "ceiling-b"),
-        ratio("q5", "ceiling-a")
+        ratio("q5", "ceiling-a"),
+        ratio("q5", "quix-q5"),
+        ratio("q7", "quix-q7")
     );
+    if !latencies.is_empty() {
+        let p50: Vec<f64> = latencies.iter().map(|l| l.0).collect();
+        let p99: Vec<f64> = latencies.iter().map(|l| l.1).collect();
+        let (a, a0, a1) = stats(&p50);
+        let (b, b0, b1) = stats(&p99);
+        let windows: usize = latencies.iter().map(|l| l.2).sum();
+        table += &format!(
+            "\nq5 end-to-end latency (window end to result read back) at {:.0} bids/s, \
+             {} s per run, {windows} windows: p50 {a:.0} ms ({a0:.0}–{a1:.0}), \
+             p99 {b:.0} ms ({b0:.0}–{b1:.0})\n",
+            latencies[0].3, args.latency_secs
+        );
+    }
     print!("{table}");
     if let Some(out) = &args.out {
         std::fs::write(out, &table)?;

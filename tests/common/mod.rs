@@ -54,6 +54,19 @@ pub fn real_broker() -> String {
     }
 }
 
+/// The Python of the test venv (confluent-kafka, fastavro, Quix Streams,
+/// helm-python-sdk, kubernetes-validate); never skipped when missing.
+pub fn test_python() -> String {
+    match std::env::var("STREAMFOLD_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => p,
+        _ => panic!(
+            "this test needs the test Python (confluent-kafka, fastavro, Quix Streams, \
+             helm-python-sdk): run the tests with `bash .ci/test.sh`, which creates \
+             target/test-venv, or set STREAMFOLD_TEST_PYTHON"
+        ),
+    }
+}
+
 impl Broker {
     pub fn bootstrap_servers(&self) -> String {
         match self {
