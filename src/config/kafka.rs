@@ -80,7 +80,12 @@ impl Config {
             .set(
                 "queued.max.messages.kbytes",
                 (k.prefetch.as_u64() / 1024).max(1).to_string(),
-            );
+            )
+            // Once the prefetch queue is full librdkafka waits this long
+            // before fetching again (default 1 s): with a bounded prefetch
+            // the fetcher would idle most of the time while the queue
+            // drains in milliseconds.
+            .set("fetch.queue.backoff.ms", "5");
         for (key, v) in &k.consumer_properties {
             c.set(key, v);
         }

@@ -68,7 +68,8 @@ pub struct KafkaConfig {
     /// with `sasl`) unless `security_protocol` says otherwise.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
-    /// Bytes librdkafka may prefetch per partition (`queued.max.messages.kbytes`).
+    /// Bytes librdkafka may prefetch, all partitions of the consumer
+    /// together (`queued.max.messages.kbytes`).
     #[serde(default = "defaults::prefetch")]
     pub prefetch: ByteSize,
     /// Consumer group session timeout (`session.timeout.ms`).

@@ -451,6 +451,10 @@ fn poll_loop(
     shutdown: &CancellationToken,
     commit_interval: Duration,
 ) {
+    // Records already fetched are taken this many at a time between two
+    // rounds of bookkeeping (clock, health, flushes, commits), which would
+    // otherwise cost more than taking a record.
+    const BURST: usize = 256;
     let ctx = consumer.context();
     let mut next_commit = Instant::now() + commit_interval;
     let mut next_flush = Instant::now();
@@ -473,10 +477,17 @@ fn poll_loop(
             .min(next_commit)
             .saturating_duration_since(now)
             .min(Duration::from_millis(100));
-        match consumer.poll(wait) {
-            Some(Ok(m)) => ctx.accept(consumer, &m),
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-            None => {}
+        let mut timeout = wait;
+        for _ in 0..BURST {
+            match consumer.poll(timeout) {
+                Some(Ok(m)) => ctx.accept(consumer, &m),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    break;
+                }
+                None => break,
+            }
+            timeout = Duration::ZERO;
         }
     }
     let owned = ctx.owned();
