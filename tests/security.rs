@@ -35,14 +35,6 @@ impl Drop for TlsBroker {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `nisshi broker` in `dir` on a free port with `args` and waits
 /// until it accepts connections.
 fn nisshi(dir: &Path, storage: &str, args: &[&std::ffi::OsStr]) -> (Child, u16) {

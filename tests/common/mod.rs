@@ -54,6 +54,15 @@ pub fn real_broker() -> String {
     }
 }
 
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The Python of the test venv (confluent-kafka, fastavro, Quix Streams,
 /// helm-python-sdk, kubernetes-validate); never skipped when missing.
 pub fn test_python() -> String {
