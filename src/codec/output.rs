@@ -3,7 +3,7 @@
 
 use apache_avro::Schema;
 use apache_avro::types::Value;
-use apache_avro::writer::datum::GenericDatumWriter;
+
 use serde_json::json;
 
 use super::schema::RecordSchema;
@@ -197,35 +197,145 @@ impl OutputEncoder {
             end: w.end,
             reason,
         };
+        match self.format {
+            Format::Avro => {
+                // Written straight from the values, in the derived schema's
+                // field order: no `Value::Record` with owned field names,
+                // no per-record schema resolution or validation. The tests
+                // hold it byte-equal to apache-avro's writer.
+                let mut out = Vec::with_capacity(64 + w.key.len() * 2);
+                write_avro_str(&w.key, &mut out);
+                write_avro_long(w.start, &mut out);
+                write_avro_long(w.end, &mut out);
+                if self.key_columns > 0 {
+                    let mut parts = split_key(&w.key);
+                    parts.resize(self.key_columns, String::new());
+                    for p in &parts {
+                        write_avro_str(p, &mut out);
+                    }
+                }
+                for v in &w.values {
+                    write_avro(v, &mut out).map_err(err)?;
+                }
+                Ok(out)
+            }
+            Format::Json => {
+                let map: serde_json::Map<String, serde_json::Value> = self
+                    .names
+                    .iter()
+                    .cloned()
+                    .zip(self.values(w).map(avro_to_json))
+                    .collect();
+                serde_json::to_vec(&map).map_err(|e| err(e.to_string()))
+            }
+        }
+    }
+
+    /// Every output field's value, in schema order.
+    fn values<'a>(&self, w: &'a WindowOutput) -> impl Iterator<Item = Value> + 'a {
         let mut parts = if self.key_columns > 0 {
             split_key(&w.key)
         } else {
             Vec::new()
         };
         parts.resize(self.key_columns, String::new());
-        let values = [
+        [
             Value::String(w.key.clone()),
             Value::TimestampMillis(w.start),
             Value::TimestampMillis(w.end),
         ]
         .into_iter()
         .chain(parts.into_iter().map(Value::String))
-        .chain(w.values.iter().cloned());
-        let fields: Vec<(String, Value)> = self.names.iter().cloned().zip(values).collect();
-        match self.format {
-            Format::Avro => GenericDatumWriter::builder(&self.schema)
-                .build()
-                .and_then(|wr| wr.write_value_to_vec(Value::Record(fields)))
-                .map_err(|e| err(e.to_string())),
-            Format::Json => {
-                let map: serde_json::Map<String, serde_json::Value> = fields
-                    .into_iter()
-                    .map(|(k, v)| (k, avro_to_json(v)))
-                    .collect();
-                serde_json::to_vec(&map).map_err(|e| err(e.to_string()))
+        .chain(w.values.iter().cloned())
+    }
+
+    /// apache-avro's encoding of the same window: what [`Self::encode`]
+    /// must equal, byte for byte.
+    #[cfg(test)]
+    pub(crate) fn encode_with_library(&self, w: &WindowOutput) -> Vec<u8> {
+        let fields: Vec<(String, Value)> = self.names.iter().cloned().zip(self.values(w)).collect();
+        apache_avro::writer::datum::GenericDatumWriter::builder(&self.schema)
+            .build()
+            .and_then(|wr| wr.write_value_to_vec(Value::Record(fields)))
+            .expect("a value of the derived schema")
+    }
+}
+
+/// Avro's `long` (and `int`, `enum` index, union branch, lengths): zig-zag,
+/// then 7 bits a byte, low first.
+fn write_avro_long(n: i64, out: &mut Vec<u8>) {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn write_avro_bytes(b: &[u8], out: &mut Vec<u8>) {
+    write_avro_long(b.len() as i64, out);
+    out.extend_from_slice(b);
+}
+
+fn write_avro_str(s: &str, out: &mut Vec<u8>) {
+    write_avro_bytes(s.as_bytes(), out);
+}
+
+/// Avro binary encoding of an aggregate's value. Records are written in
+/// the order of their fields (the derived schema's order), unions by the
+/// branch the value names.
+fn write_avro(v: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+    match v {
+        Value::Null => {}
+        Value::Boolean(b) => out.push(u8::from(*b)),
+        Value::Int(n) | Value::Date(n) | Value::TimeMillis(n) => {
+            write_avro_long(i64::from(*n), out)
+        }
+        Value::Long(n)
+        | Value::TimestampMillis(n)
+        | Value::TimestampMicros(n)
+        | Value::TimestampNanos(n)
+        | Value::LocalTimestampMillis(n)
+        | Value::LocalTimestampMicros(n)
+        | Value::LocalTimestampNanos(n)
+        | Value::TimeMicros(n) => write_avro_long(*n, out),
+        Value::Float(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::Double(x) => out.extend_from_slice(&x.to_le_bytes()),
+        Value::Bytes(b) => write_avro_bytes(b, out),
+        Value::Fixed(_, b) => out.extend_from_slice(b),
+        Value::String(s) => write_avro_str(s, out),
+        Value::Enum(i, _) => write_avro_long(i64::from(*i), out),
+        Value::Union(i, inner) => {
+            write_avro_long(i64::from(*i), out);
+            write_avro(inner, out)?;
+        }
+        Value::Array(items) => {
+            if !items.is_empty() {
+                write_avro_long(items.len() as i64, out);
+                for item in items {
+                    write_avro(item, out)?;
+                }
+            }
+            out.push(0);
+        }
+        Value::Map(m) => {
+            if !m.is_empty() {
+                write_avro_long(m.len() as i64, out);
+                for (k, item) in m {
+                    write_avro_str(k, out);
+                    write_avro(item, out)?;
+                }
+            }
+            out.push(0);
+        }
+        Value::Record(fields) => {
+            for (_, f) in fields {
+                write_avro(f, out)?;
             }
         }
+        other => return Err(format!("no aggregate produces a value like {other:?}")),
     }
+    Ok(())
 }
 
 /// Converts a decoded Avro value to JSON for people and JSON outputs.
