@@ -4,9 +4,13 @@ mod dead_letter;
 
 pub use dead_letter::{DeadLetter, headers as dead_letter_headers};
 
+use std::sync::{Arc, Mutex};
+
+use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use tokio::sync::Notify;
 
 use crate::codec::WindowOutput;
 use crate::pipeline::RawRecord;
@@ -26,9 +30,109 @@ pub enum SendError {
     },
 }
 
+/// What an acknowledgement releases.
+#[derive(Debug, Clone, Copy)]
+pub enum Tag {
+    /// An update of a still-open window (`emit = on-update`): nothing
+    /// depends on it for commits; the final result follows.
+    Update(WindowSpan),
+    DeadLetter {
+        offset: i64,
+        stage: &'static str,
+    },
+    /// A record forwarded to the internal topic of a repartitioning
+    /// pipeline.
+    Forward {
+        offset: i64,
+    },
+    Window(WindowSpan),
+}
+
+/// The bounds of a window result.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowSpan {
+    pub start: i64,
+    pub end: i64,
+}
+
+/// A delivery report: the record's tag, and the broker's error if it
+/// refused the record.
+pub type Report = (Tag, Result<(), String>);
+
+/// The delivery reports of one partition's records: filled by the
+/// producer's polling thread, taken by the partition's task.
+#[derive(Debug, Default)]
+pub struct Acks {
+    reports: Mutex<Vec<Report>>,
+    ready: Notify,
+}
+
+impl Acks {
+    fn report(&self, report: Report) {
+        self.reports
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(report);
+        self.ready.notify_one();
+    }
+
+    /// Waits for at least one report, then takes every report there is.
+    /// Cancel-safe: reports are taken only when it completes.
+    pub async fn next(&self) -> Vec<Report> {
+        loop {
+            {
+                let mut reports = self
+                    .reports
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if !reports.is_empty() {
+                    return std::mem::take(&mut *reports);
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// What rides with a record to its delivery report.
+    pub fn delivery(self: &Arc<Self>, tag: Tag) -> Box<Delivery> {
+        Box::new(Delivery {
+            acks: Arc::clone(self),
+            tag,
+        })
+    }
+}
+
+/// A record's tag and where its delivery report goes.
+#[derive(Debug)]
+pub struct Delivery {
+    acks: Arc<Acks>,
+    tag: Tag,
+}
+
+/// Hands each delivery report to the [`Acks`] of the record's partition
+/// (one small allocation per record; no future or channel per record).
+pub struct SinkContext;
+
+impl ClientContext for SinkContext {}
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = Box<Delivery>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, d: Box<Delivery>) {
+        let res = match result {
+            Ok(_) => Ok(()),
+            Err((e, _)) => Err(e.to_string()),
+        };
+        d.acks.report((d.tag, res));
+    }
+}
+
+/// The producer of window results, dead letters and forwarded records.
+pub type SinkProducer = ThreadedProducer<SinkContext>;
+
 /// The producer and the topics it writes.
 pub struct Sink {
-    producer: FutureProducer,
+    producer: SinkProducer,
     output_topic: String,
     dead_letter_topic: String,
     late_topic: Option<String>,
@@ -38,7 +142,7 @@ impl Sink {
     /// A sink writing to `output_topic`, `dead_letter_topic` and, for
     /// late records, `late_topic` (else the dead-letter topic).
     pub fn new(
-        producer: FutureProducer,
+        producer: SinkProducer,
         output_topic: &str,
         dead_letter_topic: &str,
         late_topic: Option<&str>,
@@ -52,16 +156,16 @@ impl Sink {
     }
 
     /// The underlying producer (for flushing at shutdown).
-    pub fn producer(&self) -> &FutureProducer {
+    pub fn producer(&self) -> &SinkProducer {
         &self.producer
     }
 
     fn send(
         &self,
         topic: &str,
-        record: FutureRecord<'_, [u8], [u8]>,
-    ) -> Result<DeliveryFuture, SendError> {
-        self.producer.send_result(record).map_err(|(e, _)| match e {
+        record: BaseRecord<'_, [u8], [u8], Box<Delivery>>,
+    ) -> Result<(), SendError> {
+        self.producer.send(record).map_err(|(e, _)| match e {
             KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => SendError::QueueFull,
             source => SendError::Produce {
                 topic: topic.to_string(),
@@ -84,7 +188,8 @@ impl Sink {
         w: &WindowOutput,
         payload: &[u8],
         final_result: bool,
-    ) -> Result<DeliveryFuture, SendError> {
+        delivery: Box<Delivery>,
+    ) -> Result<(), SendError> {
         let start = w.start.to_string();
         let end = w.end.to_string();
         let headers = OwnedHeaders::new_with_capacity(3)
@@ -100,7 +205,7 @@ impl Sink {
                 key: "streamfold.emit",
                 value: Some(if final_result { "final" } else { "update" }),
             });
-        let record = FutureRecord::to(&self.output_topic)
+        let record = BaseRecord::with_opaque_to(&self.output_topic, delivery)
             .key(w.key.as_bytes())
             .payload(payload)
             .headers(headers);
@@ -118,7 +223,8 @@ impl Sink {
         source_partition: i32,
         r: &RawRecord,
         key: &str,
-    ) -> Result<DeliveryFuture, SendError> {
+        delivery: Box<Delivery>,
+    ) -> Result<(), SendError> {
         let partition = source_partition.to_string();
         let offset = r.offset.to_string();
         let headers = OwnedHeaders::new_with_capacity(2)
@@ -130,7 +236,7 @@ impl Sink {
                 key: dead_letter::headers::OFFSET,
                 value: Some(offset.as_str()),
             });
-        let mut record = FutureRecord::to(&self.output_topic)
+        let mut record = BaseRecord::with_opaque_to(&self.output_topic, delivery)
             .key(key.as_bytes())
             .headers(headers);
         if let Some(p) = &r.payload {
@@ -148,12 +254,16 @@ impl Sink {
     ///
     /// # Errors
     /// [`SendError::QueueFull`] to retry later, or a fatal [`SendError`].
-    pub fn send_dead_letter(&self, d: &DeadLetter<'_>) -> Result<DeliveryFuture, SendError> {
+    pub fn send_dead_letter(
+        &self,
+        d: &DeadLetter<'_>,
+        delivery: Box<Delivery>,
+    ) -> Result<(), SendError> {
         let topic = match (&self.late_topic, d.stage) {
             (Some(late), "late") => late,
             _ => &self.dead_letter_topic,
         };
-        let mut record = FutureRecord::to(topic).headers(d.headers());
+        let mut record = BaseRecord::with_opaque_to(topic, delivery).headers(d.headers());
         if let Some(k) = &d.record.key {
             record = record.key(k.as_slice());
         }

@@ -18,7 +18,7 @@ use super::{Shared, Stage};
 use crate::config::{ClientConfigError, Config, ConfigError, LoadedConfig, ResumeState};
 use crate::offsets::CommitBoard;
 use crate::pipeline::Plan;
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkContext, SinkProducer};
 use crate::telemetry::Metrics;
 use crate::transform::Transform;
 
@@ -306,15 +306,14 @@ async fn run_stage(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let servers = config.kafka.bootstrap_servers.clone();
-    let producer: FutureProducer =
-        config
-            .producer_config()?
-            .create()
-            .map_err(|source| RunError::Client {
-                client: "producer",
-                servers: servers.clone(),
-                source,
-            })?;
+    let producer: SinkProducer = config
+        .producer_config()?
+        .create_with_context(SinkContext)
+        .map_err(|source| RunError::Client {
+            client: "producer",
+            servers: servers.clone(),
+            source,
+        })?;
     // The repartition stage writes the internal topic; its "output".
     let (output, late) = match stage {
         Stage::Aggregate => (plan.output_topic.clone(), plan.late_topic.clone()),

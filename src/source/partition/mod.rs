@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use futures_util::stream::{FuturesOrdered, FuturesUnordered};
+use futures_util::stream::FuturesOrdered;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
@@ -19,7 +19,7 @@ use crate::codec::WindowOutput;
 use crate::config::LatePolicy;
 use crate::offsets::{CommitPoint, Frontier};
 use crate::pipeline::{BatchOutput, RawRecord, process};
-use crate::sink::{DeadLetter, SendError};
+use crate::sink::{Acks, DeadLetter, Delivery, Report, SendError, Tag, WindowSpan};
 use crate::window::{NO_TIME, WindowPlan};
 
 mod windows;
@@ -34,32 +34,6 @@ pub(crate) struct DrainRequest {
     /// Signalled once the final commit point is published.
     pub done: std::sync::mpsc::Sender<i32>,
 }
-
-/// What an acknowledgement releases.
-#[derive(Debug, Clone, Copy)]
-enum Tag {
-    /// An update of a still-open window (`emit = on-update`): nothing
-    /// depends on it for commits; the final result follows.
-    Update(WindowSpan),
-    DeadLetter {
-        offset: i64,
-        stage: &'static str,
-    },
-    /// A record forwarded to the internal topic of a repartitioning
-    /// pipeline.
-    Forward {
-        offset: i64,
-    },
-    Window(WindowSpan),
-}
-
-#[derive(Debug, Clone, Copy)]
-struct WindowSpan {
-    start: i64,
-    end: i64,
-}
-
-type AckFuture = Pin<Box<dyn Future<Output = (Tag, Result<(), String>)> + Send>>;
 
 /// A batch on the rayon pool: its offset range and, once done, its output.
 type BatchFuture = Pin<Box<dyn Future<Output = BatchDone> + Send>>;
@@ -111,7 +85,10 @@ pub(crate) struct PartitionTask {
     /// Next offset to process.
     position: i64,
     in_flight: FuturesOrdered<BatchFuture>,
-    acks: FuturesUnordered<AckFuture>,
+    /// Delivery reports of this partition's records.
+    acks: Arc<Acks>,
+    /// Records handed to the producer and not yet reported.
+    pending: usize,
 }
 
 impl PartitionTask {
@@ -127,7 +104,8 @@ impl PartitionTask {
             max_event_time: resume.map_or(NO_TIME, |p| p.max_event_time),
             position: resume.map_or(0, |p| p.offset),
             in_flight: FuturesOrdered::new(),
-            acks: FuturesUnordered::new(),
+            acks: Arc::default(),
+            pending: 0,
         }
     }
 
@@ -146,14 +124,14 @@ impl PartitionTask {
             loop {
                 let batch = &self.shared.batch;
                 let can_take = self.in_flight.len() < batch.max_in_flight
-                    && self.acks.len() < batch.max_pending_outputs;
+                    && self.pending < batch.max_pending_outputs;
                 tokio::select! {
                     // Completions first: they release memory and producer
                     // queue space and move the commit frontier, so they must
                     // not starve behind new input.
                     biased;
-                    Some((tag, res)) = self.acks.next(), if !self.acks.is_empty() => {
-                        self.on_ack(tag, res)?;
+                    reports = self.acks.next(), if self.pending > 0 => {
+                        self.on_acks(reports)?;
                     }
                     Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                         let span = self.batch_span(done.0);
@@ -278,8 +256,8 @@ impl PartitionTask {
             self.frontier.hold(r.offset, m_before(i));
             let shared = Arc::clone(&self.shared);
             let partition = self.partition;
-            self.send(Tag::Forward { offset: r.offset }, || {
-                shared.sink.send_forward(partition, r, &key)
+            self.send(Tag::Forward { offset: r.offset }, |d| {
+                shared.sink.send_forward(partition, r, &key, d)
             })
             .await?;
         }
@@ -521,8 +499,8 @@ impl PartitionTask {
                     source,
                 })?;
         let shared = Arc::clone(&self.shared);
-        self.send(tag, move || {
-            shared.sink.send_window(&out, &payload, final_result)
+        self.send(tag, move |d| {
+            shared.sink.send_window(&out, &payload, final_result, d)
         })
         .await
     }
@@ -548,7 +526,7 @@ impl PartitionTask {
             offset: record.offset,
             stage,
         };
-        self.send(tag, || shared.sink.send_dead_letter(&letter))
+        self.send(tag, |d| shared.sink.send_dead_letter(&letter, d))
             .await
     }
 
@@ -556,25 +534,19 @@ impl PartitionTask {
     /// its queue is full (backpressure instead of buffering).
     async fn send<F>(&mut self, tag: Tag, mut send: F) -> Result<(), PartitionError>
     where
-        F: FnMut() -> Result<rdkafka::producer::DeliveryFuture, SendError>,
+        F: FnMut(Box<Delivery>) -> Result<(), SendError>,
     {
         loop {
-            match send() {
-                Ok(delivery) => {
-                    self.acks.push(Box::pin(async move {
-                        let res = match delivery.await {
-                            Ok(Ok(_)) => Ok(()),
-                            Ok(Err((e, _))) => Err(e.to_string()),
-                            Err(_) => Err("the producer was closed".to_string()),
-                        };
-                        (tag, res)
-                    }));
+            match send(self.acks.delivery(tag)) {
+                Ok(()) => {
+                    self.pending += 1;
                     return Ok(());
                 }
-                Err(SendError::QueueFull) => match self.acks.next().await {
-                    Some((t, res)) => self.on_ack(t, res)?,
-                    None => tokio::time::sleep(Duration::from_millis(5)).await,
-                },
+                Err(SendError::QueueFull) if self.pending > 0 => {
+                    let reports = self.acks.next().await;
+                    self.on_acks(reports)?;
+                }
+                Err(SendError::QueueFull) => tokio::time::sleep(Duration::from_millis(5)).await,
                 Err(source) => {
                     return Err(PartitionError::Send {
                         partition: self.partition,
@@ -583,6 +555,14 @@ impl PartitionTask {
                 }
             }
         }
+    }
+
+    fn on_acks(&mut self, reports: Vec<Report>) -> Result<(), PartitionError> {
+        for (tag, res) in reports {
+            self.pending -= 1;
+            self.on_ack(tag, res)?;
+        }
+        Ok(())
     }
 
     fn on_ack(&mut self, tag: Tag, res: Result<(), String>) -> Result<(), PartitionError> {
@@ -640,10 +620,10 @@ impl PartitionTask {
     async fn drain(&mut self, req: DrainRequest) -> Result<(), PartitionError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(req.deadline);
-        while !self.in_flight.is_empty() || !self.acks.is_empty() {
+        while !self.in_flight.is_empty() || self.pending > 0 {
             tokio::select! {
                 biased;
-                Some((tag, res)) = self.acks.next(), if !self.acks.is_empty() => self.on_ack(tag, res)?,
+                reports = self.acks.next(), if self.pending > 0 => self.on_acks(reports)?,
                 Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     let span = self.batch_span(done.0);
                     self.on_batch(done).instrument(span).await?;
@@ -651,7 +631,7 @@ impl PartitionTask {
                 () = tokio::time::sleep_until(deadline) => {
                     tracing::warn!(
                         partition = self.partition,
-                        unacknowledged = self.acks.len(),
+                        unacknowledged = self.pending,
                         batches = self.in_flight.len(),
                         "drain deadline passed; committing what is acknowledged"
                     );
