@@ -50,8 +50,8 @@ fn records(plan: &Plan) -> Vec<RawRecord> {
     .map(|(i, p)| RawRecord {
         offset: i as i64,
         timestamp: Some(p.event_time),
-        key: Some(p.merchant_id.clone().into_bytes()),
-        payload: Some(writer.write_value_to_vec(p.to_avro_value()).unwrap()),
+        key: Some(p.merchant_id.clone().into_bytes().into()),
+        payload: Some(writer.write_value_to_vec(p.to_avro_value()).unwrap().into()),
     })
     .collect()
 }

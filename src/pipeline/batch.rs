@@ -8,6 +8,7 @@
 //! one comparison per partial instead of one per record. Several batches of
 //! one partition can therefore be on the pool at once.
 
+use bytes::Bytes;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::aggregate::Aggregates;
@@ -25,9 +26,9 @@ pub struct RawRecord {
     /// Kafka timestamp in millis, if the record has one.
     pub timestamp: Option<i64>,
     /// Message key.
-    pub key: Option<Vec<u8>>,
+    pub key: Option<Bytes>,
     /// Message value.
-    pub payload: Option<Vec<u8>>,
+    pub payload: Option<Bytes>,
 }
 
 /// The step at which a record failed.

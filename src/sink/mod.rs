@@ -240,7 +240,7 @@ impl Sink {
             .key(key.as_bytes())
             .headers(headers);
         if let Some(p) = &r.payload {
-            record = record.payload(p.as_slice());
+            record = record.payload(&p[..]);
         }
         if let Some(ts) = r.timestamp {
             record = record.timestamp(ts);
@@ -265,10 +265,10 @@ impl Sink {
         };
         let mut record = BaseRecord::with_opaque_to(topic, delivery).headers(d.headers());
         if let Some(k) = &d.record.key {
-            record = record.key(k.as_slice());
+            record = record.key(&k[..]);
         }
         if let Some(p) = &d.record.payload {
-            record = record.payload(p.as_slice());
+            record = record.payload(&p[..]);
         }
         self.send(topic, record)
     }

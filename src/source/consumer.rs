@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
@@ -24,6 +25,9 @@ pub(crate) type SourceConsumer = BaseConsumer<SourceContext>;
 struct Feed {
     tx: mpsc::Sender<Vec<RawRecord>>,
     drain: Option<oneshot::Sender<DrainRequest>>,
+    /// Keys and values of this partition's records are copied here, so
+    /// that a batch's records share a few allocations instead of two each.
+    arena: Arena,
     /// Records not yet handed over, and when the first of them arrived.
     batch: Vec<RawRecord>,
     since: Option<Instant>,
@@ -33,6 +37,24 @@ struct Feed {
     paused: bool,
     /// When the partition was paused, for the backpressure metric.
     paused_since: Option<Instant>,
+}
+
+/// Copies of fetched keys and values, carved from chunks shared by
+/// reference count: a chunk is freed once every record in it is dropped.
+#[derive(Default)]
+struct Arena(BytesMut);
+
+impl Arena {
+    /// Chunk size: a batch of small records shares one or a few.
+    const CHUNK: usize = 256 * 1024;
+
+    fn copy(&mut self, bytes: &[u8]) -> Bytes {
+        if self.0.capacity() - self.0.len() < bytes.len() {
+            self.0 = BytesMut::with_capacity(Self::CHUNK.max(bytes.len()));
+        }
+        self.0.extend_from_slice(bytes);
+        self.0.split().freeze()
+    }
 }
 
 /// Rebalance callbacks and the per-partition feeds they create and end.
@@ -216,6 +238,7 @@ impl SourceContext {
                 Feed {
                     tx,
                     drain: Some(drain_tx),
+                    arena: Arena::default(),
                     batch: Vec::new(),
                     since: None,
                     waiting: VecDeque::new(),
@@ -366,18 +389,18 @@ impl SourceContext {
 
     /// Appends a polled record to its partition's batch.
     pub(crate) fn accept(&self, consumer: &SourceConsumer, m: &BorrowedMessage<'_>) {
-        let record = RawRecord {
-            offset: m.offset(),
-            timestamp: m.timestamp().to_millis(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().map(<[u8]>::to_vec),
-        };
         let p = m.partition();
         let max = self.shared.batch.max_records;
         let mut feeds = self.feeds();
         let Some(feed) = feeds.get_mut(&p) else {
             // Not ours (any more): its new owner reads it from the commit.
             return;
+        };
+        let record = RawRecord {
+            offset: m.offset(),
+            timestamp: m.timestamp().to_millis(),
+            key: m.key().map(|k| feed.arena.copy(k)),
+            payload: m.payload().map(|v| feed.arena.copy(v)),
         };
         feed.since.get_or_insert_with(Instant::now);
         feed.batch.push(record);
