@@ -56,6 +56,10 @@ struct Slot {
     prim: Prim,
     /// `(index of "null", index of T)` when the field is such a union.
     union: Option<(u32, u32)>,
+    /// Whether the pipeline reads the field. A string nobody reads is
+    /// checked (type, UTF-8) like any other but not copied: its slot
+    /// holds `Null`.
+    read: bool,
 }
 
 /// How to decode the records of one schema directly; built only for
@@ -85,22 +89,35 @@ impl DirectPlan {
                     [Schema::Null, t] => Slot {
                         prim: Prim::of(t).filter(|p| *p != Prim::Null)?,
                         union: Some((0, 1)),
+                        read: true,
                     },
                     [t, Schema::Null] => Slot {
                         prim: Prim::of(t).filter(|p| *p != Prim::Null)?,
                         union: Some((1, 0)),
+                        read: true,
                     },
                     _ => return None,
                 },
                 s => Slot {
                     prim: Prim::of(s)?,
                     union: None,
+                    read: true,
                 },
             };
             names.push(field.name.clone());
             slots.push(slot);
         }
         Some(Self { names, slots })
+    }
+
+    /// Leaves unread the fields whose `read` entry is false (by schema
+    /// position; fields past the end of `read` are read).
+    #[must_use]
+    pub fn reading_only(mut self, read: &[bool]) -> Self {
+        for (slot, r) in self.slots.iter_mut().zip(read) {
+            slot.read = *r;
+        }
+        self
     }
 
     /// Decodes a JSON object; every field of the schema must be present.
@@ -128,13 +145,13 @@ impl DirectPlan {
         let mut values = Vec::with_capacity(self.slots.len());
         for slot in &self.slots {
             let value = match slot.union {
-                None => read_prim(slot.prim, &mut bytes)?,
+                None => read_prim(*slot, &mut bytes)?,
                 Some((null, other)) => {
                     let branch = u32::try_from(read_long(&mut bytes)?).map_err(|_| GiveUp)?;
                     if branch == null {
                         Value::Union(null, Box::new(Value::Null))
                     } else if branch == other {
-                        Value::Union(other, Box::new(read_prim(slot.prim, &mut bytes)?))
+                        Value::Union(other, Box::new(read_prim(*slot, &mut bytes)?))
                     } else {
                         return Err(GiveUp);
                     }
@@ -173,8 +190,8 @@ fn take<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], GiveUp> {
     Ok(*head)
 }
 
-fn read_prim(prim: Prim, bytes: &mut &[u8]) -> Result<Value, GiveUp> {
-    Ok(match prim {
+fn read_prim(slot: Slot, bytes: &mut &[u8]) -> Result<Value, GiveUp> {
+    Ok(match slot.prim {
         Prim::Null => Value::Null,
         Prim::Boolean => match take::<1>(bytes)? {
             [0] => Value::Boolean(false),
@@ -192,7 +209,12 @@ fn read_prim(prim: Prim, bytes: &mut &[u8]) -> Result<Value, GiveUp> {
             }
             let (s, rest) = bytes.split_at(len);
             *bytes = rest;
-            Value::String(std::str::from_utf8(s).map_err(|_| GiveUp)?.to_owned())
+            let s = std::str::from_utf8(s).map_err(|_| GiveUp)?;
+            if slot.read {
+                Value::String(s.to_owned())
+            } else {
+                Value::Null
+            }
         }
         Prim::Date => Value::Date(read_int(bytes)?),
         Prim::TimestampMillis => Value::TimestampMillis(read_long(bytes)?),
@@ -331,6 +353,7 @@ impl<'de> Visitor<'de> for JsonField {
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
         match self.0.prim {
+            Prim::String if !self.0.read => Ok(Value::Null),
             Prim::String => Ok(self.wrap(Value::String(s.to_owned()))),
             _ => Err(Self::mismatch()),
         }
@@ -385,6 +408,21 @@ mod tests {
     /// Equality that takes NaN as equal to itself.
     fn same(a: &[Value], b: &[Value]) -> bool {
         format!("{a:?}") == format!("{b:?}")
+    }
+
+    /// `same` on the fields the plan reads: a string field left unread
+    /// holds `Null` (the bare value, or inside its union).
+    fn same_read(direct: &[Value], generic: &[Value], read: &[bool]) -> bool {
+        let unread = |i: usize| !read[i] && matches!(NAMES[i], "s" | "ns");
+        direct.len() == generic.len()
+            && (0..direct.len()).all(|i| {
+                if unread(i) {
+                    matches!(&direct[i], Value::Null | Value::Union(_, _))
+                        && !matches!(&direct[i], Value::Union(_, v) if **v != Value::Null)
+                } else {
+                    same(&direct[i..=i], &generic[i..=i])
+                }
+            })
     }
 
     /// JSON for one field value: the natural form, or a deliberately odd
@@ -447,14 +485,20 @@ mod tests {
 
     proptest! {
         #[test]
-        fn json_agrees_with_the_generic_path_or_gives_up((text, plain) in json_object()) {
+        fn json_agrees_with_the_generic_path_or_gives_up(
+            (text, plain) in json_object(),
+            read in proptest::collection::vec(prop::bool::weighted(0.7), 11),
+        ) {
             let schema = schema();
-            let plan = DirectPlan::new(&schema.schema).unwrap();
+            let plan = DirectPlan::new(&schema.schema).unwrap().reading_only(&read);
             let generic = generic_json(&schema, text.as_bytes());
             match plan.json(text.as_bytes()) {
+                // Fields left unread are checked all the same: what the
+                // generic path rejects (and sends to the dead-letter
+                // topic) the direct path gives up on.
                 Ok(direct) => {
                     let generic = generic.expect("direct decoded what the generic path rejects");
-                    prop_assert!(same(&direct, &generic), "{direct:?}\n{generic:?}");
+                    prop_assert!(same_read(&direct, &generic, &read), "{direct:?}\n{generic:?}");
                 }
                 // Giving up is always safe (the generic path decides), but
                 // not on a plain match of the schema.
@@ -468,9 +512,10 @@ mod tests {
             d in any::<f64>(), b in any::<bool>(), ts in any::<i64>(), us in any::<i64>(),
             day in any::<i32>(), ns in proptest::option::of("[a-z]{0,4}"),
             nd in proptest::option::of(any::<f64>()), cut in 0usize..4,
+            read in proptest::collection::vec(prop::bool::weighted(0.7), 11),
         ) {
             let schema = schema();
-            let plan = DirectPlan::new(&schema.schema).unwrap();
+            let plan = DirectPlan::new(&schema.schema).unwrap().reading_only(&read);
             let value = Value::Record(vec![
                 ("s".into(), Value::String(s)),
                 ("i".into(), Value::Int(i)),
@@ -505,7 +550,7 @@ mod tests {
             match plan.avro(&bytes) {
                 Ok(direct) => {
                     let generic = generic.expect("direct decoded what the generic path rejects");
-                    prop_assert!(same(&direct, &generic), "{direct:?}\n{generic:?}");
+                    prop_assert!(same_read(&direct, &generic, &read), "{direct:?}\n{generic:?}");
                 }
                 Err(GiveUp) => prop_assert!(cut != 0, "gave up on a well-formed datum"),
             }

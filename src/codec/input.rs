@@ -50,6 +50,14 @@ impl Decoder {
         }
     }
 
+    /// Leaves unread (`Null`) the string fields whose `read` entry is
+    /// false, by schema position; every field is still checked.
+    #[must_use]
+    pub fn reading_only(mut self, read: &[bool]) -> Self {
+        self.direct = self.direct.map(|d| d.reading_only(read));
+        self
+    }
+
     /// The schema records are decoded with.
     pub fn schema(&self) -> &RecordSchema {
         &self.schema

@@ -1,30 +1,59 @@
 //! A decoded record: field values by position, with a layout that names them.
 
+use std::cell::RefCell;
+
 use apache_avro::types::Value;
 
 use super::schema::{Field, FieldType};
 
 /// Names and types of a record's fields, fixed at start-up. Transforms that
 /// add fields extend it; lookups by name happen once, not per record.
+///
+/// Every step finds its fields here, so the layout also learns which
+/// fields the pipeline reads at all ([`Layout::read`]): the decoder need
+/// not copy the others.
 #[derive(Debug, Clone, Default)]
 pub struct Layout {
     fields: Vec<Field>,
+    looked_up: RefCell<Vec<bool>>,
 }
 
 impl Layout {
     /// A layout with the given fields.
     pub fn new(fields: Vec<Field>) -> Self {
-        Self { fields }
+        Self {
+            looked_up: RefCell::new(vec![false; fields.len()]),
+            fields,
+        }
+    }
+
+    fn mark(&self, index: usize) {
+        let mut seen = self.looked_up.borrow_mut();
+        if seen.len() <= index {
+            seen.resize(index + 1, false);
+        }
+        seen[index] = true;
     }
 
     /// Position of `name`.
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.fields.iter().position(|f| f.name == name)
+        let i = self.fields.iter().position(|f| f.name == name)?;
+        self.mark(i);
+        Some(i)
     }
 
     /// The field at `index`.
     pub fn field(&self, index: usize) -> &Field {
+        self.mark(index);
         &self.fields[index]
+    }
+
+    /// For each of the first `n` fields, whether any step looked it up.
+    pub fn read(&self, n: usize) -> Vec<bool> {
+        let seen = self.looked_up.borrow();
+        (0..n)
+            .map(|i| seen.get(i).copied().unwrap_or(false))
+            .collect()
     }
 
     /// Adds a field (or retypes an existing one) and returns its position.

@@ -248,6 +248,8 @@ impl Plan {
             ));
         }
 
+        // Every step has looked up its fields by now.
+        let read = layout.read(input.fields.len());
         match (key_indexes, event_time, encoder) {
             (Some(key_indexes), Some(event_time), Some(encoder)) if problems.is_empty() => {
                 Ok(Self {
@@ -255,7 +257,7 @@ impl Plan {
                     input_topic: p.input_topic.clone(),
                     output_topic: p.output_topic.clone(),
                     dead_letter_topic: p.dead_letter_topic.clone(),
-                    decoder: Decoder::new(input, p.input_format),
+                    decoder: Decoder::new(input, p.input_format).reading_only(&read),
                     transforms,
                     filter,
                     key_indexes,
