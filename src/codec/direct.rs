@@ -3,8 +3,8 @@
 //! forms (a `serde_json::Value` tree, then an Avro map, then a record
 //! with a `String` name per field).
 //!
-//! It covers records whose fields are primitives, the usual logical types
-//! on them, or `["null", T]` unions of those: the schemas of event
+//! It covers records of up to 128 fields that are primitives, the usual
+//! logical types on them, or `["null", T]` unions of those: the schemas of event
 //! streams. It produces exactly the values the generic path produces, and
 //! gives up on anything it does not handle exactly (a type mismatch, a
 //! missing field, bytes that are not a datum): the caller then runs the
@@ -81,6 +81,10 @@ impl DirectPlan {
         let Schema::Record(record) = schema else {
             return None;
         };
+        // Which fields a JSON object had is kept in a `u128`.
+        if record.fields.len() > 128 {
+            return None;
+        }
         let mut names = Vec::with_capacity(record.fields.len());
         let mut slots = Vec::with_capacity(record.fields.len());
         for field in &record.fields {
@@ -125,15 +129,19 @@ impl DirectPlan {
     /// # Errors
     /// [`GiveUp`] on anything but a plain match of the schema.
     pub fn json(&self, bytes: &[u8]) -> Result<Vec<Value>, GiveUp> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let values = (&mut de)
+        // UTF-8 checked once for the whole text (JSON must be UTF-8 in
+        // every part, read or not), not once per string.
+        let text = std::str::from_utf8(bytes).map_err(|_| GiveUp)?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let (values, present) = (&mut de)
             .deserialize_map(JsonRecord(self))
             .map_err(|_| GiveUp)?;
         de.end().map_err(|_| GiveUp)?;
-        values
-            .into_iter()
-            .collect::<Option<Vec<Value>>>()
-            .ok_or(GiveUp)
+        if present.count_ones() as usize == values.len() {
+            Ok(values)
+        } else {
+            Err(GiveUp)
+        }
     }
 
     /// Decodes one Avro datum (binary encoding) of the schema, which must
@@ -226,7 +234,8 @@ fn read_prim(slot: Slot, bytes: &mut &[u8]) -> Result<Value, GiveUp> {
 struct JsonRecord<'p>(&'p DirectPlan);
 
 impl<'de> Visitor<'de> for JsonRecord<'_> {
-    type Value = Vec<Option<Value>>;
+    /// The values, and a bit per field that was present.
+    type Value = (Vec<Value>, u128);
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
@@ -234,17 +243,21 @@ impl<'de> Visitor<'de> for JsonRecord<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let plan = self.0;
-        let mut values = vec![None; plan.slots.len()];
+        let mut values = vec![Value::Null; plan.slots.len()];
+        let mut present = 0u128;
         while let Some(key) = map.next_key_seed(FieldName(plan))? {
             match key {
                 // A repeated key: serde_json keeps the last one.
-                Some(i) => values[i] = Some(map.next_value_seed(JsonField(plan.slots[i]))?),
+                Some(i) => {
+                    values[i] = map.next_value_seed(JsonField(plan.slots[i]))?;
+                    present |= 1 << i;
+                }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(values)
+        Ok((values, present))
     }
 }
 
@@ -567,6 +580,21 @@ mod tests {
         assert!(same(&direct, &generic_json(&schema, text).unwrap()));
         assert_eq!(direct[0], Value::String("a".into()));
         assert_eq!(direct[9], Value::Union(0, Box::new(Value::Null)));
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_gives_up_even_in_fields_nobody_reads() {
+        let schema = schema();
+        let plan = DirectPlan::new(&schema.schema)
+            .unwrap()
+            .reading_only(&[false; 11]);
+        let mut text = br#"{"s":"a","i":1,"l":-2,"f":1.5,"d":3,"b":true,"ts":1,"us":5,"day":1,"ns":null,"nd":2.25,"x":"?"}"#.to_vec();
+        let at = text.len() - 3;
+        text[at] = 0xff;
+        assert!(plan.json(&text).is_err());
+        assert!(generic_json(&schema, &text).is_none());
+        text[at] = b'?';
+        assert!(plan.json(&text).is_ok());
     }
 
     #[test]
