@@ -83,6 +83,17 @@ impl WindowStore {
         if watermark <= closed {
             return Vec::new();
         }
+        // With no window end in (closed, watermark], no window closes and
+        // no pane expires: the common case, as most batches move the
+        // watermark by less than one advance.
+        if self.closed.is_some()
+            && windows
+                .last_end_at_or_before(watermark)
+                .is_some_and(|e| e <= closed)
+        {
+            self.closed = Some(watermark);
+            return Vec::new();
+        }
         let mut todo: BTreeSet<(i64, String)> = BTreeSet::new();
         for (first_end, key, pane_start) in &self.by_first_end {
             if *first_end > watermark {
