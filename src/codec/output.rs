@@ -285,20 +285,13 @@ fn write_avro_str(s: &str, out: &mut Vec<u8>) {
 /// the order of their fields (the derived schema's order), unions by the
 /// branch the value names.
 fn write_avro(v: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+    if let Some(n) = integer(v) {
+        write_avro_long(n, out);
+        return Ok(());
+    }
     match v {
         Value::Null => {}
         Value::Boolean(b) => out.push(u8::from(*b)),
-        Value::Int(n) | Value::Date(n) | Value::TimeMillis(n) => {
-            write_avro_long(i64::from(*n), out)
-        }
-        Value::Long(n)
-        | Value::TimestampMillis(n)
-        | Value::TimestampMicros(n)
-        | Value::TimestampNanos(n)
-        | Value::LocalTimestampMillis(n)
-        | Value::LocalTimestampMicros(n)
-        | Value::LocalTimestampNanos(n)
-        | Value::TimeMicros(n) => write_avro_long(*n, out),
         Value::Float(x) => out.extend_from_slice(&x.to_le_bytes()),
         Value::Double(x) => out.extend_from_slice(&x.to_le_bytes()),
         Value::Bytes(b) => write_avro_bytes(b, out),
@@ -338,14 +331,11 @@ fn write_avro(v: &Value, out: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
-/// Converts a decoded Avro value to JSON for people and JSON outputs.
-/// Timestamps stay epoch millis; bytes become arrays of numbers.
-pub fn avro_to_json(v: Value) -> serde_json::Value {
-    use serde_json::Value as J;
+/// The integer of any of Avro's `int`- or `long`-based types (dates,
+/// times and timestamps included).
+fn integer(v: &Value) -> Option<i64> {
     match v {
-        Value::Null => J::Null,
-        Value::Boolean(b) => J::Bool(b),
-        Value::Int(n) | Value::Date(n) | Value::TimeMillis(n) => J::from(n),
+        Value::Int(n) | Value::Date(n) | Value::TimeMillis(n) => Some(i64::from(*n)),
         Value::Long(n)
         | Value::TimestampMillis(n)
         | Value::TimestampMicros(n)
@@ -353,7 +343,21 @@ pub fn avro_to_json(v: Value) -> serde_json::Value {
         | Value::LocalTimestampMillis(n)
         | Value::LocalTimestampMicros(n)
         | Value::LocalTimestampNanos(n)
-        | Value::TimeMicros(n) => J::from(n),
+        | Value::TimeMicros(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// Converts a decoded Avro value to JSON for people and JSON outputs.
+/// Timestamps stay epoch millis; bytes become arrays of numbers.
+pub fn avro_to_json(v: Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    if let Some(n) = integer(&v) {
+        return J::from(n);
+    }
+    match v {
+        Value::Null => J::Null,
+        Value::Boolean(b) => J::Bool(b),
         Value::Float(x) => J::from(f64::from(x)),
         Value::Double(x) => J::from(x),
         Value::String(s) | Value::Enum(_, s) => J::String(s),
