@@ -22,8 +22,8 @@ impl Layout {
     /// A layout with the given fields.
     pub fn new(fields: Vec<Field>) -> Self {
         Self {
-            looked_up: RefCell::new(vec![false; fields.len()]),
             fields,
+            looked_up: RefCell::default(),
         }
     }
 

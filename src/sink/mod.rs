@@ -68,11 +68,14 @@ pub struct Acks {
 }
 
 impl Acks {
-    fn report(&self, report: Report) {
+    fn reports(&self) -> std::sync::MutexGuard<'_, Vec<Report>> {
         self.reports
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(report);
+    }
+
+    fn report(&self, report: Report) {
+        self.reports().push(report);
         self.ready.notify_one();
     }
 
@@ -81,10 +84,7 @@ impl Acks {
     pub async fn next(&self) -> Vec<Report> {
         loop {
             {
-                let mut reports = self
-                    .reports
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut reports = self.reports();
                 if !reports.is_empty() {
                     return std::mem::take(&mut *reports);
                 }

@@ -177,15 +177,10 @@ async fn ensure_topic(
     role: &'static str,
 ) -> Result<i32, RunError> {
     let servers = config.kafka.bootstrap_servers.clone();
-    let admin: AdminClient<DefaultClientContext> =
-        config
-            .producer_config()?
-            .create()
-            .map_err(|source| RunError::Client {
-                client: "admin client",
-                servers: servers.clone(),
-                source,
-            })?;
+    let admin: AdminClient<DefaultClientContext> = config
+        .producer_config()?
+        .create()
+        .map_err(client_error(config, "admin client"))?;
     let admin = Arc::new(admin);
     let shape = |admin: &AdminClient<DefaultClientContext>, topic: &str| {
         let md = admin
@@ -262,25 +257,17 @@ async fn state_topic(config: &Config, input_topic: &str) -> Result<Option<StateT
         .clone()
         .unwrap_or_else(|| format!("{}-resume", config.kafka.group_id));
     let partitions = ensure_topic(config, input_topic, &name, "resume state").await?;
-    let servers = &config.kafka.bootstrap_servers;
-    let client = |client: &'static str| {
-        move |source| RunError::Client {
-            client,
-            servers: servers.clone(),
-            source,
-        }
-    };
     let producer: FutureProducer = config
         .producer_config()?
         .create()
-        .map_err(client("state producer"))?;
+        .map_err(client_error(config, "state producer"))?;
     let mut reader_config = config.clone();
     reader_config.kafka.group_id = format!("{}.resume-reader", config.kafka.group_id);
     let reader = reader_config
         .consumer_config()?
         .set("fetch.wait.max.ms", "10")
         .create()
-        .map_err(client("state reader"))?;
+        .map_err(client_error(config, "state reader"))?;
     tracing::info!(
         topic = %name,
         mode = ?config.commit.resume_state,
@@ -309,11 +296,7 @@ async fn run_stage(
     let producer: SinkProducer = config
         .producer_config()?
         .create_with_context(SinkContext)
-        .map_err(|source| RunError::Client {
-            client: "producer",
-            servers: servers.clone(),
-            source,
-        })?;
+        .map_err(client_error(config, "producer"))?;
     // The repartition stage writes the internal topic; its "output".
     let (output, late) = match stage {
         Stage::Aggregate => (plan.output_topic.clone(), plan.late_topic.clone()),
@@ -355,11 +338,7 @@ async fn run_stage(
     let consumer: SourceConsumer = config
         .consumer_config()?
         .create_with_context(context)
-        .map_err(|source| RunError::Client {
-            client: "consumer",
-            servers: servers.clone(),
-            source,
-        })?;
+        .map_err(client_error(config, "consumer"))?;
 
     let interval = config.commit.interval;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -442,6 +421,17 @@ fn check_topics(
         }
     }
     Ok(())
+}
+
+/// The error for a librdkafka `client` that could not be created: it
+/// names the client and the brokers.
+fn client_error(config: &Config, client: &'static str) -> impl FnOnce(KafkaError) -> RunError {
+    let servers = config.kafka.bootstrap_servers.clone();
+    move |source| RunError::Client {
+        client,
+        servers,
+        source,
+    }
 }
 
 fn poll_loop(
