@@ -118,21 +118,6 @@ impl Windows {
         })
     }
 
-    /// The latest window end at or before `t` (window ends lie on one
-    /// grid: a multiple of `advance`, plus `size`); `None` near `i64::MIN`.
-    ///
-    /// ```
-    /// use streamfold::window::Windows;
-    /// let w = Windows::hopping(10_000, 2_000);
-    /// assert_eq!(w.last_end_at_or_before(15_999), Some(14_000));
-    /// assert_eq!(w.last_end_at_or_before(16_000), Some(16_000));
-    /// assert_eq!(Windows::tumbling(60_000).last_end_at_or_before(-1), Some(-60_000));
-    /// ```
-    pub fn last_end_at_or_before(&self, t: i64) -> Option<i64> {
-        let since_end = t.checked_sub(self.size)?.rem_euclid(self.advance);
-        Some(t - since_end)
-    }
-
     /// Ends of the windows covering the pane starting at `pane_start`,
     /// ascending.
     pub fn ends_covering(&self, pane_start: i64) -> impl Iterator<Item = i64> + use<> {

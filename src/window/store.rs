@@ -1,6 +1,6 @@
 //! The open panes of one partition, and closing the windows they form.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -10,8 +10,17 @@ use crate::aggregate::{AggSpec, Aggregates};
 /// The partial aggregates of one key over one pane.
 #[derive(Debug, Clone)]
 struct PaneState {
+    start: i64,
     aggregates: Aggregates,
     last_end: i64,
+}
+
+/// One key's open panes, ascending by start (a handful: the panes of one
+/// window plus those allowed lateness keeps open).
+#[derive(Debug, Default)]
+struct KeyPanes {
+    key: String,
+    panes: Vec<PaneState>,
 }
 
 /// A window whose watermark has passed: ready to be emitted.
@@ -27,12 +36,18 @@ pub struct ClosedWindow {
     pub aggregates: Aggregates,
 }
 
-/// Open panes of one partition, by key and pane start, with an index of
-/// the first window end each pane takes part in.
+/// Open panes of one partition, by key and pane start, with an index from
+/// each open window end to the keys that have a pane in that window.
+///
+/// Keys are numbered (`ids`) so that the index holds small numbers, not
+/// strings; a number is reused once its key has no pane left.
 #[derive(Debug, Default)]
 pub struct WindowStore {
-    panes: HashMap<String, BTreeMap<i64, PaneState>>,
-    by_first_end: BTreeSet<(i64, String, i64)>,
+    ids: HashMap<String, u32>,
+    keys: Vec<KeyPanes>,
+    free: Vec<u32>,
+    /// Window end → the keys with a pane in that window, once per pane.
+    ends: BTreeMap<i64, Vec<u32>>,
     closed: Option<i64>,
     count: usize,
 }
@@ -48,22 +63,49 @@ impl WindowStore {
         last_end: i64,
         aggregates: Aggregates,
     ) -> bool {
-        let panes = self.panes.entry(key.to_string()).or_default();
-        if let Some(p) = panes.get_mut(&pane_start) {
+        let closed = self.closed.unwrap_or(i64::MIN);
+        let id = match self.ids.get(key) {
+            Some(&id) => id,
+            None => {
+                // Every window of the pane was closed already: nothing
+                // would ever emit it (the caller sends such records to
+                // the late topic before they get here).
+                if last_end <= closed {
+                    return false;
+                }
+                let id = match self.free.pop() {
+                    Some(id) => id,
+                    None => {
+                        self.keys.push(KeyPanes::default());
+                        u32::try_from(self.keys.len() - 1).expect("fewer than 2^32 open keys")
+                    }
+                };
+                self.keys[id as usize].key = key.to_string();
+                self.ids.insert(key.to_string(), id);
+                id
+            }
+        };
+        let panes = &mut self.keys[id as usize].panes;
+        // Panes mostly arrive in order: look from the newest.
+        let at = panes.partition_point(|p| p.start < pane_start);
+        if let Some(p) = panes.get_mut(at).filter(|p| p.start == pane_start) {
             p.aggregates.merge(aggregates);
             return false;
         }
+        if last_end <= closed {
+            return false;
+        }
         panes.insert(
-            pane_start,
+            at,
             PaneState {
+                start: pane_start,
                 aggregates,
                 last_end,
             },
         );
-        let first_end = windows.ends_covering(pane_start).next().unwrap_or(last_end);
-        debug_assert!(first_end <= last_end);
-        self.by_first_end
-            .insert((first_end, key.to_string(), pane_start));
+        for end in windows.ends_covering(pane_start).filter(|e| *e > closed) {
+            self.ends.entry(end).or_default().push(id);
+        }
         self.count += 1;
         true
     }
@@ -79,80 +121,59 @@ impl WindowStore {
         watermark: i64,
         skip_until: i64,
     ) -> Vec<ClosedWindow> {
-        let closed = self.closed.unwrap_or(i64::MIN);
-        if watermark <= closed {
-            return Vec::new();
-        }
-        // With no window end in (closed, watermark], no window closes and
-        // no pane expires: the common case, as most batches move the
-        // watermark by less than one advance.
-        if self.closed.is_some()
-            && windows
-                .last_end_at_or_before(watermark)
-                .is_some_and(|e| e <= closed)
-        {
-            self.closed = Some(watermark);
-            return Vec::new();
-        }
-        let mut todo: BTreeSet<(i64, String)> = BTreeSet::new();
-        for (first_end, key, pane_start) in &self.by_first_end {
-            if *first_end > watermark {
-                break;
-            }
-            for e in windows.ends_covering(*pane_start) {
-                if e > closed && e <= watermark && e > skip_until {
-                    todo.insert((e, key.clone()));
-                }
-            }
-        }
-        let mut out = Vec::with_capacity(todo.len());
-        for (end, key) in todo {
-            let Some(panes) = self.panes.get_mut(&key) else {
-                continue;
-            };
-            let start = end - windows.size();
-            let mut merged = Aggregates::new(specs);
-            let starts: Vec<i64> = panes.range(start..end).map(|(s, _)| *s).collect();
-            for s in starts {
-                // A pane's last window is the last use of it: move it out.
-                if panes[&s].last_end == end {
-                    let p = panes.remove(&s).expect("pane listed above");
-                    merged.merge(p.aggregates);
-                } else {
-                    merged.merge(panes[&s].aggregates.clone());
-                }
-            }
-            out.push(ClosedWindow {
-                key,
-                start,
-                end,
-                aggregates: merged,
-            });
-        }
-        // Drop panes whose windows are all closed (also those skipped).
-        let done: Vec<(i64, String, i64)> = self
-            .by_first_end
-            .iter()
-            .take_while(|(first_end, _, _)| *first_end <= watermark)
-            .filter(|(_, key, s)| {
-                self.panes
-                    .get(key)
-                    .and_then(|p| p.get(s))
-                    .is_none_or(|p| p.last_end <= watermark)
-            })
-            .cloned()
-            .collect();
-        for (first_end, key, s) in done {
-            self.by_first_end.remove(&(first_end, key.clone(), s));
-            if let Some(panes) = self.panes.get_mut(&key) {
-                panes.remove(&s);
-                if panes.is_empty() {
-                    self.panes.remove(&key);
-                }
-            }
-            self.count -= 1;
+        let mut out = Vec::new();
+        if watermark <= self.closed.unwrap_or(i64::MIN) {
+            return out;
         }
         self.closed = Some(watermark);
+        while let Some(entry) = self.ends.first_entry() {
+            if *entry.key() > watermark {
+                break;
+            }
+            let (end, mut ids) = entry.remove_entry();
+            let keys = &mut self.keys;
+            ids.sort_unstable_by(|a, b| keys[*a as usize].key.cmp(&keys[*b as usize].key));
+            ids.dedup();
+            let start = end - windows.size();
+            out.reserve(ids.len());
+            for id in ids {
+                let kp = &mut keys[id as usize];
+                let mut merged = (end > skip_until).then(|| Aggregates::new(specs));
+                // Panes of this window; a pane's last window is the last
+                // use of it: move it out.
+                let before = kp.panes.len();
+                let mut i = kp.panes.partition_point(|p| p.start < start);
+                while i < kp.panes.len() && kp.panes[i].start < end {
+                    if kp.panes[i].last_end <= end {
+                        let p = kp.panes.remove(i);
+                        if let Some(m) = &mut merged {
+                            m.merge(p.aggregates);
+                        }
+                    } else {
+                        if let Some(m) = &mut merged {
+                            m.merge(kp.panes[i].aggregates.clone());
+                        }
+                        i += 1;
+                    }
+                }
+                self.count -= before - kp.panes.len();
+                if let Some(aggregates) = merged {
+                    out.push(ClosedWindow {
+                        key: kp.key.clone(),
+                        start,
+                        end,
+                        aggregates,
+                    });
+                }
+                if kp.panes.is_empty() {
+                    // Its panes' windows all end at or before `end`: no
+                    // later entry of the index names this key.
+                    let key = std::mem::take(&mut kp.key);
+                    self.ids.remove(&key);
+                    self.free.push(id);
+                }
+            }
+        }
         out
     }
 
@@ -165,19 +186,22 @@ impl WindowStore {
         key: &str,
         start: i64,
     ) -> Option<Aggregates> {
-        let panes = self.panes.get(key)?;
+        let id = *self.ids.get(key)?;
+        let end = start + windows.size();
         let mut merged: Option<Aggregates> = None;
-        for (_, p) in panes.range(start..start + windows.size()) {
-            merged
-                .get_or_insert_with(|| Aggregates::new(specs))
-                .merge(p.aggregates.clone());
+        for p in &self.keys[id as usize].panes {
+            if p.start >= start && p.start < end {
+                merged
+                    .get_or_insert_with(|| Aggregates::new(specs))
+                    .merge(p.aggregates.clone());
+            }
         }
         merged
     }
 
     /// Number of keys with open state.
     pub fn keys(&self) -> usize {
-        self.panes.len()
+        self.ids.len()
     }
 
     /// Number of open panes.
@@ -282,5 +306,100 @@ mod tests {
         put(&mut s, &w, "a", 7, 2);
         let c = summary(s.close_until(&w, &count(), 20, 10));
         assert_eq!(c, [("a".to_string(), 5, 15, Value::Long(2))]);
+    }
+
+    #[test]
+    fn a_key_whose_panes_all_closed_gives_its_number_to_a_new_key() {
+        let w = Windows::tumbling(10);
+        let mut s = WindowStore::default();
+        put(&mut s, &w, "a", 1, 1);
+        put(&mut s, &w, "b", 2, 1);
+        s.close_until(&w, &count(), 10, i64::MIN);
+        assert_eq!(s.keys(), 0);
+        put(&mut s, &w, "c", 11, 5);
+        put(&mut s, &w, "b", 12, 2);
+        put(&mut s, &w, "c", 23, 1);
+        let c = summary(s.close_until(&w, &count(), 30, i64::MIN));
+        assert_eq!(
+            c,
+            [
+                ("b".to_string(), 10, 20, Value::Long(2)),
+                ("c".to_string(), 10, 20, Value::Long(5)),
+                ("c".to_string(), 20, 30, Value::Long(1)),
+            ]
+        );
+        assert!(s.is_empty());
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the order of records and watermarks, each closed
+        /// window holds exactly the records of its key and span, once;
+        /// windows come out by end, then key; no pane outlives its last
+        /// window.
+        #[test]
+        fn closes_what_a_record_at_a_time_model_closes(
+            (size, advance) in (1i64..6).prop_flat_map(|a| (Just(a), 1i64..4)).prop_map(|(a, k)| (a * k, a)),
+            steps in proptest::collection::vec(
+                prop_oneof![
+                    (0usize..4, 0i64..60, 1u64..4).prop_map(|(k, t, n)| (Some((k, t, n)), 0)),
+                    (0i64..15).prop_map(|d| (None, d)),
+                ],
+                1..60,
+            ),
+            skip_until in prop_oneof![Just(i64::MIN), 0i64..30],
+        ) {
+            let w = Windows::hopping(size, advance);
+            let mut s = WindowStore::default();
+            let mut kept: Vec<(usize, i64, u64)> = Vec::new();
+            let mut watermark = -1000;
+            let mut closed_at = i64::MIN;
+            let mut got = Vec::new();
+            let mut want = Vec::new();
+            let keys = ["k0", "k1", "k2", "k3"];
+            let mut close = |s: &mut WindowStore, kept: &[(usize, i64, u64)], to: i64, from: i64| {
+                got.extend(summary(s.close_until(&w, &count(), to, skip_until)));
+                let mut ends: Vec<(i64, usize)> = kept
+                    .iter()
+                    .flat_map(|(k, t, _)| w.assign(*t).unwrap().into_iter().map(move |(_, e)| (e, *k)))
+                    .filter(|(e, _)| *e > from && *e <= to && *e > skip_until)
+                    .collect();
+                ends.sort_unstable();
+                ends.dedup();
+                for (e, k) in ends {
+                    let n: u64 = kept
+                        .iter()
+                        .filter(|(kk, t, _)| *kk == k && *t >= e - size && *t < e)
+                        .map(|r| r.2)
+                        .sum();
+                    want.push((keys[k].to_string(), e - size, e, Value::Long(n as i64)));
+                }
+            };
+            for (record, step) in steps {
+                match record {
+                    Some((k, t, n_)) => {
+                        let p = w.pane(t).unwrap();
+                        // The caller sends records whose first window is
+                        // closed to the late topic.
+                        if p.first_end > closed_at {
+                            s.merge(&w, keys[k], p.start, p.last_end, n(n_));
+                            kept.push((k, t, n_));
+                        }
+                    }
+                    None => {
+                        watermark += step;
+                        if watermark > closed_at {
+                            close(&mut s, &kept, watermark, closed_at);
+                            closed_at = watermark;
+                        }
+                    }
+                }
+            }
+            close(&mut s, &kept, 1000, closed_at);
+            prop_assert_eq!(got, want);
+            prop_assert!(s.is_empty());
+            prop_assert_eq!(s.keys(), 0);
+        }
     }
 }
