@@ -61,3 +61,35 @@ impl Shared {
         self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
+
+/// A short-lived Kafka client (a connection check, a probe, an admin
+/// client) that is destroyed on a thread of its own: librdkafka joins its
+/// threads on destruction, which takes ~100 ms, and that would otherwise
+/// add to start-up or block the async runtime.
+pub(crate) struct Transient<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> Transient<T> {
+    pub fn new(client: T) -> Self {
+        Self(Some(client))
+    }
+}
+
+impl<T: Send + 'static> std::ops::Deref for Transient<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl<T: Send + 'static> Drop for Transient<T> {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            // Should the thread not start, the closure (and the client
+            // with it) is dropped here instead.
+            let _ = std::thread::Builder::new()
+                .name("streamfold-close".into())
+                .spawn(move || drop(client));
+        }
+    }
+}

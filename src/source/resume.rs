@@ -189,6 +189,7 @@ pub(crate) fn broker_keeps_metadata(config: &Config, topic: &str) -> Result<bool
         .map_err(|e| e.to_string())?
         .create()
         .map_err(|e| format!("cannot create the probe consumer: {e}"))?;
+    let consumer = super::Transient::new(consumer);
     let marker = format!("streamfold/probe {}", fastrand::u64(..));
     let mut tpl = TopicPartitionList::new();
     let mut e = tpl.add_partition(topic, 0);

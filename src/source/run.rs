@@ -14,7 +14,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::consumer::{SourceConsumer, SourceContext};
 use super::resume::{StateTopic, broker_keeps_metadata};
-use super::{Shared, Stage};
+use super::{Shared, Stage, Transient};
 use crate::config::{ClientConfigError, Config, ConfigError, LoadedConfig, ResumeState};
 use crate::offsets::CommitBoard;
 use crate::pipeline::Plan;
@@ -143,6 +143,7 @@ fn check_connection(config: &Config) -> Result<(), RunError> {
             servers: k.bootstrap_servers.clone(),
             source,
         })?;
+    let consumer = Transient::new(consumer);
     match consumer.fetch_metadata(None, Duration::from_secs(10)) {
         Ok(_) => Ok(()),
         Err(e) => {
@@ -181,7 +182,7 @@ async fn ensure_topic(
         .producer_config()?
         .create()
         .map_err(client_error(config, "admin client"))?;
-    let admin = Arc::new(admin);
+    let admin = Arc::new(Transient::new(admin));
     let shape = |admin: &AdminClient<DefaultClientContext>, topic: &str| {
         let md = admin
             .inner()
