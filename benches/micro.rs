@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use apache_avro::writer::datum::GenericDatumWriter;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use streamfold::aggregate::Aggregates;
+use streamfold::codec::{Decoder, RecordSchema};
+use streamfold::config::Format;
 use streamfold::generate::{GeneratorOptions, PaymentGenerator};
 use streamfold::pipeline::{Plan, RawRecord, process};
 use streamfold::window::{WindowStore, Windows};
@@ -106,6 +108,60 @@ fn batch_step(c: &mut Criterion) {
     g.finish();
 }
 
+/// The Nexmark bid, as the `streamfold-bench` queries read it.
+const BID_SCHEMA: &str = r#"{
+  "type": "record", "name": "Bid", "namespace": "nexmark",
+  "fields": [
+    {"name": "auction", "type": "long"},
+    {"name": "bidder", "type": "long"},
+    {"name": "price", "type": "long"},
+    {"name": "channel", "type": "string"},
+    {"name": "url", "type": "string"},
+    {"name": "date_time", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "extra", "type": "string"}
+  ]
+}"#;
+
+/// JSON decode of Nexmark bids: every field read, and only the two q5
+/// reads (`auction`, `date_time`; the strings checked, not copied).
+fn decode_json(c: &mut Criterion) {
+    let schema = RecordSchema::parse(Path::new("bid.avsc"), BID_SCHEMA).unwrap();
+    let all = Decoder::new(schema, Format::Json);
+    let q5 = all
+        .clone()
+        .reading_only(&[true, false, false, false, false, true, false]);
+    let input: Vec<Vec<u8>> = nexmark::EventGenerator::new(Default::default())
+        .with_type_filter(nexmark::event::EventType::Bid)
+        .filter_map(|e| match e {
+            nexmark::event::Event::Bid(b) => Some(b),
+            _ => None,
+        })
+        .take(BATCH)
+        .map(|b| {
+            serde_json::json!({
+                "auction": b.auction, "bidder": b.bidder, "price": b.price,
+                "channel": b.channel, "url": b.url, "date_time": b.date_time,
+                "extra": b.extra,
+            })
+            .to_string()
+            .into_bytes()
+        })
+        .collect();
+    let mut g = c.benchmark_group("batch");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    for (name, decoder) in [("decode_json_bid", &all), ("decode_json_bid_q5", &q5)] {
+        let decoder = decoder.batch().unwrap();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                for r in &input {
+                    std::hint::black_box(decoder.decode(Some(r)).unwrap());
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
 fn window_state(c: &mut Criterion) {
     let plan = plan("window", |t| t);
     let out = process(&plan, records(&plan), false);
@@ -156,5 +212,5 @@ fn window_state(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, batch_step, window_state);
+criterion_group!(benches, batch_step, decode_json, window_state);
 criterion_main!(benches);
