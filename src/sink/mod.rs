@@ -190,16 +190,16 @@ impl Sink {
         final_result: bool,
         delivery: Box<Delivery>,
     ) -> Result<(), SendError> {
-        let start = w.start.to_string();
-        let end = w.end.to_string();
+        // Formatted on the stack: this runs once per window result.
+        let (mut start, mut end) = (itoa::Buffer::new(), itoa::Buffer::new());
         let headers = OwnedHeaders::new_with_capacity(3)
             .insert(Header {
                 key: "streamfold.window.start",
-                value: Some(start.as_str()),
+                value: Some(start.format(w.start)),
             })
             .insert(Header {
                 key: "streamfold.window.end",
-                value: Some(end.as_str()),
+                value: Some(end.format(w.end)),
             })
             .insert(Header {
                 key: "streamfold.emit",

@@ -558,14 +558,23 @@ impl PartitionTask {
     }
 
     fn on_acks(&mut self, reports: Vec<Report>) -> Result<(), PartitionError> {
+        // One clock read for the reports that arrived together.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         for (tag, res) in reports {
             self.pending -= 1;
-            self.on_ack(tag, res)?;
+            self.on_ack(tag, res, now_ms)?;
         }
         Ok(())
     }
 
-    fn on_ack(&mut self, tag: Tag, res: Result<(), String>) -> Result<(), PartitionError> {
+    fn on_ack(
+        &mut self,
+        tag: Tag,
+        res: Result<(), String>,
+        now_ms: i64,
+    ) -> Result<(), PartitionError> {
         if let Err(reason) = res {
             self.shared.metrics.delivery_error();
             let what = match tag {
@@ -600,9 +609,6 @@ impl PartitionTask {
             Tag::Window(w) => {
                 self.frontier.window_acknowledged(w.end);
                 m.produced("window");
-                let now_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64);
                 m.window_emitted((now_ms - w.end) as f64 / 1000.0);
             }
         }
