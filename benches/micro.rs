@@ -12,7 +12,9 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use streamfold::aggregate::Aggregates;
 use streamfold::codec::{Decoder, RecordSchema};
 use streamfold::config::Format;
-use streamfold::generate::{GeneratorOptions, PaymentGenerator};
+use streamfold::generate::{
+    GeneratorOptions, NEXMARK_BID_SCHEMA, PaymentGenerator, nexmark_bid_json, nexmark_bids,
+};
 use streamfold::pipeline::{Plan, RawRecord, process};
 use streamfold::window::{WindowStore, Windows};
 
@@ -108,44 +110,17 @@ fn batch_step(c: &mut Criterion) {
     g.finish();
 }
 
-/// The Nexmark bid, as the `streamfold-bench` queries read it.
-const BID_SCHEMA: &str = r#"{
-  "type": "record", "name": "Bid", "namespace": "nexmark",
-  "fields": [
-    {"name": "auction", "type": "long"},
-    {"name": "bidder", "type": "long"},
-    {"name": "price", "type": "long"},
-    {"name": "channel", "type": "string"},
-    {"name": "url", "type": "string"},
-    {"name": "date_time", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-    {"name": "extra", "type": "string"}
-  ]
-}"#;
-
 /// JSON decode of Nexmark bids: every field read, and only the two q5
 /// reads (`auction`, `date_time`; the strings checked, not copied).
 fn decode_json(c: &mut Criterion) {
-    let schema = RecordSchema::parse(Path::new("bid.avsc"), BID_SCHEMA).unwrap();
+    let schema = RecordSchema::parse(Path::new("bid.avsc"), NEXMARK_BID_SCHEMA).unwrap();
     let all = Decoder::new(schema, Format::Json);
     let q5 = all
         .clone()
         .reading_only(&[true, false, false, false, false, true, false]);
-    let input: Vec<Vec<u8>> = nexmark::EventGenerator::new(Default::default())
-        .with_type_filter(nexmark::event::EventType::Bid)
-        .filter_map(|e| match e {
-            nexmark::event::Event::Bid(b) => Some(b),
-            _ => None,
-        })
+    let input: Vec<Vec<u8>> = nexmark_bids()
         .take(BATCH)
-        .map(|b| {
-            serde_json::json!({
-                "auction": b.auction, "bidder": b.bidder, "price": b.price,
-                "channel": b.channel, "url": b.url, "date_time": b.date_time,
-                "extra": b.extra,
-            })
-            .to_string()
-            .into_bytes()
-        })
+        .map(|b| nexmark_bid_json(&b, b.date_time).into_bytes())
         .collect();
     let mut g = c.benchmark_group("batch");
     g.throughput(Throughput::Elements(BATCH as u64));

@@ -1,5 +1,6 @@
 //! Synthetic card payments for the demo, `streamfold produce --generate`
 //! and tests: deterministic for a seed, with out-of-order and late events.
+//! Also Nexmark bids, the input of the benchmarks.
 
 use apache_avro::types::Value;
 use serde::Serialize;
@@ -228,6 +229,40 @@ impl Iterator for ClickGenerator {
             });
         }
     }
+}
+
+/// The Avro schema of a Nexmark bid as the benchmarks publish it (JSON
+/// or Avro): the `nexmark` crate's fields, `date_time` in epoch millis.
+pub const NEXMARK_BID_SCHEMA: &str = r#"{
+  "type": "record", "name": "Bid", "namespace": "nexmark",
+  "fields": [
+    {"name": "auction", "type": "long"},
+    {"name": "bidder", "type": "long"},
+    {"name": "price", "type": "long"},
+    {"name": "channel", "type": "string"},
+    {"name": "url", "type": "string"},
+    {"name": "date_time", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "extra", "type": "string"}
+  ]
+}"#;
+
+/// Nexmark bids from the `nexmark` crate's generator (default config).
+pub fn nexmark_bids() -> impl Iterator<Item = nexmark::event::Bid> {
+    nexmark::EventGenerator::new(nexmark::config::NexmarkConfig::default())
+        .with_type_filter(nexmark::event::EventType::Bid)
+        .filter_map(|e| match e {
+            nexmark::event::Event::Bid(b) => Some(b),
+            _ => None,
+        })
+}
+
+/// A bid as JSON of [`NEXMARK_BID_SCHEMA`], with event time `date_time` (ms).
+pub fn nexmark_bid_json(b: &nexmark::event::Bid, date_time: u64) -> String {
+    serde_json::json!({
+        "auction": b.auction, "bidder": b.bidder, "price": b.price,
+        "channel": b.channel, "url": b.url, "date_time": date_time, "extra": b.extra,
+    })
+    .to_string()
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers as _;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use streamfold::generate::{NEXMARK_BID_SCHEMA, nexmark_bid_json, nexmark_bids};
 
 #[derive(Debug, Parser)]
 #[command(about = "Nexmark benchmarks: streamfold against raw librdkafka, on a local nisshi")]
@@ -78,19 +79,6 @@ struct Args {
     #[arg(long, hide = true)]
     expect: Option<usize>,
 }
-
-const BID_SCHEMA: &str = r#"{
-  "type": "record", "name": "Bid", "namespace": "nexmark",
-  "fields": [
-    {"name": "auction", "type": "long"},
-    {"name": "bidder", "type": "long"},
-    {"name": "price", "type": "long"},
-    {"name": "channel", "type": "string"},
-    {"name": "url", "type": "string"},
-    {"name": "date_time", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-    {"name": "extra", "type": "string"}
-  ]
-}"#;
 
 /// The pipeline part of each query's config.
 fn query(name: &str) -> Option<&'static str> {
@@ -194,25 +182,6 @@ fn create_topic(broker: &str, topic: &str, partitions: i32) -> anyhow::Result<()
     Ok(())
 }
 
-/// Nexmark bids from the `nexmark` crate's generator.
-fn bids() -> impl Iterator<Item = nexmark::event::Bid> {
-    nexmark::EventGenerator::new(nexmark::config::NexmarkConfig::default())
-        .with_type_filter(nexmark::event::EventType::Bid)
-        .filter_map(|e| match e {
-            nexmark::event::Event::Bid(b) => Some(b),
-            _ => None,
-        })
-}
-
-/// A bid as JSON, with event time `date_time` (ms).
-fn bid_json(b: &nexmark::event::Bid, date_time: u64) -> String {
-    serde_json::json!({
-        "auction": b.auction, "bidder": b.bidder, "price": b.price,
-        "channel": b.channel, "url": b.url, "date_time": date_time, "extra": b.extra,
-    })
-    .to_string()
-}
-
 /// Input encodings of the pre-loaded topics.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Encoding {
@@ -244,11 +213,11 @@ fn preload(
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
-    let schema = apache_avro::Schema::parse_str(BID_SCHEMA)?;
+    let schema = apache_avro::Schema::parse_str(NEXMARK_BID_SCHEMA)?;
     let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build()?;
     let encode = |b: &nexmark::event::Bid, date_time: u64| -> anyhow::Result<Vec<u8>> {
         Ok(match encoding {
-            Encoding::Json => bid_json(b, date_time).into_bytes(),
+            Encoding::Json => nexmark_bid_json(b, date_time).into_bytes(),
             Encoding::Avro => {
                 use apache_avro::types::Value;
                 let s = |v: &str| Value::String(v.to_string());
@@ -280,11 +249,11 @@ fn preload(
         }
     };
     let mut last = 0u64;
-    for b in bids().take(n) {
+    for b in nexmark_bids().take(n) {
         last = last.max(b.date_time);
         send(None, b.auction.to_string(), encode(&b, b.date_time)?)?;
     }
-    let mut closer = bids().next().context("no bid generated")?;
+    let mut closer = nexmark_bids().next().context("no bid generated")?;
     (closer.auction, closer.bidder, closer.price) = (0, 0, 0);
     closer.channel = "closer".into();
     for p in 0..partitions {
@@ -356,7 +325,7 @@ fn spawn_query(
     let dlq = format!("{input}-{name}-{tag}-dlq");
     create_topic(broker, &output, 8)?;
     create_topic(broker, &dlq, 1)?;
-    std::fs::write(dir.join("bid.avsc"), BID_SCHEMA)?;
+    std::fs::write(dir.join("bid.avsc"), NEXMARK_BID_SCHEMA)?;
     let config = dir.join(format!("{input}-{name}-{tag}.toml"));
     let format = match encoding {
         Encoding::Json => "json",
@@ -510,7 +479,7 @@ fn q5_latency(
                 .set("linger.ms", "1")
                 .create()?;
             let started = Instant::now();
-            for (i, b) in bids().enumerate() {
+            for (i, b) in nexmark_bids().enumerate() {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
@@ -519,7 +488,7 @@ fn q5_latency(
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                let value = bid_json(&b, now_ms());
+                let value = nexmark_bid_json(&b, now_ms());
                 let key = b.auction.to_string();
                 while producer
                     .send(BaseRecord::to(&input).key(&key).payload(&value))
