@@ -64,15 +64,16 @@ impl WindowStore {
         aggregates: Aggregates,
     ) -> bool {
         let closed = self.closed.unwrap_or(i64::MIN);
+        // Every window of the pane was closed already: nothing would ever
+        // emit it (the caller sends such records to the late topic before
+        // they get here), and no such pane is still held (each goes at its
+        // last window).
+        if last_end <= closed {
+            return false;
+        }
         let id = match self.ids.get(key) {
             Some(&id) => id,
             None => {
-                // Every window of the pane was closed already: nothing
-                // would ever emit it (the caller sends such records to
-                // the late topic before they get here).
-                if last_end <= closed {
-                    return false;
-                }
                 let id = match self.free.pop() {
                     Some(id) => id,
                     None => {
@@ -86,13 +87,9 @@ impl WindowStore {
             }
         };
         let panes = &mut self.keys[id as usize].panes;
-        // Panes mostly arrive in order: look from the newest.
         let at = panes.partition_point(|p| p.start < pane_start);
         if let Some(p) = panes.get_mut(at).filter(|p| p.start == pane_start) {
             p.aggregates.merge(aggregates);
-            return false;
-        }
-        if last_end <= closed {
             return false;
         }
         panes.insert(
