@@ -8,7 +8,8 @@ mod schema;
 
 pub use input::{BatchDecoder, DecodeError, Decoder, json_to_value};
 pub use output::{
-    EncodeError, OutputEncoder, WindowOutput, avro_to_json, join_key, record_name, split_key,
+    EncodeError, OutputEncoder, WindowOutput, avro_to_json, join_key, push_key_part, record_name,
+    split_key,
 };
 pub use record::{FieldError, Layout, Record};
 pub use schema::{Field, FieldType, RecordSchema, SchemaError};

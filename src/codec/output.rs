@@ -36,11 +36,29 @@ pub struct OutputEncoder {
 /// Joins the values of a composite key: `a|b`, with `|` and `\\` escaped by
 /// a backslash, so that [`split_key`] recovers the parts exactly.
 pub fn join_key(parts: &[&str]) -> String {
-    parts
-        .iter()
-        .map(|p| p.replace('\\', "\\\\").replace('|', "\\|"))
-        .collect::<Vec<_>>()
-        .join("|")
+    let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        push_key_part(&mut key, i, p);
+    }
+    key
+}
+
+/// Appends part number `i` of a composite key to `key` as [`join_key`]
+/// joins it: a `|` before every part but the first, escapes where needed.
+pub fn push_key_part(key: &mut String, i: usize, part: &str) {
+    if i > 0 {
+        key.push('|');
+    }
+    if !part.contains(['\\', '|']) {
+        key.push_str(part);
+        return;
+    }
+    for c in part.chars() {
+        if c == '\\' || c == '|' {
+            key.push('\\');
+        }
+        key.push(c);
+    }
 }
 
 /// Splits a key made by [`join_key`].
@@ -471,6 +489,7 @@ mod tests {
             assert_eq!(split_key(&key), parts, "{key}");
         }
         assert_eq!(join_key(&["m-1", "DE"]), "m-1|DE");
+        assert_eq!(join_key(&["", "a|b\\"]), "|a\\|b\\\\");
     }
 
     #[test]

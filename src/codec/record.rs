@@ -149,15 +149,19 @@ impl Record {
     }
 
     /// The group-key text of the field at `index`: a string as is, an
-    /// integer in decimal.
+    /// integer in decimal (written into `buf`, so nothing is allocated).
     ///
     /// # Errors
     /// When the field is null, missing, or neither a string nor an integer.
-    pub fn key_part(&self, index: usize) -> Result<std::borrow::Cow<'_, str>, FieldError> {
+    pub fn key_part<'a>(
+        &'a self,
+        index: usize,
+        buf: &'a mut itoa::Buffer,
+    ) -> Result<&'a str, FieldError> {
         match self.value(index)? {
-            Value::String(s) | Value::Enum(_, s) => Ok(std::borrow::Cow::Borrowed(s)),
-            Value::Long(n) => Ok(std::borrow::Cow::Owned(n.to_string())),
-            Value::Int(n) => Ok(std::borrow::Cow::Owned(n.to_string())),
+            Value::String(s) | Value::Enum(_, s) => Ok(s),
+            Value::Long(n) => Ok(buf.format(*n)),
+            Value::Int(n) => Ok(buf.format(*n)),
             v => Err(Self::wrong(index, "string, int or long", v)),
         }
     }

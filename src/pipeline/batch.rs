@@ -8,11 +8,15 @@
 //! one comparison per partial instead of one per record. Several batches of
 //! one partition can therefore be on the pool at once.
 
+use std::borrow::Cow;
+use std::hash::{Hash, Hasher};
+
 use bytes::Bytes;
-use rustc_hash::FxHashMap as HashMap;
+use hashbrown::HashTable;
+use rustc_hash::FxHasher;
 
 use crate::aggregate::Aggregates;
-use crate::codec::Record;
+use crate::codec::{Record, push_key_part};
 use crate::window::NO_TIME;
 
 use super::plan::{EventTime, Plan};
@@ -119,22 +123,32 @@ pub struct SessionRecord {
     pub record: Record,
 }
 
-struct Extracted {
-    key: String,
+struct Extracted<'a> {
+    key: Cow<'a, str>,
     event_time: i64,
 }
 
-fn extract(plan: &Plan, r: &RawRecord, rec: &Record, now: i64) -> Result<Extracted, String> {
-    let part = |i: usize| rec.key_part(i).map_err(|e| format!("group key: {e}"));
+/// The group key and event time of a record. A key of one string field
+/// borrows it and one of one integer field is written into `buf`, so
+/// that a record whose (key, pane) the batch already has allocates
+/// nothing.
+fn extract<'a>(
+    plan: &Plan,
+    r: &RawRecord,
+    rec: &'a Record,
+    now: i64,
+    buf: &'a mut itoa::Buffer,
+) -> Result<Extracted<'a>, String> {
+    let wrong = |e| format!("group key: {e}");
     let key = match plan.key_indexes.as_slice() {
-        [one] => part(*one)?.into_owned(),
+        [one] => Cow::Borrowed(rec.key_part(*one, buf).map_err(wrong)?),
         many => {
-            let parts = many
-                .iter()
-                .map(|i| part(*i))
-                .collect::<Result<Vec<_>, _>>()?;
-            let parts: Vec<&str> = parts.iter().map(|p| p.as_ref()).collect();
-            crate::codec::join_key(&parts)
+            let mut key = String::new();
+            for (n, i) in many.iter().enumerate() {
+                let mut buf = itoa::Buffer::new();
+                push_key_part(&mut key, n, rec.key_part(*i, &mut buf).map_err(wrong)?);
+            }
+            Cow::Owned(key)
         }
     };
     Aggregates::check(&plan.aggregates, rec)?;
@@ -146,6 +160,16 @@ fn extract(plan: &Plan, r: &RawRecord, rec: &Record, now: i64) -> Result<Extract
         EventTime::ProcessingTime => now,
     };
     Ok(Extracted { key, event_time })
+}
+
+/// Where the batch's partial of (key, pane start) is: an index into the
+/// partials, hashed by the key and pane they hold (no second copy of the
+/// key).
+fn slot_hash(key: &str, pane_start: i64) -> u64 {
+    let mut h = FxHasher::default();
+    key.hash(&mut h);
+    pane_start.hash(&mut h);
+    h.finish()
 }
 
 /// Processes one batch. Runs on a rayon worker; never panics on bad input.
@@ -164,7 +188,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
         session_records: Vec::new(),
         forward: Vec::new(),
     };
-    let mut index: HashMap<(String, i64), usize> = HashMap::default();
+    let mut index: HashTable<usize> = HashTable::new();
     // Processing time: one reading per batch, so a batch is one instant.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -228,7 +252,8 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
                 }
             }
         }
-        let x = match extract(plan, r, &rec, now) {
+        let mut key_buf = itoa::Buffer::new();
+        let x = match extract(plan, r, &rec, now, &mut key_buf) {
             Ok(x) => x,
             Err(e) => {
                 out.failures.push(fail(FailStage::Extract, e));
@@ -236,7 +261,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
             }
         };
         if forward {
-            out.forward.push((i32, x.key));
+            out.forward.push((i32, x.key.into_owned()));
             continue;
         }
         let pane = match plan.window {
@@ -253,7 +278,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
                 out.max_event_time = out.max_event_time.max(x.event_time);
                 out.session_records.push(SessionRecord {
                     index: i32,
-                    key: x.key,
+                    key: x.key.into_owned(),
                     event_time: x.event_time,
                     record: rec,
                 });
@@ -272,19 +297,32 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
             continue;
         }
         out.max_event_time = out.max_event_time.max(x.event_time);
-        let slot = *index
-            .entry((x.key, pane.start))
-            .or_insert_with_key(|(key, _)| {
+        let hash = slot_hash(&x.key, pane.start);
+        let partials = &out.partials;
+        let found = index
+            .find(hash, |&s| {
+                partials[s].pane_start == pane.start && partials[s].key == x.key
+            })
+            .copied();
+        let slot = match found {
+            Some(slot) => slot,
+            None => {
                 out.partials.push(WindowPartial {
-                    key: key.clone(),
+                    key: x.key.into_owned(),
                     pane_start: pane.start,
                     first_end: pane.first_end,
                     last_end: pane.last_end,
                     aggregates: Aggregates::new(&plan.aggregates),
                     members: Vec::new(),
                 });
-                out.partials.len() - 1
-            });
+                let slot = out.partials.len() - 1;
+                let partials = &out.partials;
+                index.insert_unique(hash, slot, |&s| {
+                    slot_hash(&partials[s].key, partials[s].pane_start)
+                });
+                slot
+            }
+        };
         let p = &mut out.partials[slot];
         if let Err(e) = p
             .aggregates
