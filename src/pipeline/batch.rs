@@ -162,9 +162,9 @@ fn extract<'a>(
     Ok(Extracted { key, event_time })
 }
 
-/// Where the batch's partial of (key, pane start) is: an index into the
-/// partials, hashed by the key and pane they hold (no second copy of the
-/// key).
+/// The hash under which the batch index files the partial of (key, pane
+/// start). The index holds positions in the batch's partials, which hold
+/// the keys: no second copy of a key.
 fn slot_hash(key: &str, pane_start: i64) -> u64 {
     let mut h = FxHasher::default();
     key.hash(&mut h);
