@@ -3,7 +3,7 @@
 //! as it arrives.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use futures_util::StreamExt;
@@ -213,9 +213,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         Format::Avro,
         p.group_by.fields().remove(0),
     )?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = crate::telemetry::now_ms();
     let rate = args.rate.max(1);
     let step_ms = (speed * 1_000 / rate as i64).max(1);
     let events: Box<dyn Iterator<Item = apache_avro::types::Value> + Send> = match args.example {

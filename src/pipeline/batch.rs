@@ -190,9 +190,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
     };
     let mut index: HashTable<usize> = HashTable::new();
     // Processing time: one reading per batch, so a batch is one instant.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = crate::telemetry::now_ms();
     let decoder = match plan.decoder.batch() {
         Ok(d) => Some(d),
         Err(e) => {

@@ -418,9 +418,7 @@ impl PipelineMetrics {
     pub fn watermark(&self, partition: i32, watermark_ms: i64) {
         let part = partition.to_string();
         let labels = [self.name.as_str(), part.as_str()];
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = now_ms();
         self.m
             .watermark
             .with_label_values(&labels)
@@ -540,7 +538,8 @@ pub struct LoopHealth {
     pub stall_after: std::time::Duration,
 }
 
-fn now_ms() -> i64 {
+/// Wall-clock time in epoch milliseconds (0 should the clock be before 1970).
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -3,6 +3,7 @@
 pub mod admin;
 mod metrics;
 
+pub(crate) use metrics::now_ms;
 pub use metrics::{Health, LoopHealth, Metrics, PipelineMetrics};
 
 use crate::config::{LogConfig, LogFormat};

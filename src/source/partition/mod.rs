@@ -559,9 +559,7 @@ impl PartitionTask {
 
     fn on_acks(&mut self, reports: Vec<Report>) -> Result<(), PartitionError> {
         // One clock read for the reports that arrived together.
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = crate::telemetry::now_ms();
         for (tag, res) in reports {
             self.pending -= 1;
             self.on_ack(tag, res, now_ms)?;
