@@ -11,6 +11,8 @@
 //! - [`pipeline`]: the plan resolved from config, and the batch step on rayon.
 //! - [`source`]: the consumer, rebalances, one task per partition.
 //! - [`sink`]: the producer for window results and dead letters.
+//! - [`retry`]: which Kafka errors pass by themselves, and the backoff
+//!   between attempts (used by `source` and `sink`).
 //! - [`telemetry`]: tracing and metrics.
 
 pub mod aggregate;
@@ -21,6 +23,7 @@ pub mod config;
 pub mod generate;
 pub mod offsets;
 pub mod pipeline;
+pub mod retry;
 pub mod sink;
 pub mod source;
 pub mod telemetry;

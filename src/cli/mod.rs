@@ -177,7 +177,12 @@ async fn run(path: &Path, admin: Option<std::net::SocketAddr>) -> anyhow::Result
             eprintln!("{e}");
             Ok(ExitCode::from(2))
         }
-        Some(e) => Err(anyhow::Error::new(e).context(format!("running {}", path.display()))),
+        Some(e) => {
+            let code = e.exit_code();
+            let e = anyhow::Error::new(e).context(format!("running {}", path.display()));
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(code))
+        }
     }
 }
 

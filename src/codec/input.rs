@@ -25,6 +25,35 @@ pub enum DecodeError {
     /// The bytes are not JSON, or not JSON matching the schema.
     #[error("not a JSON object of schema {schema}: {reason}")]
     Json { schema: String, reason: String },
+    /// The value did not decode, and it begins as a Schema Registry
+    /// frame does: a magic byte and a 4-byte schema id.
+    #[error(
+        "{inner}; the value starts with byte {magic:#04x} and schema id {id}: it looks like \
+         Schema Registry framing, which this pipeline is not configured for"
+    )]
+    Framed {
+        /// Why it did not decode as configured.
+        inner: Box<DecodeError>,
+        /// Its first byte (0x00 for Confluent's wire format).
+        magic: u8,
+        /// The big-endian integer after it.
+        id: u32,
+    },
+}
+
+impl DecodeError {
+    /// This error, with a hint when `bytes` look like a Schema Registry
+    /// frame (the usual reason a producer's records do not decode).
+    fn with_framing_hint(self, bytes: &[u8]) -> Self {
+        match bytes {
+            [magic @ (0 | 1), a, b, c, d, _, ..] => Self::Framed {
+                inner: Box::new(self),
+                magic: *magic,
+                id: u32::from_be_bytes([*a, *b, *c, *d]),
+            },
+            _ => self,
+        }
+    }
 }
 
 /// Turns input bytes into records of one schema.
@@ -103,6 +132,11 @@ impl BatchDecoder<'_> {
     /// A [`DecodeError`] saying what is wrong with the bytes.
     pub fn decode(&self, payload: Option<&[u8]>) -> Result<Record, DecodeError> {
         let bytes = payload.ok_or(DecodeError::Empty)?;
+        self.decode_bytes(bytes)
+            .map_err(|e| e.with_framing_hint(bytes))
+    }
+
+    fn decode_bytes(&self, bytes: &[u8]) -> Result<Record, DecodeError> {
         let d = self.decoder;
         if let Some(plan) = &d.direct {
             let direct = match d.format {
@@ -207,5 +241,35 @@ mod tests {
         assert_eq!(r.i64(1).unwrap(), 5);
         let e = b.decode(Some(br#"{"k":"x"}"#)).unwrap_err();
         assert!(e.to_string().contains("t.avsc"), "{e}");
+    }
+
+    #[test]
+    fn a_schema_registry_frame_that_does_not_decode_says_so() {
+        let d = decoder(Format::Avro);
+        let b = d.batch().unwrap();
+        // Confluent's wire format: 0x00, schema id 42 (big-endian), datum.
+        let framed = [0, 0, 0, 0, 42, 2, b'a', 84];
+        let e = b.decode(Some(&framed)).unwrap_err().to_string();
+        assert!(
+            e.contains("starts with byte 0x00 and schema id 42")
+                && e.contains("looks like Schema Registry framing")
+                && e.contains("t.avsc"),
+            "{e}"
+        );
+        // No hint on values that do not start like a frame.
+        let e = b
+            .decode(Some(&[0xff, 0, 0, 0, 1, 2]))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("Schema Registry"), "{e}");
+        let j = decoder(Format::Json);
+        let e = j
+            .batch()
+            .unwrap()
+            .decode(Some(b"\x00\x00\x00\x00\x07{\"k\":\"x\",\"n\":5}"));
+        assert!(
+            e.unwrap_err().to_string().contains("schema id 7"),
+            "JSON input gets the hint too"
+        );
     }
 }

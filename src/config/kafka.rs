@@ -102,9 +102,29 @@ impl Config {
         c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5");
+        // librdkafka gives up on a record after 5 minutes by default, and a
+        // window result it gives up on stops the pipeline. Waiting without
+        // limit lets the pipeline outlast a broker outage of any length:
+        // records wait in the bounded queue, and backpressure holds the
+        // input meanwhile.
+        if self.producer_property("message.timeout.ms").is_none()
+            && self.producer_property("delivery.timeout.ms").is_none()
+        {
+            c.set("message.timeout.ms", "0");
+        }
         for (key, v) in &k.producer_properties {
             c.set(key, v);
         }
         Ok(c)
+    }
+
+    /// A librdkafka property set for the producer in the passthrough
+    /// tables (`kafka.producer_properties` over `kafka.properties`).
+    pub fn producer_property(&self, name: &str) -> Option<&str> {
+        let k = &self.kafka;
+        k.producer_properties
+            .get(name)
+            .or_else(|| k.properties.get(name))
+            .map(String::as_str)
     }
 }

@@ -78,9 +78,20 @@ pub struct LoadedConfig {
     pub config: Config,
     /// The file it was read from.
     pub path: PathBuf,
+    /// The keys environment variables set (`pipeline.window.size`), each
+    /// with its variable, so a problem is blamed on where its value came
+    /// from.
+    pub env_keys: Vec<(String, String)>,
 }
 
 impl LoadedConfig {
+    /// Where the value of `key` (as a [`Problem`] names it) came from:
+    /// `environment variable STREAMFOLD__...` when one set it or a key
+    /// under it, else the file.
+    pub fn source_of(&self, key: &str) -> String {
+        env_source(&self.env_keys, key).unwrap_or_else(|| self.path.display().to_string())
+    }
+
     /// Resolves a path written in the config file relative to that file.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
@@ -139,6 +150,7 @@ pub fn load_lenient(path: &Path) -> Result<(Vec<LoadedConfig>, Vec<Problem>), Co
     let figment = Figment::new()
         .merge(Toml::file_exact(path))
         .merge(Env::prefixed(ENV_PREFIX).split("__"));
+    let env_keys = env_keys();
     let file: FileConfig = figment.extract().map_err(|e| ConfigError {
         problems: e.into_iter().map(|e| figment_problem(&shown, e)).collect(),
     })?;
@@ -205,6 +217,9 @@ pub fn load_lenient(path: &Path) -> Result<(Vec<LoadedConfig>, Vec<Problem>), Co
             if many && let Some(rest) = problem.key.strip_prefix("pipeline.") {
                 problem.key = format!("pipelines[{i}].{rest}");
             }
+            if let Some(var) = env_source(&env_keys, &problem.key) {
+                problem.source = var;
+            }
             if !problems.contains(&problem) {
                 problems.push(problem);
             }
@@ -212,6 +227,7 @@ pub fn load_lenient(path: &Path) -> Result<(Vec<LoadedConfig>, Vec<Problem>), Co
         loaded.push(LoadedConfig {
             config,
             path: path.to_path_buf(),
+            env_keys: env_keys.clone(),
         });
     }
     Ok((loaded, problems))
@@ -228,9 +244,53 @@ fn figment_problem(file: &str, e: figment::Error) -> Problem {
     let key = if e.path.is_empty() {
         "-".to_string()
     } else {
-        e.path.join(".")
+        key_path(&e.path)
     };
     Problem::new(source, key, e.kind.to_string())
+}
+
+/// A key path as every [`Problem`] writes it: dotted, with array
+/// positions in brackets (`pipeline.aggregates[2].fn`).
+fn key_path(parts: &[String]) -> String {
+    let mut key = String::new();
+    for part in parts {
+        if !key.is_empty() && part.parse::<usize>().is_ok() {
+            key.push_str(&format!("[{part}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(part);
+        }
+    }
+    key
+}
+
+/// The keys `STREAMFOLD__SECTION__KEY` variables set, as figment reads
+/// them (lowercased, `__` between parts), each with its variable.
+fn env_keys() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter_map(|(var, _)| {
+            let rest = var.strip_prefix(ENV_PREFIX)?;
+            let parts: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            Some((key_path(&parts), var))
+        })
+        .collect()
+}
+
+/// `environment variable X` when X set `key`, a key under it or a table
+/// holding it.
+fn env_source(env_keys: &[(String, String)], key: &str) -> Option<String> {
+    let within = |outer: &str, inner: &str| {
+        inner == outer
+            || inner
+                .strip_prefix(outer)
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    };
+    env_keys
+        .iter()
+        .find(|(k, _)| within(k, key) || within(key, k))
+        .map(|(_, var)| format!("environment variable {var}"))
 }
 
 /// librdkafka properties that typed settings own; setting them in a
@@ -392,37 +452,6 @@ fn check(c: &Config, file: &str) -> Vec<Problem> {
         bad(
             "pipeline.repartition_topic",
             "is set but `repartition` is not true; set `repartition = true` or remove it".into(),
-        );
-    }
-    let whole_ms =
-        |d: &std::time::Duration| d.as_millis() > 0 && d.subsec_nanos().is_multiple_of(1_000_000);
-    let (size, advance, size_key) = match &p.window {
-        super::WindowConfig::Tumbling { size } => (size, None, "pipeline.window.size"),
-        super::WindowConfig::Hopping { size, advance } => {
-            (size, Some(advance), "pipeline.window.size")
-        }
-        super::WindowConfig::Sliding { size } => (size, None, "pipeline.window.size"),
-        super::WindowConfig::Session { gap } => (gap, None, "pipeline.window.gap"),
-    };
-    if !whole_ms(size) {
-        bad(
-            size_key,
-            format!(
-                "expected a whole number of milliseconds of at least 1ms, found {}",
-                humantime::format_duration(*size)
-            ),
-        );
-    }
-    if let Some(advance) = advance
-        && (!whole_ms(advance) || advance > size)
-    {
-        bad(
-            "pipeline.window.advance",
-            format!(
-                "expected a whole number of milliseconds from 1ms up to the size ({}), found {}",
-                humantime::format_duration(*size),
-                humantime::format_duration(*advance)
-            ),
         );
     }
     if p.aggregates.is_empty() {

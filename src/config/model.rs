@@ -175,6 +175,13 @@ pub struct PipelineConfig {
     /// How far behind the newest event time a record may be and still count.
     #[serde(default, with = "humantime_serde")]
     pub allowed_lateness: Duration,
+    /// How far ahead of the wall clock (when the record is processed) an
+    /// event time may lie. A record further ahead goes to the dead-letter
+    /// topic (stage `extract`) and never moves the watermark: one record
+    /// dated years ahead would otherwise close every window and make every
+    /// later record late, also after restarts.
+    #[serde(default = "defaults::max_event_time_ahead", with = "humantime_serde")]
+    pub max_event_time_ahead: Duration,
     /// What happens to a record whose window has already been emitted.
     #[serde(default = "defaults::late_records")]
     pub late_records: LatePolicy,
@@ -558,6 +565,9 @@ pub(crate) mod defaults {
     }
     pub fn format() -> Format {
         Format::Avro
+    }
+    pub fn max_event_time_ahead() -> Duration {
+        Duration::from_secs(3600)
     }
     pub fn late_records() -> LatePolicy {
         LatePolicy::DeadLetter

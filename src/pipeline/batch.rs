@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hashbrown::HashTable;
@@ -17,7 +18,7 @@ use rustc_hash::FxHasher;
 
 use crate::aggregate::Aggregates;
 use crate::codec::{Record, push_key_part};
-use crate::window::NO_TIME;
+use crate::window::{NO_TIME, format_millis};
 
 use super::plan::{EventTime, Plan};
 use crate::window::WindowPlan;
@@ -159,7 +160,26 @@ fn extract<'a>(
             .ok_or_else(|| "event time: the record has no Kafka timestamp".to_string())?,
         EventTime::ProcessingTime => now,
     };
+    check_ahead(event_time, now, plan.max_ahead_ms)?;
     Ok(Extracted { key, event_time })
+}
+
+/// Refuses an event time more than `max_ahead_ms` past the wall clock
+/// `now`: it would move the watermark (which the committed resume state
+/// keeps) so far that every later record of the partition is late.
+fn check_ahead(event_time: i64, now: i64, max_ahead_ms: i64) -> Result<(), String> {
+    let ahead = event_time.saturating_sub(now);
+    if ahead <= max_ahead_ms {
+        return Ok(());
+    }
+    let rounded = |ms: i64| humantime::format_duration(Duration::from_secs(ms as u64 / 1000));
+    Err(format!(
+        "event time {} is {} ahead of the wall clock ({}); pipeline.max_event_time_ahead allows {}",
+        format_millis(event_time),
+        rounded(ahead),
+        format_millis(now),
+        humantime::format_duration(Duration::from_millis(max_ahead_ms as u64)),
+    ))
 }
 
 /// The hash under which the batch index files the partial of (key, pane
@@ -335,4 +355,42 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
     }
     out.records = records;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_ahead;
+
+    const NOW: i64 = 1_796_169_600_000; // 2026-12-02T00:00:00Z
+    const HOUR: i64 = 3_600_000;
+
+    #[test]
+    fn event_times_up_to_the_bound_ahead_of_the_clock_pass() {
+        assert_eq!(check_ahead(NOW, NOW, HOUR), Ok(()));
+        assert_eq!(check_ahead(NOW + HOUR, NOW, HOUR), Ok(()));
+        assert_eq!(check_ahead(0, NOW, HOUR), Ok(()));
+        assert_eq!(check_ahead(i64::MIN + 1, NOW, HOUR), Ok(()));
+    }
+
+    #[test]
+    fn an_event_time_too_far_ahead_says_how_far_and_names_the_setting() {
+        let e = check_ahead(NOW + HOUR + 1_000, NOW, HOUR).unwrap_err();
+        assert_eq!(
+            e,
+            "event time 2026-12-02T01:00:01.000Z is 1h 1s ahead of the wall clock \
+             (2026-12-02T00:00:00.000Z); pipeline.max_event_time_ahead allows 1h"
+        );
+        // Year 9999 and beyond RFC 3339's range are refused, never panic.
+        let year_9999 = 253_370_764_800_000;
+        assert!(
+            check_ahead(year_9999, NOW, HOUR)
+                .unwrap_err()
+                .contains("9999-01-01")
+        );
+        assert!(
+            check_ahead(i64::MAX, NOW, HOUR)
+                .unwrap_err()
+                .contains(" ms is ")
+        );
+    }
 }

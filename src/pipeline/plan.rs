@@ -3,11 +3,9 @@
 
 use crate::aggregate::AggSpec;
 use crate::codec::{Decoder, FieldType, Layout, OutputEncoder, RecordSchema, record_name};
-use crate::config::{
-    ConfigError, EventTimeConfig, LatePolicy, LoadedConfig, Problem, WindowConfig,
-};
+use crate::config::{ConfigError, EventTimeConfig, LatePolicy, LoadedConfig, Problem};
 use crate::transform::{self, Transform};
-use crate::window::{Lateness, Sliding, WindowPlan, Windows};
+use crate::window::{Lateness, WindowPlan};
 
 /// Where a record's event time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +43,8 @@ pub struct Plan {
     pub window: WindowPlan,
     /// Watermark and lateness.
     pub lateness: Lateness,
+    /// How far ahead of the wall clock an event time may lie (millis).
+    pub max_ahead_ms: i64,
     /// What to do with late records.
     pub late_policy: LatePolicy,
     /// Where late records go with `LatePolicy::SideTopic`.
@@ -57,6 +57,12 @@ pub struct Plan {
     pub aggregates: Vec<AggSpec>,
     /// Output encoder.
     pub encoder: OutputEncoder,
+}
+
+/// A configured duration in millis (durations beyond `i64` millis, some
+/// 292 million years, are as good as forever).
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl Plan {
@@ -95,14 +101,16 @@ impl Plan {
         let p = &loaded.config.pipeline;
         let mut problems = Vec::new();
 
+        // A problem is blamed on where its value came from: the file or
+        // an environment variable.
+        let problem =
+            |key: &str, message: String| Problem::new(loaded.source_of(key), key, message);
         let input = RecordSchema::load(&loaded.resolve(&p.input_schema))
-            .map_err(|e| problems.push(Problem::new(&file, "pipeline.input_schema", e.to_string())))
+            .map_err(|e| problems.push(problem("pipeline.input_schema", e.to_string())))
             .ok();
         let output = p.output_schema.as_ref().and_then(|path| {
             RecordSchema::load(&loaded.resolve(path))
-                .map_err(|e| {
-                    problems.push(Problem::new(&file, "pipeline.output_schema", e.to_string()))
-                })
+                .map_err(|e| problems.push(problem("pipeline.output_schema", e.to_string())))
                 .ok()
         });
 
@@ -124,7 +132,7 @@ impl Plan {
             });
             match made {
                 Ok(t) => transforms.push(Box::new(t)),
-                Err(m) => problems.push(Problem::new(&file, format!("pipeline.derive[{i}]"), m)),
+                Err(m) => problems.push(problem(&format!("pipeline.derive[{i}]"), m)),
             }
         }
         for mut t in extra {
@@ -140,14 +148,13 @@ impl Plan {
                     f.bind(&layout)?;
                     Ok(f)
                 })
-                .map_err(|m| problems.push(Problem::new(&file, "pipeline.where", m)))
+                .map_err(|m| problems.push(problem("pipeline.where", m)))
                 .ok()
         });
         let mut field = |key: &str, name: &str, accepts: &[FieldType], expected: &str| {
             transform::bind_field(&layout, name, accepts, expected)
                 .map_err(|m| {
-                    problems.push(Problem::new(
-                        &file,
+                    problems.push(problem(
                         key,
                         format!("{m} (in {} after transforms)", input.path.display()),
                     ))
@@ -183,9 +190,8 @@ impl Plan {
         for (i, a) in p.aggregates.iter().enumerate() {
             match AggSpec::resolve(a, &layout) {
                 Ok(spec) => aggregates.push(spec),
-                Err(m) => problems.push(Problem::new(
-                    &file,
-                    format!("pipeline.aggregates[{i}]"),
+                Err(m) => problems.push(problem(
+                    &format!("pipeline.aggregates[{i}]"),
                     format!("{m} (in {} after transforms)", input.path.display()),
                 )),
             }
@@ -212,46 +218,33 @@ impl Plan {
                 Ok(enc) => {
                     if let Some(o) = &output {
                         for m in enc.differences(o) {
-                            problems.push(Problem::new(&file, "pipeline.output_schema", m));
+                            problems.push(problem("pipeline.output_schema", m));
                         }
                     }
                     Some(enc)
                 }
                 Err(m) => {
-                    problems.push(Problem::new(&file, "pipeline.aggregates", m));
+                    problems.push(problem("pipeline.aggregates", m));
                     None
                 }
             }
         } else {
             None
         };
-        let (size, advance) = match &p.window {
-            WindowConfig::Tumbling { size } => (size, size),
-            WindowConfig::Hopping { size, advance } => (size, advance),
-            WindowConfig::Sliding { size } => (size, size),
-            WindowConfig::Session { gap } => (gap, gap),
-        };
-        let (size_ms, advance_ms) = (size.as_millis() as i64, advance.as_millis() as i64);
-        if size_ms <= 0 {
-            // Same text as the config check, so `validate` shows it once.
-            problems.push(Problem::new(
-                &file,
-                if matches!(p.window, WindowConfig::Session { .. }) {
-                    "pipeline.window.gap"
-                } else {
-                    "pipeline.window.size"
-                },
-                format!(
-                    "expected a whole number of milliseconds of at least 1ms, found {}",
-                    humantime::format_duration(*size)
-                ),
-            ));
-        }
+        let window = WindowPlan::from_config(&p.window)
+            .map_err(|found| {
+                for (key, message) in found {
+                    problems.push(problem(key, message));
+                }
+            })
+            .ok();
 
         // Every step has looked up its fields by now.
         let read = layout.read(input.fields.len());
-        match (key_indexes, event_time, encoder) {
-            (Some(key_indexes), Some(event_time), Some(encoder)) if problems.is_empty() => {
+        match (key_indexes, event_time, encoder, window) {
+            (Some(key_indexes), Some(event_time), Some(encoder), Some(window))
+                if problems.is_empty() =>
+            {
                 Ok(Self {
                     name: p.name.clone(),
                     input_topic: p.input_topic.clone(),
@@ -262,12 +255,9 @@ impl Plan {
                     filter,
                     key_indexes,
                     event_time,
-                    window: match p.window {
-                        WindowConfig::Session { .. } => WindowPlan::Session { gap_ms: size_ms },
-                        WindowConfig::Sliding { .. } => WindowPlan::Sliding(Sliding::new(size_ms)),
-                        _ => WindowPlan::Fixed(Windows::hopping(size_ms, advance_ms)),
-                    },
-                    lateness: Lateness::new(p.allowed_lateness.as_millis() as i64),
+                    window,
+                    lateness: Lateness::new(millis(p.allowed_lateness)),
+                    max_ahead_ms: millis(p.max_event_time_ahead),
                     late_policy: p.late_records,
                     late_topic: p.late_topic.clone(),
                     // Processing-time windows follow the clock even when no

@@ -2,7 +2,7 @@
 
 mod dead_letter;
 
-pub use dead_letter::{DeadLetter, headers as dead_letter_headers};
+pub use dead_letter::{DeadLetter, Fitted, headers as dead_letter_headers};
 
 use std::sync::{Arc, Mutex};
 
@@ -22,12 +22,40 @@ pub enum SendError {
     #[error("producer queue is full")]
     QueueFull,
     /// Anything else: the pipeline cannot go on safely.
-    #[error("cannot produce to {topic}")]
+    #[error("cannot produce to {topic}: {source}")]
     Produce {
         topic: String,
         #[source]
         source: KafkaError,
     },
+}
+
+/// What to do about a record the producer reports as not delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undelivered {
+    /// The broker refused it as too large (its topic's
+    /// `max.message.bytes` is below the producer's): a dead letter is
+    /// written again with headers only.
+    TooLarge,
+    /// It may go through on another attempt (see [`crate::retry`]).
+    Transient,
+    /// Another attempt would fail the same way.
+    Fatal,
+}
+
+impl Undelivered {
+    /// The class of delivery error `e`.
+    pub fn of(e: &KafkaError) -> Self {
+        match e.rdkafka_error_code() {
+            Some(
+                RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize,
+            ) => Self::TooLarge,
+            Some(code) if crate::retry::transient_code(code) => Self::Transient,
+            _ => Self::Fatal,
+        }
+    }
 }
 
 /// What an acknowledgement releases.
@@ -55,9 +83,9 @@ pub struct WindowSpan {
     pub end: i64,
 }
 
-/// A delivery report: the record's tag, and the broker's error if it
-/// refused the record.
-pub type Report = (Tag, Result<(), String>);
+/// A delivery report: the record's tag, and the error if the record was
+/// not delivered.
+pub type Report = (Tag, Result<(), KafkaError>);
 
 /// The delivery reports of one partition's records: filled by the
 /// producer's polling thread, taken by the partition's task.
@@ -121,7 +149,7 @@ impl ProducerContext for SinkContext {
     fn delivery(&self, result: &DeliveryResult<'_>, d: Box<Delivery>) {
         let res = match result {
             Ok(_) => Ok(()),
-            Err((e, _)) => Err(e.to_string()),
+            Err((e, _)) => Err(e.clone()),
         };
         d.acks.report((d.tag, res));
     }
@@ -136,22 +164,31 @@ pub struct Sink {
     output_topic: String,
     dead_letter_topic: String,
     late_topic: Option<String>,
+    /// The producer's `message.max.bytes`: dead letters are cut to fit it.
+    max_message_bytes: usize,
 }
+
+/// librdkafka's default `message.max.bytes`.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 
 impl Sink {
     /// A sink writing to `output_topic`, `dead_letter_topic` and, for
     /// late records, `late_topic` (else the dead-letter topic).
+    /// Dead letters are cut to fit `max_message_bytes`, the producer's
+    /// `message.max.bytes`.
     pub fn new(
         producer: SinkProducer,
         output_topic: &str,
         dead_letter_topic: &str,
         late_topic: Option<&str>,
+        max_message_bytes: usize,
     ) -> Self {
         Self {
             producer,
             output_topic: output_topic.to_string(),
             dead_letter_topic: dead_letter_topic.to_string(),
             late_topic: late_topic.map(str::to_string),
+            max_message_bytes,
         }
     }
 
@@ -165,13 +202,9 @@ impl Sink {
         topic: &str,
         record: BaseRecord<'_, [u8], [u8], Box<Delivery>>,
     ) -> Result<(), SendError> {
-        self.producer.send(record).map_err(|(e, _)| match e {
-            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => SendError::QueueFull,
-            source => SendError::Produce {
-                topic: topic.to_string(),
-                source,
-            },
-        })
+        self.producer
+            .send(record)
+            .map_err(|(e, _)| classify(topic, e))
     }
 
     /// Enqueues one window result, keyed by its group key, with the window
@@ -249,27 +282,68 @@ impl Sink {
     }
 
     /// Enqueues a dead letter: the original key and value, with headers
-    /// naming the error and where the record came from. Late records go
-    /// to the late topic when there is one.
+    /// naming the error and where the record came from, cut to fit the
+    /// producer's message size (headers say so); with `headers_only`,
+    /// without key or value (for a dead letter the broker refused as too
+    /// large). Late records go to the late topic when there is one.
+    /// Returns whether the record was cut.
     ///
     /// # Errors
     /// [`SendError::QueueFull`] to retry later, or a fatal [`SendError`].
     pub fn send_dead_letter(
         &self,
         d: &DeadLetter<'_>,
+        headers_only: bool,
         delivery: Box<Delivery>,
-    ) -> Result<(), SendError> {
+    ) -> Result<bool, SendError> {
         let topic = match (&self.late_topic, d.stage) {
             (Some(late), "late") => late,
             _ => &self.dead_letter_topic,
         };
-        let mut record = BaseRecord::with_opaque_to(topic, delivery).headers(d.headers());
-        if let Some(k) = &d.record.key {
-            record = record.key(&k[..]);
+        let limit = if headers_only {
+            0
+        } else {
+            self.max_message_bytes
+        };
+        let fitted = d.fit(limit);
+        let truncated = fitted.truncated;
+        match self.producer.send(letter_record(topic, fitted, delivery)) {
+            Ok(()) => Ok(truncated),
+            // Should librdkafka count more than this estimate does, the
+            // headers alone still fit.
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), r))
+                if !headers_only =>
+            {
+                self.send(topic, letter_record(topic, d.fit(0), r.delivery_opaque))
+                    .map(|()| true)
+            }
+            Err((e, _)) => Err(classify(topic, e)),
         }
-        if let Some(p) = &d.record.payload {
-            record = record.payload(&p[..]);
-        }
-        self.send(topic, record)
+    }
+}
+
+/// The message of a fitted dead letter.
+fn letter_record<'a>(
+    topic: &'a str,
+    f: Fitted<'a>,
+    delivery: Box<Delivery>,
+) -> BaseRecord<'a, [u8], [u8], Box<Delivery>> {
+    let mut record = BaseRecord::with_opaque_to(topic, delivery).headers(f.headers);
+    if let Some(k) = f.key {
+        record = record.key(k);
+    }
+    if let Some(v) = f.value {
+        record = record.payload(v);
+    }
+    record
+}
+
+fn classify(topic: &str, e: KafkaError) -> SendError {
+    match e {
+        KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => SendError::QueueFull,
+        source => SendError::Produce {
+            topic: topic.to_string(),
+            source,
+        },
     }
 }

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::statistics::Statistics;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 
@@ -66,7 +68,26 @@ pub(crate) struct SourceContext {
     state: Option<StateTopic>,
 }
 
-impl ClientContext for SourceContext {}
+impl ClientContext for SourceContext {
+    /// librdkafka's errors: "all brokers down" makes the pipeline unready
+    /// until a broker is reached again.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.connected(false);
+        }
+        if crate::retry::transient(&error) {
+            tracing::warn!(%error, reason, "kafka client");
+        } else {
+            tracing::error!(%error, reason, "kafka client");
+        }
+    }
+
+    /// Broker states (every `statistics.interval.ms`): reachable while
+    /// any broker connection is up.
+    fn stats(&self, statistics: Statistics) {
+        self.connected(statistics.brokers.values().any(|b| b.state == "UP"));
+    }
+}
 
 impl ConsumerContext for SourceContext {
     /// Like rdkafka's default, but the assignment starts each partition at
@@ -137,6 +158,26 @@ impl SourceContext {
         }
     }
 
+    /// The consumer reaches a broker, or reaches none: readiness, the
+    /// gauge and the reconnect count follow.
+    fn connected(&self, up: bool) {
+        let changed = self.shared.health.set_connected(up);
+        self.shared.metrics.broker_connected(up, changed);
+        if changed && up {
+            tracing::info!(pipeline = %self.shared.plan.name, "a broker is reachable again");
+        } else if changed {
+            tracing::warn!(pipeline = %self.shared.plan.name, "no broker is reachable; waiting for one");
+        }
+    }
+
+    /// Between two attempts of a broker call that failed transiently: the
+    /// loop is alive (it waits on purpose), the broker unreachable.
+    fn waiting_for_broker(&self) {
+        self.shared.health.polled();
+        self.connected(false);
+        self.shared.metrics.broker_retry();
+    }
+
     fn feeds(&self) -> MutexGuard<'_, HashMap<i32, Feed>> {
         self.feeds.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -154,40 +195,55 @@ impl SourceContext {
     /// state topic), and sets where the consumer starts reading.
     fn assign(&self, consumer: &SourceConsumer, tpl: &mut TopicPartitionList) {
         let partitions = self.partitions_of(tpl);
-        // Without the committed event-time state a restart could emit
-        // windows from part of their records: retry, then stop rather than
-        // guess.
-        let mut committed = None;
-        for attempt in 1..=3 {
-            match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
-                Ok(c) => {
-                    committed = Some(c);
-                    break;
-                }
-                Err(e) => tracing::warn!(error = %e, attempt, "cannot read committed offsets"),
-            }
-        }
-        let Some(committed) = committed else {
-            self.shared.fail(format!(
-                "cannot read the committed offsets of partitions {partitions:?} of {}",
-                self.shared.input_topic
-            ));
-            return;
-        };
         let topic = self.shared.input_topic.clone();
-        let stored = match &self.state {
-            Some(state) => match state.read(&topic, &partitions) {
-                Ok(points) => points,
-                Err(e) => {
+        // Without the committed event-time state a restart could emit
+        // windows from part of their records: wait for the broker as long
+        // as it takes (or until shutdown), and stop rather than guess on
+        // an error that waiting does not cure.
+        let stopped = || self.shared.stopping();
+        let committed = crate::retry::blocking(
+            "reading the committed offsets",
+            crate::retry::transient,
+            stopped,
+            |_| self.waiting_for_broker(),
+            || consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)),
+        );
+        let committed = match committed {
+            Ok(c) => c,
+            Err(e) => {
+                if !self.shared.stopping() {
                     self.shared.fail(format!(
-                        "cannot read the resume state of {topic} partitions {partitions:?} from {}: {e}",
-                        state.name()
+                        "cannot read the committed offsets of {topic} partitions {partitions:?}: {e}"
                     ));
-                    return;
                 }
-            },
+                return;
+            }
+        };
+        let stored = match &self.state {
+            Some(state) => {
+                let read = crate::retry::blocking(
+                    "reading the resume state",
+                    super::resume::StateError::transient,
+                    stopped,
+                    |_| self.waiting_for_broker(),
+                    || state.read(&topic, &partitions),
+                );
+                match read {
+                    Ok(points) => points,
+                    Err(e) => {
+                        if !self.shared.stopping() {
+                            self.shared.fail(format!(
+                                "cannot read the resume state of {topic} partitions {partitions:?} from {}: {e}",
+                                state.name()
+                            ));
+                        }
+                        return;
+                    }
+                }
+            }
             None => HashMap::new(),
         };
+        self.connected(true);
         let mut feeds = self.feeds();
         for p in partitions {
             let stored = stored.get(&p).copied();
@@ -301,9 +357,20 @@ impl SourceContext {
         partitions: &[i32],
         why: &str,
     ) {
+        // At shutdown the owned partitions are drained first; leaving the
+        // group then revokes them again, with nothing left to do.
+        let partitions: Vec<i32> = {
+            let feeds = self.feeds();
+            partitions
+                .iter()
+                .copied()
+                .filter(|p| feeds.contains_key(p))
+                .collect()
+        };
         if partitions.is_empty() {
             return;
         }
+        let partitions = partitions.as_slice();
         let started = Instant::now();
         let deadline = started + self.shared.drain_deadline;
         let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -350,6 +417,12 @@ impl SourceContext {
     pub(crate) fn commit(&self, consumer: &SourceConsumer, only: Option<&[i32]>) {
         let points = self.shared.board.uncommitted(only);
         if points.is_empty() {
+            return;
+        }
+        // While no broker is reachable a commit would only block this
+        // thread until it times out; the points stay for the next commit.
+        if !self.shared.health.connected() {
+            tracing::debug!("no broker reachable: commit postponed");
             return;
         }
         let mut tpl = TopicPartitionList::new();

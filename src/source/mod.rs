@@ -43,8 +43,11 @@ pub(crate) struct Shared {
     pub health: Arc<LoopHealth>,
     pub batch: BatchConfig,
     pub drain_deadline: Duration,
-    /// Cancelled on shutdown and on any fatal error.
+    /// Cancelled on any fatal error (and then the partition tasks stop
+    /// at once, without a drain).
     pub cancel: CancellationToken,
+    /// The process's shutdown: the consumer drains and commits, then stops.
+    pub shutdown: CancellationToken,
     fatal: Mutex<Option<String>>,
 }
 
@@ -55,6 +58,12 @@ impl Shared {
         let mut slot = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
         slot.get_or_insert(error);
         self.cancel.cancel();
+    }
+
+    /// Whether the pipeline is stopping (shutdown or a fatal error): broker
+    /// calls stop waiting for the broker then.
+    pub fn stopping(&self) -> bool {
+        self.cancel.is_cancelled() || self.shutdown.is_cancelled()
     }
 
     fn fatal(&self) -> Option<String> {

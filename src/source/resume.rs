@@ -12,13 +12,42 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::config::Config;
 use crate::offsets::{CommitPoint, decode_state, encode_state};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the resume state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StateError {
+    /// A call to the broker failed.
+    #[error("cannot {what} {topic}: {source}")]
+    Kafka {
+        what: &'static str,
+        topic: String,
+        source: KafkaError,
+    },
+    /// The broker answered, but not within the time allowed.
+    #[error("{what} {topic} took longer than {TIMEOUT:?}")]
+    Slow { what: &'static str, topic: String },
+    /// The state producer is gone (the pipeline is stopping).
+    #[error("the producer of {topic} was closed")]
+    Closed { topic: String },
+}
+
+impl StateError {
+    /// Whether another attempt may succeed (see [`crate::retry`]).
+    pub fn transient(&self) -> bool {
+        match self {
+            Self::Kafka { source, .. } => crate::retry::transient(source),
+            Self::Slow { .. } => true,
+            Self::Closed { .. } => false,
+        }
+    }
+}
 
 /// The state topic of one consumer.
 pub(crate) struct StateTopic {
@@ -53,7 +82,16 @@ impl StateTopic {
 
     /// Writes the points and waits until the broker acknowledged all of
     /// them. Blocks; call from the consumer thread.
-    pub fn write(&self, input_topic: &str, points: &[(i32, CommitPoint)]) -> Result<(), String> {
+    pub fn write(
+        &self,
+        input_topic: &str,
+        points: &[(i32, CommitPoint)],
+    ) -> Result<(), StateError> {
+        let kafka = |what, source| StateError::Kafka {
+            what,
+            topic: self.topic.clone(),
+            source,
+        };
         let mut deliveries = Vec::with_capacity(points.len());
         for (p, point) in points {
             let key = format!("{input_topic}/{p}");
@@ -65,7 +103,7 @@ impl StateTopic {
             let delivery = self
                 .producer
                 .send_result(record)
-                .map_err(|(e, _)| format!("cannot write to {}: {e}", self.topic))?;
+                .map_err(|(e, _)| kafka("write to", e))?;
             deliveries.push(delivery);
         }
         for d in deliveries {
@@ -74,15 +112,17 @@ impl StateTopic {
                 .block_on(async { tokio::time::timeout(TIMEOUT, d).await })
             {
                 Ok(Ok(Ok(_))) => {}
-                Ok(Ok(Err((e, _)))) => {
-                    return Err(format!("{} refused the state: {e}", self.topic));
+                Ok(Ok(Err((e, _)))) => return Err(kafka("write to", e)),
+                Ok(Err(_)) => {
+                    return Err(StateError::Closed {
+                        topic: self.topic.clone(),
+                    });
                 }
-                Ok(Err(_)) => return Err("the state producer was closed".into()),
                 Err(_) => {
-                    return Err(format!(
-                        "{} did not acknowledge within {TIMEOUT:?}",
-                        self.topic
-                    ));
+                    return Err(StateError::Slow {
+                        what: "acknowledging the state written to",
+                        topic: self.topic.clone(),
+                    });
                 }
             }
         }
@@ -95,7 +135,7 @@ impl StateTopic {
         &self,
         input_topic: &str,
         partitions: &[i32],
-    ) -> Result<HashMap<i32, CommitPoint>, String> {
+    ) -> Result<HashMap<i32, CommitPoint>, StateError> {
         // With one state partition per input partition the newest record
         // is the last one; look further back only for keys not found.
         let mut found = self.scan(input_topic, partitions, 256)?;
@@ -117,7 +157,12 @@ impl StateTopic {
         input_topic: &str,
         partitions: &[i32],
         depth: i64,
-    ) -> Result<HashMap<i32, CommitPoint>, String> {
+    ) -> Result<HashMap<i32, CommitPoint>, StateError> {
+        let kafka = |what, source| StateError::Kafka {
+            what,
+            topic: self.topic.clone(),
+            source,
+        };
         let mut tpl = TopicPartitionList::new();
         let mut ends: HashMap<i32, i64> = HashMap::new();
         let mut keys: HashMap<Vec<u8>, i32> = HashMap::new();
@@ -130,11 +175,11 @@ impl StateTopic {
             let (low, high) = self
                 .reader
                 .fetch_watermarks(&self.topic, sp, TIMEOUT)
-                .map_err(|e| format!("cannot read the offsets of {}: {e}", self.topic))?;
+                .map_err(|e| kafka("read the offsets of", e))?;
             if high > low {
                 let from = high.saturating_sub(depth).max(low);
                 tpl.add_partition_offset(&self.topic, sp, Offset::Offset(from))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| kafka("set the start offset in", e))?;
                 ends.insert(sp, high);
             }
         }
@@ -142,15 +187,17 @@ impl StateTopic {
         if ends.is_empty() {
             return Ok(newest);
         }
-        self.reader.assign(&tpl).map_err(|e| e.to_string())?;
+        self.reader
+            .assign(&tpl)
+            .map_err(|e| kafka("assign the partitions of", e))?;
         let deadline = Instant::now() + TIMEOUT;
         while !ends.is_empty() {
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "reading {} partitions {:?} took longer than {TIMEOUT:?}",
-                    self.topic,
-                    ends.keys().collect::<Vec<_>>()
-                ));
+                let _ = self.reader.unassign();
+                return Err(StateError::Slow {
+                    what: "reading",
+                    topic: self.topic.clone(),
+                });
             }
             match self.reader.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
@@ -169,11 +216,16 @@ impl StateTopic {
                         ends.remove(&m.partition());
                     }
                 }
-                Some(Err(e)) => return Err(format!("cannot read {}: {e}", self.topic)),
+                Some(Err(e)) => {
+                    let _ = self.reader.unassign();
+                    return Err(kafka("read", e));
+                }
                 None => {}
             }
         }
-        self.reader.unassign().map_err(|e| e.to_string())?;
+        self.reader
+            .unassign()
+            .map_err(|e| kafka("unassign the partitions of", e))?;
         Ok(newest)
     }
 }
@@ -181,28 +233,37 @@ impl StateTopic {
 /// Whether the broker keeps offset-commit metadata: commits a marker for
 /// a probe group of its own (`<group_id>.metadata-probe`, never joined)
 /// and reads it back. Blocks.
-pub(crate) fn broker_keeps_metadata(config: &Config, topic: &str) -> Result<bool, String> {
-    let mut probe = config.clone();
-    probe.kafka.group_id = format!("{}.metadata-probe", config.kafka.group_id);
-    let consumer: BaseConsumer = probe
-        .consumer_config()
-        .map_err(|e| e.to_string())?
-        .create()
-        .map_err(|e| format!("cannot create the probe consumer: {e}"))?;
-    let consumer = super::Transient::new(consumer);
+///
+/// # Errors
+/// When a call fails with an error that does not pass by itself, or the
+/// pipeline stops (`stopped`) while the broker cannot be reached.
+pub(crate) fn broker_keeps_metadata(
+    consumer: &BaseConsumer,
+    topic: &str,
+    stopped: impl Fn() -> bool,
+) -> Result<bool, KafkaError> {
     let marker = format!("streamfold/probe {}", fastrand::u64(..));
     let mut tpl = TopicPartitionList::new();
     let mut e = tpl.add_partition(topic, 0);
-    e.set_offset(Offset::Offset(0)).map_err(|e| e.to_string())?;
+    e.set_offset(Offset::Offset(0))?;
     e.set_metadata(marker.clone());
-    consumer
-        .commit(&tpl, CommitMode::Sync)
-        .map_err(|e| format!("probe commit failed: {e}"))?;
+    let transient = crate::retry::transient;
+    crate::retry::blocking(
+        "probe commit",
+        transient,
+        &stopped,
+        |_| {},
+        || consumer.commit(&tpl, CommitMode::Sync),
+    )?;
     let mut ask = TopicPartitionList::new();
     ask.add_partition(topic, 0);
-    let got = consumer
-        .committed_offsets(ask, TIMEOUT)
-        .map_err(|e| format!("reading the probe commit failed: {e}"))?;
+    let got = crate::retry::blocking(
+        "reading the probe commit",
+        transient,
+        &stopped,
+        |_| {},
+        || consumer.committed_offsets(ask.clone(), TIMEOUT),
+    )?;
     Ok(got
         .find_partition(topic, 0)
         .is_some_and(|e| e.metadata() == marker))

@@ -54,9 +54,33 @@ pub enum RunError {
         servers: String,
         reason: String,
     },
+    /// A broker call failed with an error that waiting does not cure.
+    #[error("{what} failed on {servers}: {source}")]
+    Broker {
+        what: &'static str,
+        servers: String,
+        #[source]
+        source: KafkaError,
+    },
     /// The pipeline stopped after an error it cannot recover from.
     #[error("pipeline {pipeline} stopped: {reason}")]
     Failed { pipeline: String, reason: String },
+}
+
+impl RunError {
+    /// The process exit code for this error, as README states it: 2 when
+    /// the configuration was refused at start-up (its values or schemas,
+    /// a missing secret, a client setting librdkafka refuses, a topic that
+    /// does not exist), 1 for failures while running. Every check that
+    /// gives 2 runs before anything is created or committed on the broker.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) | Self::Secret(_) | Self::Client { .. } | Self::MissingTopic { .. } => {
+                2
+            }
+            Self::Connect { .. } | Self::Broker { .. } | Self::Failed { .. } => 1,
+        }
+    }
 }
 
 /// Runs the configured pipeline until `shutdown` is cancelled (then drains
@@ -78,15 +102,31 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let config = &loaded.config;
     let plan = Arc::new(Plan::build(loaded, extra)?);
+    // Every topic the pipeline reads or writes but does not create.
+    let mut topics = vec![
+        (plan.input_topic.clone(), "input"),
+        (plan.output_topic.clone(), "output"),
+        (plan.dead_letter_topic.clone(), "dead-letter"),
+    ];
+    if let Some(t) = &plan.late_topic {
+        topics.push((t.clone(), "late records"));
+    }
     let c = config.clone();
-    tokio::task::spawn_blocking(move || check_connection(&c))
+    tokio::task::spawn_blocking(move || check_cluster(&c, &topics))
         .await
         .unwrap_or(Ok(()))?;
     let Some(internal) = config.repartition_topic() else {
         let input = plan.input_topic.clone();
         return run_stage(config, plan, Stage::Aggregate, input, metrics, shutdown).await;
     };
-    ensure_topic(config, &plan.input_topic, &internal, "repartition").await?;
+    ensure_topic(
+        config,
+        &plan.input_topic,
+        &internal,
+        "repartition",
+        &shutdown,
+    )
+    .await?;
     let mut first = config.clone();
     first.kafka.group_id = format!("{}.repartition", config.kafka.group_id);
     // When one stage fails, the other stops too (and drains).
@@ -124,8 +164,9 @@ impl rdkafka::consumer::ConsumerContext for ErrorLog {}
 
 /// Fails fast, naming the brokers and the security settings, when the
 /// cluster cannot be reached or refuses the TLS or SASL handshake (which
-/// librdkafka otherwise retries forever).
-fn check_connection(config: &Config) -> Result<(), RunError> {
+/// librdkafka otherwise retries forever), and when one of `topics` (with
+/// its role) does not exist: before anything is created or committed.
+fn check_cluster(config: &Config, topics: &[(String, &'static str)]) -> Result<(), RunError> {
     let k = &config.kafka;
     let protocol = k.protocol();
     let security = match &k.sasl {
@@ -145,7 +186,7 @@ fn check_connection(config: &Config) -> Result<(), RunError> {
         })?;
     let consumer = Transient::new(consumer);
     match consumer.fetch_metadata(None, Duration::from_secs(10)) {
-        Ok(_) => Ok(()),
+        Ok(md) => check_topics(&md, topics, &k.bootstrap_servers),
         Err(e) => {
             // Errors reach the context only when the client is polled.
             for _ in 0..5 {
@@ -176,6 +217,7 @@ async fn ensure_topic(
     like: &str,
     name: &str,
     role: &'static str,
+    shutdown: &CancellationToken,
 ) -> Result<i32, RunError> {
     let servers = config.kafka.bootstrap_servers.clone();
     let admin: AdminClient<DefaultClientContext> = config
@@ -183,25 +225,45 @@ async fn ensure_topic(
         .create()
         .map_err(client_error(config, "admin client"))?;
     let admin = Arc::new(Transient::new(admin));
-    let shape = |admin: &AdminClient<DefaultClientContext>, topic: &str| {
-        let md = admin
-            .inner()
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .ok()?;
-        let t = md
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())?;
-        let replicas = t.partitions().first()?.replicas().len();
-        Some((t.partitions().len() as i32, replicas.max(1) as i32))
-    };
+    // (partitions, replication) of both topics, `None` for one that does
+    // not exist; broker outages are waited out.
     let md_admin = Arc::clone(&admin);
     let (like_owned, name_owned) = (like.to_string(), name.to_string());
-    let (like_shape, existing) = tokio::task::spawn_blocking(move || {
-        (shape(&md_admin, &like_owned), shape(&md_admin, &name_owned))
+    let stop = shutdown.clone();
+    let shapes = tokio::task::spawn_blocking(move || {
+        crate::retry::blocking(
+            "reading topic metadata",
+            crate::retry::transient,
+            || stop.is_cancelled(),
+            |_| {},
+            || {
+                let md = md_admin
+                    .inner()
+                    .fetch_metadata(None, Duration::from_secs(10))?;
+                let shape = |topic: &str| {
+                    let t = md
+                        .topics()
+                        .iter()
+                        .find(|t| t.name() == topic && t.error().is_none())?;
+                    let replicas = t.partitions().first()?.replicas().len();
+                    Some((t.partitions().len() as i32, replicas.max(1) as i32))
+                };
+                Ok((shape(&like_owned), shape(&name_owned)))
+            },
+        )
     })
-    .await
-    .unwrap_or((None, None));
+    .await;
+    let (like_shape, existing) = match shapes {
+        Ok(Ok(shapes)) => shapes,
+        Ok(Err(source)) => {
+            return Err(RunError::Broker {
+                what: "reading topic metadata",
+                servers,
+                source,
+            });
+        }
+        Err(_) => (None, None),
+    };
     if let Some((partitions, _)) = existing {
         return Ok(partitions);
     }
@@ -233,13 +295,28 @@ async fn ensure_topic(
 
 /// The state topic for this consumer's resume state, when the config asks
 /// for one or the broker drops offset-commit metadata.
-async fn state_topic(config: &Config, input_topic: &str) -> Result<Option<StateTopic>, RunError> {
+async fn state_topic(
+    config: &Config,
+    input_topic: &str,
+    shutdown: &CancellationToken,
+) -> Result<Option<StateTopic>, RunError> {
     let use_topic = match config.commit.resume_state {
         ResumeState::CommitMetadata => false,
         ResumeState::Topic => true,
         ResumeState::Auto => {
-            let (c, t) = (config.clone(), input_topic.to_string());
-            match tokio::task::spawn_blocking(move || broker_keeps_metadata(&c, &t)).await {
+            let mut probe = config.clone();
+            probe.kafka.group_id = format!("{}.metadata-probe", config.kafka.group_id);
+            let consumer: rdkafka::consumer::BaseConsumer = probe
+                .consumer_config()?
+                .create()
+                .map_err(client_error(config, "probe consumer"))?;
+            let consumer = Transient::new(consumer);
+            let t = input_topic.to_string();
+            let stop = shutdown.clone();
+            let keeps = tokio::task::spawn_blocking(move || {
+                broker_keeps_metadata(&consumer, &t, || stop.is_cancelled())
+            });
+            match keeps.await {
                 Ok(Ok(keeps)) => !keeps,
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "cannot tell whether the broker keeps commit metadata; using the state topic");
@@ -257,7 +334,7 @@ async fn state_topic(config: &Config, input_topic: &str) -> Result<Option<StateT
         .state_topic
         .clone()
         .unwrap_or_else(|| format!("{}-resume", config.kafka.group_id));
-    let partitions = ensure_topic(config, input_topic, &name, "resume state").await?;
+    let partitions = ensure_topic(config, input_topic, &name, "resume state", shutdown).await?;
     let producer: FutureProducer = config
         .producer_config()?
         .create()
@@ -298,19 +375,15 @@ async fn run_stage(
         .producer_config()?
         .create_with_context(SinkContext)
         .map_err(client_error(config, "producer"))?;
+    let max_message_bytes = config
+        .producer_property("message.max.bytes")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(crate::sink::DEFAULT_MAX_MESSAGE_BYTES);
     // The repartition stage writes the internal topic; its "output".
     let (output, late) = match stage {
         Stage::Aggregate => (plan.output_topic.clone(), plan.late_topic.clone()),
         Stage::Repartition => (config.repartition_topic().unwrap_or_default(), None),
     };
-    let mut topics = vec![
-        (input_topic.clone(), "input"),
-        (output.clone(), "output"),
-        (plan.dead_letter_topic.clone(), "dead-letter"),
-    ];
-    if let Some(t) = &late {
-        topics.push((t.clone(), "late records"));
-    }
     let label = match stage {
         Stage::Aggregate => plan.name.clone(),
         Stage::Repartition => format!("{}/repartition", plan.name),
@@ -318,7 +391,13 @@ async fn run_stage(
     // Longest a healthy poll loop goes without polling: a rebalance drain.
     let stall_after = config.commit.drain_deadline * 2 + Duration::from_secs(30);
     let shared = Arc::new(Shared {
-        sink: Sink::new(producer, &output, &plan.dead_letter_topic, late.as_deref()),
+        sink: Sink::new(
+            producer,
+            &output,
+            &plan.dead_letter_topic,
+            late.as_deref(),
+            max_message_bytes,
+        ),
         plan: Arc::clone(&plan),
         stage,
         input_topic,
@@ -328,9 +407,13 @@ async fn run_stage(
         batch: config.batch.clone(),
         drain_deadline: config.commit.drain_deadline,
         cancel: CancellationToken::new(),
+        shutdown: shutdown.clone(),
         fatal: Mutex::new(None),
     });
-    let state = state_topic(config, &shared.input_topic).await?;
+    let state = state_topic(config, &shared.input_topic, &shutdown).await?;
+    if shutdown.is_cancelled() {
+        return Ok(());
+    }
     let context = SourceContext::new(
         Arc::clone(&shared),
         tokio::runtime::Handle::current(),
@@ -338,6 +421,8 @@ async fn run_stage(
     );
     let consumer: SourceConsumer = config
         .consumer_config()?
+        // Broker states every second, for readiness and the reconnect count.
+        .set("statistics.interval.ms", "1000")
         .create_with_context(context)
         .map_err(client_error(config, "consumer"))?;
 
@@ -348,15 +433,13 @@ async fn run_stage(
     std::thread::Builder::new()
         .name("streamfold-consumer".into())
         .spawn(move || {
-            let result = check_topics(&consumer, &topics, &servers).and_then(|()| {
-                consumer
-                    .subscribe(&[loop_shared.input_topic.as_str()])
-                    .map_err(|source| RunError::Client {
-                        client: "consumer subscription",
-                        servers: servers.clone(),
-                        source,
-                    })
-            });
+            let result = consumer
+                .subscribe(&[loop_shared.input_topic.as_str()])
+                .map_err(|source| RunError::Client {
+                    client: "consumer subscription",
+                    servers: servers.clone(),
+                    source,
+                });
             if result.is_ok() {
                 tracing::info!(
                     pipeline = %loop_shared.plan.name,
@@ -394,8 +477,9 @@ async fn run_stage(
     }
 }
 
+/// Checks that every one of `topics` is in the cluster metadata `md`.
 fn check_topics(
-    consumer: &SourceConsumer,
+    md: &rdkafka::metadata::Metadata,
     topics: &[(String, &'static str)],
     servers: &str,
 ) -> Result<(), RunError> {
@@ -406,9 +490,6 @@ fn check_topics(
             servers: servers.to_string(),
             reason,
         };
-        let md = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .map_err(|e| missing(format!("metadata request failed: {e}")))?;
         match md.topics().iter().find(|t| t.name() == topic) {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => {}
             Some(t) => {

@@ -3,7 +3,8 @@
 //! partitions this member owns: series of revoked partitions are removed).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use super::health::Health;
 
 use prometheus::{
     CounterVec, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
@@ -33,6 +34,9 @@ pub struct Metrics {
     committed_offset: IntGaugeVec,
     commits: IntCounterVec,
     rebalances: IntCounterVec,
+    broker_reconnects: IntCounterVec,
+    broker_connected: IntGaugeVec,
+    broker_retries: IntCounterVec,
     revoke_drain: HistogramVec,
     assigned: IntGaugeVec,
     open_windows: IntGaugeVec,
@@ -176,6 +180,24 @@ impl Metrics {
                 "Rebalance events, by kind: assign, revoke, lost.",
                 &["pipeline", "kind"],
             ),
+            broker_reconnects: counter(
+                &r,
+                "streamfold_broker_reconnects_total",
+                "Times the consumer reached a broker again after it could reach none.",
+                P,
+            ),
+            broker_connected: gauge(
+                &r,
+                "streamfold_broker_connected",
+                "1 while the consumer reaches a broker, 0 while it reaches none.",
+                P,
+            ),
+            broker_retries: counter(
+                &r,
+                "streamfold_broker_retries_total",
+                "Broker calls on the resume path (offsets, resume state) tried again after a transient error.",
+                P,
+            ),
             revoke_drain: histogram(
                 &r,
                 "streamfold_revoke_drain_seconds",
@@ -229,9 +251,7 @@ impl Metrics {
         m.registry.register(Box::new(info)).expect("unique metric");
         #[cfg(target_os = "linux")]
         m.registry
-            .register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))
+            .register(Box::new(super::process::ProcessMetrics::for_self()))
             .expect("unique metric");
         m
     }
@@ -247,6 +267,9 @@ impl Metrics {
         let produced = |k: &str| self.produced.with_label_values(&[name, k]);
         self.delivery_errors.with_label_values(&p);
         self.backpressure.with_label_values(&p);
+        self.broker_reconnects.with_label_values(&p);
+        self.broker_retries.with_label_values(&p);
+        self.broker_connected.with_label_values(&p).set(1);
         for result in ["ok", "failed"] {
             self.commits.with_label_values(&[name, result]);
         }
@@ -481,6 +504,23 @@ impl PipelineMetrics {
             .inc();
     }
 
+    /// The consumer reaches a broker (again), or reaches none; a change
+    /// from none to one counts as a reconnect.
+    pub fn broker_connected(&self, connected: bool, changed: bool) {
+        self.m
+            .broker_connected
+            .with_label_values(&self.p())
+            .set(i64::from(connected));
+        if connected && changed {
+            self.m.broker_reconnects.with_label_values(&self.p()).inc();
+        }
+    }
+
+    /// A broker call on the resume path failed and is tried again.
+    pub fn broker_retry(&self) {
+        self.m.broker_retries.with_label_values(&self.p()).inc();
+    }
+
     /// A drain took `secs`.
     pub fn drained(&self, secs: f64) {
         self.m
@@ -520,101 +560,9 @@ impl PipelineMetrics {
     }
 }
 
-/// Liveness (every consumer loop polls) and readiness (every consumer has
-/// had its first assignment, state restored) for the admin endpoint.
-#[derive(Debug, Default)]
-pub struct Health {
-    loops: std::sync::Mutex<Vec<Arc<LoopHealth>>>,
-}
-
-/// One consumer loop's progress.
-#[derive(Debug)]
-pub struct LoopHealth {
-    /// What it consumes, for the endpoint's answer.
-    pub name: String,
-    last_poll_ms: AtomicI64,
-    assigned: AtomicBool,
-    /// How long without a poll counts as stuck.
-    pub stall_after: std::time::Duration,
-}
-
 /// Wall-clock time in epoch milliseconds (0 should the clock be before 1970).
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-impl LoopHealth {
-    /// The loop polled just now.
-    pub fn polled(&self) {
-        self.last_poll_ms.store(now_ms(), Ordering::Relaxed);
-    }
-
-    /// The consumer's first assignment completed.
-    pub fn assigned(&self) {
-        self.assigned.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Health {
-    /// Registers a consumer loop.
-    pub fn register(&self, name: &str, stall_after: std::time::Duration) -> Arc<LoopHealth> {
-        let l = Arc::new(LoopHealth {
-            name: name.to_string(),
-            last_poll_ms: AtomicI64::new(now_ms()),
-            assigned: AtomicBool::new(false),
-            stall_after,
-        });
-        self.loops
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::clone(&l));
-        l
-    }
-
-    /// `Err` with the stuck loops when any has not polled for too long.
-    pub fn live(&self) -> Result<(), String> {
-        let now = now_ms();
-        let loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
-        let stuck: Vec<String> = loops
-            .iter()
-            .filter(|l| {
-                now - l.last_poll_ms.load(Ordering::Relaxed) > l.stall_after.as_millis() as i64
-            })
-            .map(|l| {
-                format!(
-                    "{}: no poll for {} ms",
-                    l.name,
-                    now - l.last_poll_ms.load(Ordering::Relaxed)
-                )
-            })
-            .collect();
-        if stuck.is_empty() {
-            Ok(())
-        } else {
-            Err(stuck.join("\n"))
-        }
-    }
-
-    /// `Err` naming the consumers still waiting for their first assignment.
-    pub fn ready(&self) -> Result<(), String> {
-        let loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
-        if loops.is_empty() {
-            return Err("no consumer started yet".into());
-        }
-        let waiting: Vec<&str> = loops
-            .iter()
-            .filter(|l| !l.assigned.load(Ordering::Relaxed))
-            .map(|l| l.name.as_str())
-            .collect();
-        if waiting.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "waiting for a partition assignment: {}",
-                waiting.join(", ")
-            ))
-        }
-    }
 }

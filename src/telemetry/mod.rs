@@ -1,10 +1,13 @@
 //! Telemetry: tracing set-up and the process's metrics.
 
 pub mod admin;
+mod health;
 mod metrics;
+mod process;
 
+pub use health::{Health, LoopHealth};
 pub(crate) use metrics::now_ms;
-pub use metrics::{Health, LoopHealth, Metrics, PipelineMetrics};
+pub use metrics::{Metrics, PipelineMetrics};
 
 use crate::config::{LogConfig, LogFormat};
 

@@ -60,11 +60,7 @@ fn describe(v: &Cel) -> &'static str {
 
 impl Compiled {
     fn new(source: &str, root: Arc<Context<'static>>) -> Result<Self, String> {
-        // The CEL parser can panic on some malformed input instead of
-        // returning an error; this runs once at start-up, so contain it.
-        let program = std::panic::catch_unwind(|| Program::compile(source))
-            .map_err(|_| format!("expression {source:?} does not parse"))?
-            .map_err(|e| format!("expression {source:?} does not parse: {e}"))?;
+        let program = super::parse::compile(source)?;
         Ok(Self {
             source: source.to_string(),
             program,

@@ -5,6 +5,7 @@
 
 mod currency;
 mod expr;
+mod parse;
 mod pseudonymise;
 
 pub use currency::ConvertCurrency;

@@ -16,6 +16,10 @@ pub use session::{ClosedSession, SessionChange, SessionStore};
 pub use sliding::{Sliding, SlidingStore};
 pub use store::{ClosedWindow, WindowStore};
 
+use std::time::Duration;
+
+use crate::config::WindowConfig;
+
 /// "No event time seen yet".
 pub const NO_TIME: i64 = i64::MIN;
 
@@ -24,16 +28,30 @@ pub const NO_TIME: i64 = i64::MIN;
 #[error("event time {0} ms is outside the range windows can be computed for")]
 pub struct EventTimeOutOfRange(pub i64);
 
-/// An epoch-millis instant as RFC 3339 (`2026-01-01T00:00:00.000Z`).
+/// The last millisecond RFC 3339 can write (year 9999).
+const LAST_RFC3339_MS: u64 = 253_402_300_799_999;
+
+/// An epoch-millis instant as RFC 3339 (`2026-01-01T00:00:00.000Z`), or
+/// `<n> ms` outside years 1970 to 9999.
 pub fn format_millis(ms: i64) -> String {
     match u64::try_from(ms) {
-        Ok(ms) => humantime::format_rfc3339_millis(
+        Ok(ms) if ms <= LAST_RFC3339_MS => humantime::format_rfc3339_millis(
             std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
         )
         .to_string(),
-        Err(_) => format!("{ms} ms"),
+        _ => format!("{ms} ms"),
     }
 }
+
+/// Most windows one record may belong to: `size / advance` of a hopping
+/// window. Each window a record belongs to is state to keep and a result
+/// to write per key, so a window of a day that advances every millisecond
+/// (86,400,000 windows per record) would exhaust memory on its first
+/// records.
+pub const MAX_WINDOWS_PER_RECORD: u64 = 1_000;
+
+/// Longest window size (or session gap): 100 years.
+const MAX_WINDOW_MS: u128 = 100 * 365 * 24 * 3600 * 1000;
 
 /// Fixed-size, epoch-aligned windows that start every `advance`: tumbling
 /// when `advance == size`, hopping when `advance < size`.
@@ -157,6 +175,73 @@ pub enum WindowPlan {
         /// The inactivity gap in millis.
         gap_ms: i64,
     },
+}
+
+impl WindowPlan {
+    /// The windows `config` asks for.
+    ///
+    /// # Errors
+    /// Each problem, with the configuration key it concerns: a size, gap
+    /// or advance that is not a whole number of milliseconds, an advance
+    /// above the size, or more than [`MAX_WINDOWS_PER_RECORD`] windows per
+    /// record.
+    pub fn from_config(config: &WindowConfig) -> Result<Self, Vec<(&'static str, String)>> {
+        let whole_ms = |d: &Duration| {
+            (1..=MAX_WINDOW_MS).contains(&d.as_millis())
+                && d.subsec_nanos().is_multiple_of(1_000_000)
+        };
+        let (size, size_key) = match config {
+            WindowConfig::Session { gap } => (gap, "pipeline.window.gap"),
+            WindowConfig::Tumbling { size }
+            | WindowConfig::Hopping { size, .. }
+            | WindowConfig::Sliding { size } => (size, "pipeline.window.size"),
+        };
+        if !whole_ms(size) {
+            return Err(vec![(
+                size_key,
+                format!(
+                    "expected a whole number of milliseconds from 1ms to 100years, found {}",
+                    humantime::format_duration(*size)
+                ),
+            )]);
+        }
+        let size_ms = size.as_millis() as i64;
+        Ok(match config {
+            WindowConfig::Tumbling { .. } => Self::Fixed(Windows::tumbling(size_ms)),
+            WindowConfig::Hopping { advance, .. } => {
+                if !whole_ms(advance) || advance > size {
+                    return Err(vec![(
+                        "pipeline.window.advance",
+                        format!(
+                            "expected a whole number of milliseconds from 1ms up to the size ({}), found {}",
+                            humantime::format_duration(*size),
+                            humantime::format_duration(*advance)
+                        ),
+                    )]);
+                }
+                let advance_ms = advance.as_millis() as i64;
+                let per_record = (size_ms as u64).div_ceil(advance_ms as u64);
+                if per_record > MAX_WINDOWS_PER_RECORD {
+                    let least =
+                        Duration::from_millis((size_ms as u64).div_ceil(MAX_WINDOWS_PER_RECORD));
+                    return Err(vec![(
+                        "pipeline.window.advance",
+                        format!(
+                            "pipeline.window.size ({}) / pipeline.window.advance ({}) puts every record \
+                             in {per_record} windows, expected at most {MAX_WINDOWS_PER_RECORD}: set \
+                             advance to at least {}, or use a sliding window",
+                            humantime::format_duration(*size),
+                            humantime::format_duration(*advance),
+                            humantime::format_duration(least)
+                        ),
+                    )]);
+                }
+                Self::Fixed(Windows::hopping(size_ms, advance_ms))
+            }
+            WindowConfig::Sliding { .. } => Self::Sliding(Sliding::new(size_ms)),
+            WindowConfig::Session { .. } => Self::Session { gap_ms: size_ms },
+        })
+    }
 }
 
 /// Lateness rules for one pipeline.

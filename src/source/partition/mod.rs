@@ -19,7 +19,7 @@ use crate::codec::WindowOutput;
 use crate::config::LatePolicy;
 use crate::offsets::{CommitPoint, Frontier};
 use crate::pipeline::{BatchOutput, RawRecord, process};
-use crate::sink::{Acks, DeadLetter, Delivery, Report, SendError, Tag, WindowSpan};
+use crate::sink::{Acks, DeadLetter, Delivery, Report, SendError, Tag, Undelivered, WindowSpan};
 use crate::window::{NO_TIME, WindowPlan};
 
 mod windows;
@@ -44,11 +44,12 @@ type BatchDone = ((i64, i64), Result<BatchOutput, oneshot::error::RecvError>);
 pub(crate) enum PartitionError {
     #[error("partition {partition}: batch at offsets {from}..={to} panicked on the rayon pool")]
     BatchPanicked { partition: i32, from: i64, to: i64 },
-    #[error("partition {partition}: {what} was not delivered: {reason}")]
+    #[error("partition {partition}: {what} was not delivered: {source}")]
     Delivery {
         partition: i32,
         what: String,
-        reason: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
     },
     #[error("partition {partition}: {source}")]
     Send {
@@ -89,6 +90,21 @@ pub(crate) struct PartitionTask {
     acks: Arc<Acks>,
     /// Records handed to the producer and not yet reported.
     pending: usize,
+    /// Dead letters handed to the producer and not yet acknowledged, by
+    /// offset: kept to write them again should the broker refuse one.
+    letters: HashMap<i64, Letter>,
+    /// Offsets of dead letters to write again.
+    resend: Vec<i64>,
+}
+
+/// A dead letter awaiting its acknowledgement.
+#[derive(Debug, Clone)]
+struct Letter {
+    record: RawRecord,
+    stage: &'static str,
+    reason: String,
+    /// Written with headers only, after the broker refused it as too large.
+    headers_only: bool,
 }
 
 impl PartitionTask {
@@ -106,6 +122,8 @@ impl PartitionTask {
             in_flight: FuturesOrdered::new(),
             acks: Arc::default(),
             pending: 0,
+            letters: HashMap::new(),
+            resend: Vec::new(),
         }
     }
 
@@ -125,6 +143,9 @@ impl PartitionTask {
                 let batch = &self.shared.batch;
                 let can_take = self.in_flight.len() < batch.max_in_flight
                     && self.pending < batch.max_pending_outputs;
+                if !self.resend.is_empty() {
+                    self.resend_letters().await?;
+                }
                 tokio::select! {
                     // Completions first: they release memory and producer
                     // queue space and move the commit frontier, so they must
@@ -513,21 +534,60 @@ impl PartitionTask {
         max_event_time_before: i64,
     ) -> Result<(), PartitionError> {
         self.frontier.hold(record.offset, max_event_time_before);
+        let letter = Letter {
+            record: record.clone(),
+            stage,
+            reason: reason.to_string(),
+            headers_only: false,
+        };
+        self.letters.insert(record.offset, letter.clone());
+        self.write_letter(letter).await
+    }
+
+    /// Hands a dead letter to the producer, cut to fit its message size.
+    async fn write_letter(&mut self, letter: Letter) -> Result<(), PartitionError> {
         let shared = Arc::clone(&self.shared);
-        let letter = DeadLetter {
+        let d = DeadLetter {
             pipeline: &shared.plan.name,
             topic: &shared.input_topic,
             partition: self.partition,
-            record,
-            stage,
-            reason,
+            record: &letter.record,
+            stage: letter.stage,
+            reason: &letter.reason,
         };
         let tag = Tag::DeadLetter {
-            offset: record.offset,
-            stage,
+            offset: letter.record.offset,
+            stage: letter.stage,
         };
-        self.send(tag, |d| shared.sink.send_dead_letter(&letter, d))
-            .await
+        let mut cut = false;
+        self.send(tag, |delivery| {
+            cut = shared
+                .sink
+                .send_dead_letter(&d, letter.headers_only, delivery)?;
+            Ok(())
+        })
+        .await?;
+        if cut {
+            tracing::warn!(
+                partition = self.partition,
+                offset = letter.record.offset,
+                value_bytes = letter.record.payload.as_ref().map_or(0, |v| v.len()),
+                headers_only = letter.headers_only,
+                "dead letter too large for one message: written cut to fit (headers give its size and hash)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes again the dead letters whose delivery failed in a way
+    /// another attempt can mend.
+    async fn resend_letters(&mut self) -> Result<(), PartitionError> {
+        for offset in std::mem::take(&mut self.resend) {
+            if let Some(letter) = self.letters.get(&offset).cloned() {
+                self.write_letter(letter).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Hands a record to the producer, waiting for acknowledgements while
@@ -570,11 +630,34 @@ impl PartitionTask {
     fn on_ack(
         &mut self,
         tag: Tag,
-        res: Result<(), String>,
+        res: Result<(), rdkafka::error::KafkaError>,
         now_ms: i64,
     ) -> Result<(), PartitionError> {
-        if let Err(reason) = res {
+        if let Err(source) = res {
             self.shared.metrics.delivery_error();
+            if let Tag::DeadLetter { offset, .. } = tag
+                && let Some(letter) = self.letters.get_mut(&offset)
+            {
+                let again = match Undelivered::of(&source) {
+                    Undelivered::TooLarge if !letter.headers_only => {
+                        letter.headers_only = true;
+                        true
+                    }
+                    Undelivered::Transient => true,
+                    _ => false,
+                };
+                if again {
+                    tracing::warn!(
+                        partition = self.partition,
+                        offset,
+                        error = %source,
+                        headers_only = letter.headers_only,
+                        "dead letter not delivered; writing it again"
+                    );
+                    self.resend.push(offset);
+                    return Ok(());
+                }
+            }
             let what = match tag {
                 Tag::DeadLetter { offset, .. } => format!("dead letter for offset {offset}"),
                 Tag::Forward { offset } => format!("repartitioned record of offset {offset}"),
@@ -584,12 +667,13 @@ impl PartitionTask {
             return Err(PartitionError::Delivery {
                 partition: self.partition,
                 what,
-                reason,
+                source,
             });
         }
         let m = &self.shared.metrics;
         match tag {
             Tag::DeadLetter { offset, stage } => {
+                self.letters.remove(&offset);
                 self.frontier.release(offset);
                 m.dead_letter(stage);
                 if stage == "late" {
@@ -624,7 +708,11 @@ impl PartitionTask {
     async fn drain(&mut self, req: DrainRequest) -> Result<(), PartitionError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(req.deadline);
-        while !self.in_flight.is_empty() || self.pending > 0 {
+        while !self.in_flight.is_empty() || self.pending > 0 || !self.resend.is_empty() {
+            if !self.resend.is_empty() {
+                self.resend_letters().await?;
+                continue;
+            }
             tokio::select! {
                 biased;
                 reports = self.acks.next(), if self.pending > 0 => self.on_acks(reports)?,
