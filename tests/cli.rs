@@ -156,6 +156,124 @@ fn schema_prints_the_derived_output_schema_which_the_shipped_file_matches() {
     assert!(text(&out).contains("no pipeline named \"nope\""));
 }
 
+/// The shipped payments config with `from` replaced by `to`, written to a
+/// file of its own (schemas resolved).
+fn shipped_with(dir: &std::path::Path, name: &str, from: &str, to: &str) -> String {
+    let config = std::fs::read_to_string(shipped_config())
+        .unwrap()
+        .replace("../schemas/", &format!("{}/", schema_dir().display()));
+    assert!(
+        config.contains(from),
+        "{from:?} is not in the shipped config"
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, config.replace(from, to)).unwrap();
+    path.display().to_string()
+}
+
+/// Regression: `validate` panicked ("invalid window") on a hopping window
+/// with `advance` above `size` or zero, a day-long window advancing every
+/// millisecond used gigabytes on its first records, and broken CEL
+/// printed the parser's panic.
+#[test]
+fn validate_and_run_say_the_same_about_window_geometry_and_broken_expressions_and_never_panic() {
+    let dir = std::env::temp_dir().join(format!("streamfold-cli-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tumbling = "window = { kind = \"tumbling\", size = \"1m\" }";
+    let cases = [
+        (
+            tumbling,
+            "window = { kind = \"hopping\", size = \"10s\", advance = \"1m\" }",
+            "pipeline.window.advance: expected a whole number of milliseconds from 1ms up to the size (10s), found 1m",
+        ),
+        (
+            tumbling,
+            "window = { kind = \"hopping\", size = \"10s\", advance = \"0s\" }",
+            "pipeline.window.advance: expected a whole number of milliseconds from 1ms up to the size (10s), found 0s",
+        ),
+        (
+            tumbling,
+            "window = { kind = \"hopping\", size = \"1d\", advance = \"1ms\" }",
+            "pipeline.window.advance: pipeline.window.size (1day) / pipeline.window.advance (1ms) puts every record in 86400000 windows, expected at most 1000: set advance to at least 1m 26s 400ms",
+        ),
+        (
+            "late_records = \"dead-letter\"",
+            "late_records = \"dead-letter\"\nwhere = \"((((\"",
+            "pipeline.where: expression \"((((\" does not parse: '(' at line 1, column 4 is not closed",
+        ),
+        (
+            "late_records = \"dead-letter\"",
+            "late_records = \"dead-letter\"\nwhere = \"amount_eur > \"",
+            "pipeline.where: expression \"amount_eur > \" does not parse: it ends with '>' at line 1, column 12, where an operand should follow",
+        ),
+        (
+            "late_records = \"dead-letter\"",
+            "late_records = \"dead-letter\"\nwhere = \"'unterminated\"",
+            "pipeline.where: expression \"'unterminated\" does not parse: the string starting at line 1, column 1 is not closed",
+        ),
+    ];
+    for (i, (from, to, want)) in cases.into_iter().enumerate() {
+        let path = shipped_with(&dir, &format!("case-{i}.toml"), from, to);
+        let key = [("STREAMFOLD_PSEUDONYM_KEY", "k")];
+        for command in ["validate", "run"] {
+            let out = streamfold(&[command, "--config", &path], &key);
+            let shown = text(&out);
+            let code = if command == "validate" { 1 } else { 2 };
+            assert_eq!(out.status.code(), Some(code), "{command} {to}:\n{shown}");
+            let want = format!("{path}: {want}");
+            assert!(
+                shown.contains(&want),
+                "{command} {to}: missing {want:?} in:\n{shown}"
+            );
+            assert!(
+                !shown.contains("panicked") && !shown.contains("unreachable"),
+                "{command} {to}:\n{shown}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Regression: a wrong value set by an environment variable was blamed on
+/// the file, and figment's parse errors wrote array positions as
+/// `aggregates.2.fn` where every other message writes `aggregates[2]`.
+#[test]
+fn problems_name_the_variable_that_set_the_value_and_one_form_of_key() {
+    let key = ("STREAMFOLD_PSEUDONYM_KEY", "k");
+    let out = streamfold(
+        &["validate", "--config", &shipped_config()],
+        &[key, ("STREAMFOLD__PIPELINE__WINDOW__SIZE", "0s")],
+    );
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains(
+            "environment variable STREAMFOLD__PIPELINE__WINDOW__SIZE: pipeline.window.size: \
+             expected a whole number of milliseconds from 1ms to 100years, found 0s"
+        ),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("payments.toml: pipeline.window.size"),
+        "{shown}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("streamfold-cli-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = shipped_with(
+        &dir,
+        "bad-fn.toml",
+        "{ fn = \"min\", field = \"amount_eur\" }",
+        "{ fn = \"median\", field = \"amount_eur\" }",
+    );
+    let out = streamfold(&["validate", "--config", &path], &[key]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("pipeline.aggregates[2].fn"), "{shown}");
+    assert!(!shown.contains("aggregates.2"), "{shown}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn run_refuses_to_start_on_bad_config_with_exit_code_2() {
     let out = streamfold(&["run", "--config", "/nonexistent/pipeline.toml"], &[]);

@@ -35,45 +35,6 @@ impl Drop for TlsBroker {
     }
 }
 
-/// Starts `nisshi broker` in `dir` on a free port with `args` and waits
-/// until it accepts connections.
-fn nisshi(dir: &Path, storage: &str, args: &[&std::ffi::OsStr]) -> (Child, u16) {
-    let port = free_port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let mut child = Command::new("nisshi")
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args([
-            "--storage-engine",
-            storage,
-            "--group-initial-rebalance-delay",
-            "0s",
-            "--silent",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("nisshi is installed by .ci/test.sh (see ../shared/TOOLS.md)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
-            panic!("nisshi exited ({status}): {err}");
-        }
-        assert!(Instant::now() < deadline, "nisshi did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (child, port)
-}
-
 fn tls_broker(dir: &Path, user: Option<(&str, &str)>) -> TlsBroker {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let made = Command::new("openssl")
@@ -109,7 +70,7 @@ fn tls_broker(dir: &Path, user: Option<(&str, &str)>) -> TlsBroker {
             // (A path in a sqlite:// URL is taken relative to the
             // broker's working directory.)
             let storage = "sqlite://nisshi.db".to_string();
-            let (mut setup, port) = nisshi(dir, &storage, &[]);
+            let (mut setup, port) = nisshi(dir, &storage, None, &[]);
             let out = Command::new("nisshi")
                 .args(["user", "create", name, password, "--mechanism", "scram256"])
                 .args(["--broker", &format!("tcp://127.0.0.1:{port}")])
@@ -126,7 +87,7 @@ fn tls_broker(dir: &Path, user: Option<(&str, &str)>) -> TlsBroker {
             storage
         }
     };
-    let (child, port) = nisshi(dir, &storage, &args);
+    let (child, port) = nisshi(dir, &storage, None, &args);
     TlsBroker {
         child,
         servers: format!("127.0.0.1:{port}"),

@@ -216,6 +216,11 @@ impl StateTopic {
                         ends.remove(&m.partition());
                     }
                 }
+                // The reader is idle between reads, and librdkafka queues
+                // the connection errors it saw meanwhile (an outage leaves
+                // many): they say nothing of this read, which the deadline
+                // bounds.
+                Some(Err(e)) if crate::retry::transient(&e) => {}
                 Some(Err(e)) => {
                     let _ = self.reader.unassign();
                     return Err(kafka("read", e));

@@ -76,6 +76,90 @@ pub fn test_python() -> String {
     }
 }
 
+/// Starts `nisshi broker` in `dir` on `port` (else a free one) with
+/// `storage` and `args`, and waits until it accepts connections.
+pub fn nisshi(
+    dir: &Path,
+    storage: &str,
+    port: Option<u16>,
+    args: &[&std::ffi::OsStr],
+) -> (std::process::Child, u16) {
+    use std::process::{Command, Stdio};
+    let port = port.unwrap_or_else(free_port);
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut child = Command::new("nisshi")
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args([
+            "--storage-engine",
+            storage,
+            "--group-initial-rebalance-delay",
+            "0s",
+            "--silent",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nisshi is installed by .ci/test.sh (see ../shared/TOOLS.md)");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
+            panic!("nisshi exited ({status}): {err}");
+        }
+        assert!(Instant::now() < deadline, "nisshi did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (child, port)
+}
+
+/// A plain HTTP/1.1 GET: (status, body).
+pub fn get(port: u16, path_and_query: &str) -> Option<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path_and_query} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
+}
+
+pub fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
 impl Broker {
     pub fn bootstrap_servers(&self) -> String {
         match self {
@@ -128,7 +212,8 @@ impl Setup {
         Self::on(Broker::Real(real_broker()), partitions)
     }
 
-    fn on(broker: Broker, partitions: i32) -> Self {
+    /// Three fresh topics on `broker`.
+    pub fn on(broker: Broker, partitions: i32) -> Self {
         let tag = format!("{:08x}", fastrand::u32(..));
         let input = format!("payments-{tag}");
         let output = format!("stats-{tag}");
@@ -288,6 +373,8 @@ pub fn publish(servers: &str, topic: &str, events: &[(i32, Event)]) -> Vec<(i32,
         .set("bootstrap.servers", servers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
+        // Room for a poison record of a megabyte.
+        .set("message.max.bytes", "2000000")
         .create()
         .unwrap();
     let schema =
@@ -836,10 +923,16 @@ impl std::ops::DerefMut for Run {
 }
 
 pub fn start(setup: &Setup, config: &std::path::Path, run: usize) -> Run {
+    start_with(setup, config, run, &[])
+}
+
+/// [`start`] with more arguments to `streamfold run`.
+pub fn start_with(setup: &Setup, config: &std::path::Path, run: usize, args: &[&str]) -> Run {
     let log = std::fs::File::create(setup.dir.join(format!("run-{run}.log"))).unwrap();
     Run(std::process::Command::new(env!("CARGO_BIN_EXE_streamfold"))
         .args(["run", "--config"])
         .arg(config)
+        .args(args)
         .env("STREAMFOLD_PSEUDONYM_KEY", PSEUDONYM_KEY)
         .env("RUST_LOG", "streamfold=debug,info")
         .stdout(std::process::Stdio::null())
