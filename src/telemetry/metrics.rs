@@ -105,7 +105,7 @@ impl Metrics {
             delivery_errors: counter(
                 &r,
                 "streamfold_delivery_errors_total",
-                "Records the broker refused to take (each stops the pipeline).",
+                "Records not delivered: a dead letter is written again (cut, or headers only); anything else stops the pipeline.",
                 P,
             ),
             dead_letters: counter(
