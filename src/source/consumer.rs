@@ -85,7 +85,16 @@ impl ClientContext for SourceContext {
     /// Broker states (every `statistics.interval.ms`): reachable while
     /// any broker connection is up.
     fn stats(&self, statistics: Statistics) {
-        self.connected(statistics.brokers.values().any(|b| b.state == "UP"));
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        if !up {
+            let states: Vec<String> = statistics
+                .brokers
+                .values()
+                .map(|b| format!("{}: {}", b.name, b.state))
+                .collect();
+            tracing::debug!(?states, "no broker connection is up");
+        }
+        self.connected(up);
     }
 }
 
