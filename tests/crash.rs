@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -156,12 +155,7 @@ fn run_crashes(setup: &Setup, window: &str, bursty: bool, expect: impl Expect) {
         }
     }
     // A graceful stop drains and commits, and exits cleanly.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
+    let exit = child.terminate();
     assert!(exit.success(), "SIGTERM exit: {exit:?}\n{}", logs(setup));
     // Restarts resumed from commits carrying the event-time state.
     let last_run = std::fs::read_to_string(setup.dir.join(format!("run-{phases}.log"))).unwrap();

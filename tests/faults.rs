@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -61,12 +60,7 @@ fn all_windows(setup: &Setup, expected: &Expected) -> Vec<WindowRow> {
 }
 
 fn sigterm(run: &mut Run, setup: &Setup) {
-    let status = Command::new("kill")
-        .args(["-TERM", &run.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = run.wait().unwrap();
+    let exit = run.terminate();
     assert!(exit.success(), "SIGTERM exit: {exit:?}\n{}", logs(setup));
 }
 

@@ -43,9 +43,6 @@ fn python_client_publishes_and_reads_back_what_streamfold_aggregated() {
     let config = setup.write_config("5s", "");
     let mut run = start(&setup, &config, 0);
     client(&setup, "verify", &setup.output, &expect);
-    let _ = Command::new("kill")
-        .args(["-TERM", &run.id().to_string()])
-        .status();
-    let status = run.wait().unwrap();
+    let status = run.terminate();
     assert!(status.success(), "streamfold run exit: {status:?}");
 }

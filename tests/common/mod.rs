@@ -909,6 +909,19 @@ impl Drop for Run {
     }
 }
 
+impl Run {
+    /// Sends SIGTERM (a graceful stop: drain, commit, exit) and waits for
+    /// the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM failed");
+        self.0.wait().unwrap()
+    }
+}
+
 impl std::ops::Deref for Run {
     type Target = std::process::Child;
     fn deref(&self) -> &std::process::Child {
