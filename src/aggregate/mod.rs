@@ -170,6 +170,74 @@ mod tests {
         assert_eq!(top.len(), 3);
     }
 
+    /// Golden bytes: the Avro and JSON output of every aggregate for a
+    /// fixed input. A toolchain or dependency upgrade that would change
+    /// them (a hash, a sketch, an encoder) would make a window repeated
+    /// after the upgrade differ from its first emission; this test fails
+    /// first. Regenerate only for a deliberate, documented format change.
+    #[test]
+    fn a_value_hashes_the_same_in_every_build() {
+        // The documented algorithm (BLAKE3 over a tag byte and the value's
+        // bytes, first 8 bytes little-endian), pinned; the values were
+        // computed independently with Python's `blake3` package.
+        assert_eq!(
+            Scalar::Str("m-1".into()).stable_hash(),
+            0xfdc6_0e81_6d89_97fd
+        );
+        assert_eq!(Scalar::Long(42).stable_hash(), 0x3716_75bf_855a_ab95);
+        assert_eq!(
+            Scalar::Double(1.5f64.to_bits()).stable_hash(),
+            0xccf7_f72a_b36b_5eda
+        );
+    }
+
+    #[test]
+    fn golden_output_bytes_of_every_aggregate() {
+        use crate::codec::{OutputEncoder, WindowOutput};
+        use crate::config::Format;
+        let mut specs = specs();
+        // A coarse sketch over many values: its estimate depends on every
+        // bit of the hash.
+        let mut coarse = agg(AggregateFn::CountDistinct, Some("n"));
+        coarse.precision = Some(4);
+        coarse.name = Some("n_distinct_p4".into());
+        specs.push(AggSpec::resolve(&coarse, &layout()).unwrap());
+        let mut a = Aggregates::new(&specs);
+        for i in 0..2_000i64 {
+            let r = record(
+                (i % 7) as u8,
+                (i * 7_919) % 1_009 - 500,
+                (i % 113) as f64 / 8.0 - 3.0,
+            );
+            a.add(&specs, &r, 1_000 + (i * 37) % 500, i).unwrap();
+        }
+        let values = a.finish(&specs);
+        let out = WindowOutput {
+            key: "m-1".into(),
+            start: 1_767_225_600_000,
+            end: 1_767_225_660_000,
+            values,
+        };
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let avro = OutputEncoder::derive("golden", Some("streamfold"), &[], &specs, Format::Avro)
+            .unwrap()
+            .encode(&out)
+            .unwrap();
+        let json = OutputEncoder::derive("golden", Some("streamfold"), &[], &specs, Format::Json)
+            .unwrap()
+            .encode(&out)
+            .unwrap();
+        assert_eq!(hex(&avro), GOLDEN_AVRO, "Avro output bytes changed");
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            GOLDEN_JSON,
+            "JSON output changed"
+        );
+    }
+
+    const GOLDEN_AVRO: &str = "066d2d3180a0d5edee66c0c9dcedee66a01f000000002098be400000000000407fc0000000000000264039b4c876be1f1040062f703000000000000011400e0e834c18cef7db0e40397a90a0738e24404a2d35ebdfd3254006062f7030bc04062f7031bc04062f7032bc0400da10";
+    const GOLDEN_JSON: &str = r#"{"count":2000,"count_distinct":7,"first":"/p0","key":"m-1","last":4.25,"max":11.0,"mean":4.031,"min":-500.0,"n_distinct_p4":1069,"pages_exact":7,"quantiles_p50":3.857406244389098,"quantiles_p95":10.278225915562063,"quantiles_p99":10.913817739716837,"sum":7832.125,"top_k":[{"count":286,"value":"/p0"},{"count":286,"value":"/p1"},{"count":286,"value":"/p2"}],"window_end":1767225660000,"window_start":1767225600000}"#;
+
     #[test]
     fn resolve_names_the_problem() {
         let l = layout();
