@@ -234,6 +234,50 @@ fn validate_and_run_say_the_same_about_window_geometry_and_broken_expressions_an
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Regression: `late_records = "dead-letter"` with a `late_topic` sent late
+/// records to that topic, and `side-topic` without one silently used the
+/// dead-letter topic; `validate` accepted both.
+#[test]
+fn a_late_policy_and_its_topic_must_agree() {
+    let dir = std::env::temp_dir().join(format!("streamfold-cli-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = [("STREAMFOLD_PSEUDONYM_KEY", "k")];
+    for (to, want) in [
+        (
+            "late_records = \"dead-letter\"\nlate_topic = \"late\"",
+            "pipeline.late_topic: is \"late\", but late_records = \"dead-letter\" never writes there; set late_records = \"side-topic\" or remove late_topic",
+        ),
+        (
+            "late_records = \"drop\"\nlate_topic = \"late\"",
+            "pipeline.late_topic: is \"late\", but late_records = \"drop\" never writes there",
+        ),
+        (
+            "late_records = \"side-topic\"",
+            "pipeline.late_topic: expected the topic late records go to (late_records = \"side-topic\"), found none",
+        ),
+    ] {
+        let path = shipped_with(&dir, "late.toml", "late_records = \"dead-letter\"", to);
+        for (command, code) in [("validate", 1), ("run", 2)] {
+            let out = streamfold(&[command, "--config", &path], &key);
+            let shown = text(&out);
+            assert_eq!(out.status.code(), Some(code), "{command} {to}:\n{shown}");
+            assert!(
+                shown.contains(&format!("{path}: {want}")),
+                "{command} {to}:\n{shown}"
+            );
+        }
+    }
+    let path = shipped_with(
+        &dir,
+        "late.toml",
+        "late_records = \"dead-letter\"",
+        "late_records = \"side-topic\"\nlate_topic = \"late\"",
+    );
+    let out = streamfold(&["validate", "--config", &path], &key);
+    assert!(out.status.success(), "{}", text(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Regression: a wrong value set by an environment variable was blamed on
 /// the file, and figment's parse errors wrote array positions as
 /// `aggregates.2.fn` where every other message writes `aggregates[2]`.

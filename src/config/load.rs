@@ -454,6 +454,32 @@ fn check(c: &Config, file: &str) -> Vec<Problem> {
             "is set but `repartition` is not true; set `repartition = true` or remove it".into(),
         );
     }
+    match (p.late_records, &p.late_topic) {
+        (super::LatePolicy::SideTopic, None) => bad(
+            "pipeline.late_topic",
+            "expected the topic late records go to (late_records = \"side-topic\"), found none"
+                .into(),
+        ),
+        (policy @ (super::LatePolicy::DeadLetter | super::LatePolicy::Drop), Some(topic)) => bad(
+            "pipeline.late_topic",
+            format!(
+                "is {topic:?}, but late_records = {:?} never writes there; set late_records = \"side-topic\" or remove late_topic",
+                match policy {
+                    super::LatePolicy::Drop => "drop",
+                    _ => "dead-letter",
+                }
+            ),
+        ),
+        _ => {}
+    }
+    if let Some(topic) = &p.late_topic
+        && [&p.input_topic, &p.output_topic].contains(&topic)
+    {
+        bad(
+            "pipeline.late_topic",
+            format!("expected a topic other than the input and output, found {topic:?}"),
+        );
+    }
     if p.aggregates.is_empty() {
         bad(
             "pipeline.aggregates",

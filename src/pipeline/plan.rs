@@ -259,7 +259,12 @@ impl Plan {
                     lateness: Lateness::new(millis(p.allowed_lateness)),
                     max_ahead_ms: millis(p.max_event_time_ahead),
                     late_policy: p.late_records,
-                    late_topic: p.late_topic.clone(),
+                    // Only `side-topic` writes there (the configuration
+                    // check refuses a topic with another policy).
+                    late_topic: p
+                        .late_topic
+                        .clone()
+                        .filter(|_| p.late_records == LatePolicy::SideTopic),
                     // Processing-time windows follow the clock even when no
                     // record arrives.
                     update_interval: match p.emit {
