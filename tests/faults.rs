@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -368,5 +369,139 @@ fn a_missing_output_topic_exits_2_before_anything_is_created_or_committed() {
         committed.find_partition(&setup.input, 0).unwrap().offset(),
         Offset::Invalid,
         "a probe marker was committed"
+    );
+}
+
+/// Deletes `topic` on the real broker.
+fn delete_topic(servers: &str, topic: &str) {
+    let out = Command::new("nisshi")
+        .args([
+            "topic",
+            "delete",
+            topic,
+            "--broker",
+            &format!("tcp://{servers}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The config of [`Setup::write_config`] with a producer that lets go of a
+/// record for a topic that disappeared after 1 s (librdkafka waits 30 s),
+/// and never creates one.
+fn write_config_failing_fast(setup: &Setup) -> std::path::PathBuf {
+    let config = setup.write_config("5s", "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "session_timeout = \"6s\"",
+        "session_timeout = \"6s\"\nproducer_properties = { \"topic.metadata.propagation.max.ms\" = \"1000\", \"allow.auto.create.topics\" = \"false\" }",
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// A partition that cannot go on fails the whole process, so that
+/// Kubernetes restarts it: here the dead-letter topic is deleted while the
+/// pipeline runs, so a dead letter cannot be delivered, which waiting does
+/// not cure. The pipeline fails naming the partition, the record and the
+/// cause, logs the reason once, and the process exits 1.
+#[test]
+fn a_partition_that_fails_fails_the_process_naming_it() {
+    let setup = Setup::real(1);
+    let o = options(24);
+    let config = write_config_failing_fast(&setup);
+    let first = payments(&o, 0, 200, 1);
+    publish(&setup.servers(), &setup.input, &first);
+    let mut run = start(&setup, &config, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(setup.dir.join("run-0.log"))
+        .unwrap()
+        .contains("partition assigned")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never assigned\n{}",
+            logs(&setup)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    delete_topic(&setup.servers(), &setup.dlq);
+    let poison = publish(
+        &setup.servers(),
+        &setup.input,
+        &[(0, Event::Poison(b"not a payment".to_vec()))],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still running\n{}", logs(&setup));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = std::fs::read_to_string(setup.dir.join("run-0.log")).unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    let want = format!(
+        "partition 0: dead letter for offset {} was not delivered",
+        poison[0].1
+    );
+    assert!(log.contains(&want), "missing {want:?} in:\n{log}");
+    assert_eq!(
+        log.matches("pipeline failed").count(),
+        1,
+        "the reason is logged once:\n{log}"
+    );
+}
+
+/// Regression: `/healthz` stayed 200 after a partition failed. Seen by a
+/// library user: `run` returns the error naming the partition, and the
+/// health the admin endpoint serves says the pipeline failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_partition_makes_healthz_fail() {
+    let setup = Setup::real(1);
+    let o = options(25);
+    let config = write_config_failing_fast(&setup);
+    without_pseudonymise(&config);
+    let loaded = streamfold::config::load(&config).unwrap();
+    publish(&setup.servers(), &setup.input, &payments(&o, 0, 200, 1));
+    let metrics = streamfold::telemetry::Metrics::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let pipeline = {
+        let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            streamfold::source::run(&loaded, Vec::new(), metrics, shutdown).await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metrics.health.ready().is_err() {
+        assert!(!pipeline.is_finished(), "stopped: {:?}", pipeline.await);
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metrics.health.live().is_ok());
+    let (servers, input, dlq) = (setup.servers(), setup.input.clone(), setup.dlq.clone());
+    tokio::task::spawn_blocking(move || {
+        delete_topic(&servers, &dlq);
+        publish(&servers, &input, &[(0, Event::Poison(b"x".to_vec()))]);
+    })
+    .await
+    .unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(30), pipeline)
+        .await
+        .expect("the pipeline stops by itself")
+        .unwrap();
+    let error = result.expect_err("the pipeline fails").to_string();
+    assert!(
+        error.contains("partition 0: dead letter for offset "),
+        "{error}"
+    );
+    let live = metrics.health.live().expect_err("/healthz answers 503");
+    assert!(
+        live.contains("merchant-stats: failed: partition 0"),
+        "{live}"
     );
 }

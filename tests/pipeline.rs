@@ -300,3 +300,108 @@ async fn late_records_go_to_their_side_topic_with_headers() {
     assert_eq!(stages.len(), 2, "{stages:?}");
     assert!(stages.iter().all(|s| s != "late"), "{stages:?}");
 }
+
+/// A library user's transform that panics on the payment of one card.
+struct PanicsOnCard {
+    index: usize,
+    card: String,
+}
+
+impl Transform for PanicsOnCard {
+    fn name(&self) -> &str {
+        "panics-on-card"
+    }
+
+    fn bind(&mut self, layout: &mut Layout) -> Result<(), String> {
+        self.index = layout.index_of("card_id").ok_or("no card_id")?;
+        Ok(())
+    }
+
+    fn apply(&self, record: &mut Record) -> Result<(), TransformError> {
+        let card = record
+            .str(self.index)
+            .map_err(|e| TransformError(e.to_string()))?;
+        assert_ne!(card, self.card, "card {card} is on the block list");
+        Ok(())
+    }
+}
+
+/// Regression: a panic on the rayon pool aborted the process (rayon's
+/// global pool has no panic handler), losing the drain and the commit.
+/// Now the record it panicked on is a dead letter with the panic message
+/// and every other record is aggregated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transform_that_panics_on_one_record_dead_letters_that_record_only() {
+    let setup = Setup::new(3);
+    let mut events = events(1_500, 3);
+    let (victim, card) = events
+        .iter()
+        .enumerate()
+        .find_map(|(i, (_, e))| match e {
+            Event::Payment(p) if i > 400 => Some((i, p.card_id.clone())),
+            _ => None,
+        })
+        .unwrap();
+    // Only that payment carries the card.
+    for (i, (_, e)) in events.iter_mut().enumerate() {
+        if let Event::Payment(p) = e
+            && p.card_id == card
+            && i != victim
+        {
+            p.card_id = format!("{}-other", p.card_id);
+        }
+    }
+    let offsets = publish(&setup.servers(), &setup.input, &events);
+    let mut expect_events = events.clone();
+    expect_events[victim].1 = Event::Poison(Vec::new());
+    let expected = expected(&expect_events, &offsets, 10_000, |p| p.merchant_id.clone());
+
+    let path = setup.write_config("10s", "[batch]\nmax_records = 300\nmax_wait = \"20ms\"\n");
+    without_pseudonymise(&path);
+    let loaded = streamfold::config::load(&path).unwrap();
+    let extra: Vec<Box<dyn Transform>> = vec![Box::new(PanicsOnCard { index: 0, card })];
+    let shutdown = CancellationToken::new();
+    let pipeline = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            streamfold::source::run(&loaded, extra, Metrics::new(), shutdown).await
+        })
+    };
+    let (servers, want, output, dlq) = (
+        setup.servers(),
+        expected.windows.len(),
+        setup.output.clone(),
+        setup.dlq.clone(),
+    );
+    let failed = expected.failed.len() + expected.late.len();
+    let (read, dead) = tokio::task::spawn_blocking(move || {
+        let read = read_until(&servers, &output, Duration::from_secs(60), |r| {
+            r.len() >= want
+        });
+        let dead = read_until(&servers, &dlq, Duration::from_secs(20), |r| {
+            r.len() >= failed
+        });
+        (read, dead)
+    })
+    .await
+    .unwrap();
+    assert!(!pipeline.is_finished(), "the pipeline stopped");
+    shutdown.cancel();
+    pipeline.await.unwrap().expect("pipeline stops cleanly");
+
+    assert_exactly(&read, &expected);
+    let letter = dead
+        .iter()
+        .find(|r| {
+            r.headers["streamfold.source.offset"] == offsets[victim].1.to_string()
+                && r.headers["streamfold.source.partition"] == offsets[victim].0.to_string()
+        })
+        .unwrap_or_else(|| panic!("the panicking record is not a dead letter: {dead:?}"));
+    assert_eq!(letter.headers["streamfold.error.stage"], "transform");
+    assert!(
+        letter.headers["streamfold.error"].starts_with("panics-on-card: panicked: ")
+            && letter.headers["streamfold.error"].contains("is on the block list"),
+        "{:?}",
+        letter.headers
+    );
+}

@@ -70,30 +70,6 @@ async fn compare(window: &str, events: Vec<(i32, Event)>, expect: impl Expect) {
     assert_exactly(&read, &expected);
 }
 
-/// The output holds exactly the expected windows, each once and equal to
-/// the expectation.
-fn assert_exactly(read: &[Read], expected: &Expected) {
-    let mut got = BTreeMap::new();
-    for r in read {
-        let row = decode_window(&r.payload);
-        assert!(
-            got.insert((row.key.clone(), row.start), row).is_none(),
-            "emitted twice"
-        );
-    }
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        expected.windows.keys().collect::<Vec<_>>()
-    );
-    for (k, want) in &expected.windows {
-        assert!(
-            same_window(&got[k], want),
-            "{k:?}: got {:?}, want {want:?}",
-            got[k]
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hopping_windows_match_an_independent_computation() {
     run_and_compare(

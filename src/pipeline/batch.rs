@@ -247,11 +247,11 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
                 continue;
             }
         };
-        if let Some(e) = plan
-            .transforms
-            .iter()
-            .find_map(|t| t.apply(&mut rec).err().map(|e| (t.name(), e)))
-        {
+        if let Some(e) = plan.transforms.iter().find_map(|t| {
+            crate::transform::guard::apply(t.as_ref(), &mut rec)
+                .err()
+                .map(|e| (t.name(), e))
+        }) {
             out.failures
                 .push(fail(FailStage::Transform, format!("{}: {}", e.0, e.1)));
             continue;

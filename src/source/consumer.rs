@@ -293,7 +293,18 @@ impl SourceContext {
             let (tx, rx) = mpsc::channel(self.shared.batch.queue);
             let (drain_tx, drain_rx) = oneshot::channel();
             let task = PartitionTask::new(p, Arc::clone(&self.shared), resume);
-            self.runtime.spawn(task.run(rx, drain_rx));
+            let shared = Arc::clone(&self.shared);
+            // A task that ends by an error fails the pipeline itself; one
+            // that panics (a bug in window or aggregate code) must too,
+            // rather than leave its partition silently stalled.
+            self.runtime.spawn(async move {
+                use futures_util::FutureExt as _;
+                let run = std::panic::AssertUnwindSafe(task.run(rx, drain_rx));
+                if let Err(panic) = run.catch_unwind().await {
+                    let message = crate::transform::guard::panic_message(panic.as_ref());
+                    shared.fail(format!("partition {p}: its task panicked: {message}"));
+                }
+            });
             if let Some(point) = resume {
                 self.shared.board.publish(p, point);
                 self.shared.board.mark_committed(p, point);

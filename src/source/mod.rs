@@ -54,9 +54,12 @@ pub(crate) struct Shared {
 impl Shared {
     /// Records a fatal error (the first one wins) and stops the pipeline.
     pub fn fail(&self, error: String) {
-        tracing::error!(%error, "pipeline failed");
         let mut slot = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
-        slot.get_or_insert(error);
+        if slot.is_none() {
+            tracing::error!(pipeline = %self.plan.name, %error, "pipeline failed");
+            self.health.failed(&error);
+            *slot = Some(error);
+        }
         self.cancel.cancel();
     }
 

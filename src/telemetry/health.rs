@@ -23,6 +23,8 @@ pub struct LoopHealth {
     assigned: AtomicBool,
     /// Whether its consumer reaches a broker.
     connected: AtomicBool,
+    /// Why its pipeline failed, once it has.
+    failure: std::sync::Mutex<Option<String>>,
     /// How long without a poll counts as stuck.
     pub stall_after: std::time::Duration,
 }
@@ -36,6 +38,20 @@ impl LoopHealth {
     /// The consumer's first assignment completed.
     pub fn assigned(&self) {
         self.assigned.store(true, Ordering::Relaxed);
+    }
+
+    /// The pipeline failed: the loop is not alive any more, whatever it
+    /// still does while it drains and stops.
+    pub fn failed(&self, reason: &str) {
+        let mut f = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        f.get_or_insert_with(|| reason.to_string());
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Whether the consumer reaches a broker (as last seen).
@@ -58,6 +74,7 @@ impl Health {
             last_poll_ms: AtomicI64::new(now_ms()),
             assigned: AtomicBool::new(false),
             connected: AtomicBool::new(true),
+            failure: std::sync::Mutex::new(None),
             stall_after,
         });
         self.loops
@@ -67,27 +84,26 @@ impl Health {
         l
     }
 
-    /// `Err` with the stuck loops when any has not polled for too long.
+    /// `Err` naming the loops whose pipeline failed and those that have
+    /// not polled for too long.
     pub fn live(&self) -> Result<(), String> {
         let now = now_ms();
         let loops = self.loops.lock().unwrap_or_else(|e| e.into_inner());
-        let stuck: Vec<String> = loops
+        let dead: Vec<String> = loops
             .iter()
-            .filter(|l| {
-                now - l.last_poll_ms.load(Ordering::Relaxed) > l.stall_after.as_millis() as i64
-            })
-            .map(|l| {
-                format!(
-                    "{}: no poll for {} ms",
-                    l.name,
-                    now - l.last_poll_ms.load(Ordering::Relaxed)
-                )
+            .filter_map(|l| {
+                if let Some(why) = l.failure() {
+                    return Some(format!("{}: failed: {why}", l.name));
+                }
+                let quiet = now - l.last_poll_ms.load(Ordering::Relaxed);
+                (quiet > l.stall_after.as_millis() as i64)
+                    .then(|| format!("{}: no poll for {quiet} ms", l.name))
             })
             .collect();
-        if stuck.is_empty() {
+        if dead.is_empty() {
             Ok(())
         } else {
-            Err(stuck.join("\n"))
+            Err(dead.join("\n"))
         }
     }
 
@@ -148,5 +164,8 @@ mod tests {
         assert!(h.live().is_ok(), "liveness is the loop, not the broker");
         a.set_connected(true);
         assert_eq!(h.ready(), Ok(()));
+        a.failed("partition 3: boom");
+        a.failed("a later error");
+        assert_eq!(h.live().unwrap_err(), "a: failed: partition 3: boom");
     }
 }

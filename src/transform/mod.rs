@@ -5,6 +5,7 @@
 
 mod currency;
 mod expr;
+pub(crate) mod guard;
 mod parse;
 mod pseudonymise;
 

@@ -10,11 +10,9 @@
 //! position, and the parser's panic is caught, without its panic message,
 //! for anything else.
 
-use std::cell::Cell;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Once;
-
 use cel_interpreter::Program;
+
+use super::guard::quietly;
 
 /// Compiles `source`.
 ///
@@ -32,33 +30,10 @@ pub(crate) fn compile(source: &str) -> Result<Program, String> {
             Some(e) => format!("at line {}, column {}: {}", e.pos.0, e.pos.1, e.msg),
             None => errors.to_string(),
         })),
-        Err(()) => Err(fail(
+        Err(_) => Err(fail(
             "the CEL parser cannot read it (check brackets, quotes and operators)".into(),
         )),
     }
-}
-
-thread_local! {
-    static QUIET: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs `f`, catching a panic without printing its message (the panic hook
-/// stays silent on this thread while `f` runs, and prints as before for
-/// every other panic).
-fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, ()> {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(Cell::get) {
-                previous(info);
-            }
-        }));
-    });
-    QUIET.with(|q| q.set(true));
-    let result = catch_unwind(AssertUnwindSafe(f));
-    QUIET.with(|q| q.set(false));
-    result.map_err(|_| ())
 }
 
 /// A 1-based line and column.

@@ -1034,3 +1034,27 @@ pub fn assert_complete(
     }
     repeated
 }
+
+/// The output holds exactly the expected windows, each once and equal to
+/// the expectation.
+pub fn assert_exactly(read: &[Read], expected: &Expected) {
+    let mut got = BTreeMap::new();
+    for r in read {
+        let row = decode_window(&r.payload);
+        assert!(
+            got.insert((row.key.clone(), row.start), row).is_none(),
+            "emitted twice"
+        );
+    }
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.windows.keys().collect::<Vec<_>>()
+    );
+    for (k, want) in &expected.windows {
+        assert!(
+            same_window(&got[k], want),
+            "{k:?}: got {:?}, want {want:?}",
+            got[k]
+        );
+    }
+}

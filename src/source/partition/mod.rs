@@ -37,13 +37,23 @@ pub(crate) struct DrainRequest {
 
 /// A batch on the rayon pool: its offset range and, once done, its output.
 type BatchFuture = Pin<Box<dyn Future<Output = BatchDone> + Send>>;
-type BatchDone = ((i64, i64), Result<BatchOutput, oneshot::error::RecvError>);
+type BatchDone = (
+    (i64, i64),
+    Result<Result<BatchOutput, String>, oneshot::error::RecvError>,
+);
 
 /// Fatal errors of a partition task.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PartitionError {
-    #[error("partition {partition}: batch at offsets {from}..={to} panicked on the rayon pool")]
-    BatchPanicked { partition: i32, from: i64, to: i64 },
+    #[error(
+        "partition {partition}: batch at offsets {from}..={to} panicked on the rayon pool: {message}"
+    )]
+    BatchPanicked {
+        partition: i32,
+        from: i64,
+        to: i64,
+        message: String,
+    },
     #[error("partition {partition}: {what} was not delivered: {source}")]
     Delivery {
         partition: i32,
@@ -242,7 +252,14 @@ impl PartitionTask {
             let started = Instant::now();
             let forward = shared.stage == Stage::Repartition;
             let n = records.len();
-            let out = process(&shared.plan, records, forward);
+            // A panic here is a bug of this project's own code (a
+            // transform's panic is caught per record, in `process`): the
+            // partition task fails the pipeline cleanly instead of rayon
+            // aborting the process.
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                process(&shared.plan, records, forward)
+            }))
+            .map_err(|panic| crate::transform::guard::panic_message(panic.as_ref()));
             shared.metrics.batch(
                 n,
                 started.duration_since(queued).as_secs_f64(),
@@ -256,11 +273,17 @@ impl PartitionTask {
 
     async fn on_batch(&mut self, done: BatchDone) -> Result<(), PartitionError> {
         let ((from, last), out) = done;
-        let mut out = out.map_err(|_| PartitionError::BatchPanicked {
+        let panicked = |message| PartitionError::BatchPanicked {
             partition: self.partition,
             from,
             to: last,
-        })?;
+            message,
+        };
+        let mut out = match out {
+            Ok(Ok(out)) => out,
+            Ok(Err(message)) => return Err(panicked(message)),
+            Err(_) => return Err(panicked("its result never came back".into())),
+        };
         let plan = Arc::clone(&self.shared.plan);
         let before = self.max_event_time;
         let m_before = |i: u32| before.max(out.max_event_time_before[i as usize]);
