@@ -2,12 +2,16 @@
 # The project's test command (README: "Tests"). Installs what the tests need
 # on a fresh machine (the nisshi broker, a Python venv with confluent-kafka,
 # fastavro and Quix Streams, Prometheus), starts one nisshi broker on a free
-# loopback port for the run, runs every test (unit, integration, doc), and
-# stops the broker, also when tests fail.
+# loopback port for the run, checks formatting and clippy (warnings are
+# errors), runs every test (unit, integration, doc), and stops the broker,
+# also when tests fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# The habits every commit keeps: formatted, and clippy-clean with warnings
+# as errors (the [lints] table in Cargo.toml adds to clippy's defaults).
+cargo fmt --all -- --check
 # librdkafka is built with TLS (and SCRAM) support: it needs OpenSSL's headers.
 if ! pkg-config --exists openssl 2>/dev/null; then
     echo "test.sh: installing libssl-dev and pkg-config (Debian)" >&2
@@ -47,6 +51,8 @@ if [ ! -x "$tools/usr/bin/prometheus" ]; then
         || { apt-get update -qq && apt-get download prometheus; })
     dpkg -x "$tools"/prometheus_*.deb "$tools"
 fi
+
+cargo clippy --locked --all-targets -- -D warnings
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp -t nisshi.XXXXXX.log)
