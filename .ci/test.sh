@@ -52,7 +52,7 @@ if [ ! -x "$tools/usr/bin/prometheus" ]; then
     dpkg -x "$tools"/prometheus_*.deb "$tools"
 fi
 
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --all-targets --features nexmark -- -D warnings
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp -t nisshi.XXXXXX.log)
@@ -71,4 +71,4 @@ done
 export STREAMFOLD_TEST_BROKER="127.0.0.1:$port"
 export STREAMFOLD_TEST_PYTHON="$PWD/$venv/bin/python"
 export STREAMFOLD_TEST_PROMETHEUS="$tools/usr/bin"
-cargo test --locked
+cargo test --locked --features nexmark

@@ -247,6 +247,7 @@ pub const NEXMARK_BID_SCHEMA: &str = r#"{
 }"#;
 
 /// Nexmark bids from the `nexmark` crate's generator (default config).
+#[cfg(feature = "nexmark")]
 pub fn nexmark_bids() -> impl Iterator<Item = nexmark::event::Bid> {
     nexmark::EventGenerator::new(nexmark::config::NexmarkConfig::default())
         .with_type_filter(nexmark::event::EventType::Bid)
@@ -257,6 +258,7 @@ pub fn nexmark_bids() -> impl Iterator<Item = nexmark::event::Bid> {
 }
 
 /// A bid as JSON of [`NEXMARK_BID_SCHEMA`], with event time `date_time` (ms).
+#[cfg(feature = "nexmark")]
 pub fn nexmark_bid_json(b: &nexmark::event::Bid, date_time: u64) -> String {
     serde_json::json!({
         "auction": b.auction, "bidder": b.bidder, "price": b.price,
