@@ -278,6 +278,53 @@ fn a_late_policy_and_its_topic_must_agree() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Settings that are choices are read as such: a value librdkafka does
+/// not know is refused naming the key and the choices, and the spellings
+/// Kafka's own tools use are accepted.
+#[test]
+fn kafka_choices_name_the_key_and_the_values_allowed() {
+    let dir = std::env::temp_dir().join(format!("streamfold-cli-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = [("STREAMFOLD_PSEUDONYM_KEY", "k")];
+    let kafka = "group_id = \"streamfold-payments\"";
+    for (setting, want) in [
+        (
+            "partition_assignment_strategy = \"sticky\"",
+            "kafka.partition_assignment_strategy: unknown variant: found `sticky`, expected `one of `range`, `roundrobin`, `cooperative-sticky``",
+        ),
+        (
+            "auto_offset_reset = \"smallest\"",
+            "kafka.auto_offset_reset: unknown variant: found `smallest`",
+        ),
+        (
+            "security_protocol = \"tls\"",
+            "kafka.security_protocol: unknown variant: found `tls`",
+        ),
+        (
+            "sasl = { mechanism = \"SCRAM-SHA-1\", username = \"u\" }",
+            "kafka.sasl.mechanism: unknown variant: found `SCRAM-SHA-1`, expected `one of `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512``",
+        ),
+    ] {
+        let path = shipped_with(&dir, "choice.toml", kafka, &format!("{kafka}\n{setting}"));
+        let out = streamfold(&["validate", "--config", &path], &key);
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{setting}:\n{shown}");
+        assert!(
+            shown.contains(&format!("{path}: {want}")),
+            "{setting}:\n{shown}"
+        );
+    }
+    let path = shipped_with(
+        &dir,
+        "choice.toml",
+        kafka,
+        &format!("{kafka}\nsecurity_protocol = \"PLAINTEXT\"\nauto_offset_reset = \"latest\""),
+    );
+    let out = streamfold(&["validate", "--config", &path], &key);
+    assert!(out.status.success(), "{}", text(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Regression: a wrong value set by an environment variable was blamed on
 /// the file, and figment's parse errors wrote array positions as
 /// `aggregates.2.fn` where every other message writes `aggregates[2]`.

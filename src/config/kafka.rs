@@ -2,7 +2,7 @@
 
 use rdkafka::ClientConfig;
 
-use super::model::{Config, KafkaConfig};
+use super::model::{Config, KafkaConfig, SecurityProtocol};
 use super::secret::Secret;
 
 /// Why a client configuration could not be built.
@@ -16,20 +16,20 @@ pub enum ClientConfigError {
 impl KafkaConfig {
     /// The `security.protocol` in effect: as configured, or implied by
     /// `tls` and `sasl`.
-    pub fn protocol(&self) -> &str {
-        match (&self.security_protocol, &self.tls, &self.sasl) {
+    pub fn protocol(&self) -> SecurityProtocol {
+        match (self.security_protocol, &self.tls, &self.sasl) {
             (Some(p), _, _) => p,
-            (None, Some(_), Some(_)) => "sasl_ssl",
-            (None, Some(_), None) => "ssl",
-            (None, None, Some(_)) => "sasl_plaintext",
-            (None, None, None) => "plaintext",
+            (None, Some(_), Some(_)) => SecurityProtocol::SaslSsl,
+            (None, Some(_), None) => SecurityProtocol::Ssl,
+            (None, None, Some(_)) => SecurityProtocol::SaslPlaintext,
+            (None, None, None) => SecurityProtocol::Plaintext,
         }
     }
 
     fn common(&self) -> Result<ClientConfig, ClientConfigError> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap_servers);
-        c.set("security.protocol", self.protocol());
+        c.set("security.protocol", self.protocol().as_str());
         if let Some(tls) = &self.tls {
             for (key, path) in [
                 ("ssl.ca.location", &tls.ca_file),
@@ -44,7 +44,7 @@ impl KafkaConfig {
         if let Some(sasl) = &self.sasl {
             let password =
                 Secret::from_env(&sasl.password_env).map_err(ClientConfigError::MissingSecret)?;
-            c.set("sasl.mechanism", &sasl.mechanism)
+            c.set("sasl.mechanism", sasl.mechanism.as_str())
                 .set("sasl.username", &sasl.username)
                 .set("sasl.password", password.expose());
         }
@@ -68,10 +68,10 @@ impl Config {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
-            .set("auto.offset.reset", &k.auto_offset_reset)
+            .set("auto.offset.reset", k.auto_offset_reset.as_str())
             .set(
                 "partition.assignment.strategy",
-                &k.partition_assignment_strategy,
+                k.partition_assignment_strategy.as_str(),
             )
             .set(
                 "session.timeout.ms",

@@ -372,44 +372,12 @@ fn check(c: &Config, file: &str) -> Vec<Problem> {
             }
         }
     }
-    if !["range", "roundrobin", "cooperative-sticky"]
-        .contains(&k.partition_assignment_strategy.as_str())
-    {
-        bad(
-            "kafka.partition_assignment_strategy",
-            format!(
-                "expected range, roundrobin or cooperative-sticky, found {:?}",
-                k.partition_assignment_strategy
-            ),
-        );
-    }
-    if !["earliest", "latest"].contains(&k.auto_offset_reset.as_str()) {
-        bad(
-            "kafka.auto_offset_reset",
-            format!(
-                "expected earliest or latest, found {:?}",
-                k.auto_offset_reset
-            ),
-        );
-    }
     if k.prefetch.as_u64() < 1024 {
         bad(
             "kafka.prefetch",
             format!("expected at least 1KiB, found {}", k.prefetch),
         );
     }
-    if let Some(sasl) = &k.sasl
-        && !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&sasl.mechanism.as_str())
-    {
-        bad(
-            "kafka.sasl.mechanism",
-            format!(
-                "expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, found {:?}",
-                sasl.mechanism
-            ),
-        );
-    }
-
     let p = &c.pipeline;
     for (key, topic) in [
         ("pipeline.input_topic", &p.input_topic),

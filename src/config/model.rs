@@ -58,9 +58,10 @@ pub struct KafkaConfig {
     pub bootstrap_servers: String,
     /// Consumer group shared by every replica of this pipeline.
     pub group_id: String,
-    /// librdkafka `security.protocol` (plaintext, ssl, sasl_plaintext, sasl_ssl).
+    /// librdkafka `security.protocol`; implied by `tls` and `sasl` when
+    /// not set.
     #[serde(default)]
-    pub security_protocol: Option<String>,
+    pub security_protocol: Option<SecurityProtocol>,
     /// SASL credentials; the password comes from the environment only.
     #[serde(default)]
     pub sasl: Option<SaslConfig>,
@@ -75,12 +76,12 @@ pub struct KafkaConfig {
     /// Consumer group session timeout (`session.timeout.ms`).
     #[serde(default = "defaults::session_timeout", with = "humantime_serde")]
     pub session_timeout: Duration,
-    /// Partition assignment strategy: `range`, `roundrobin` or `cooperative-sticky`.
-    #[serde(default = "defaults::assignment")]
-    pub partition_assignment_strategy: String,
-    /// Where a new group starts reading: `earliest` or `latest`.
-    #[serde(default = "defaults::auto_offset_reset")]
-    pub auto_offset_reset: String,
+    /// Partition assignment strategy.
+    #[serde(default)]
+    pub partition_assignment_strategy: AssignmentStrategy,
+    /// Where a new group starts reading.
+    #[serde(default)]
+    pub auto_offset_reset: OffsetReset,
     /// librdkafka properties applied to the consumer and the producer.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -92,12 +93,96 @@ pub struct KafkaConfig {
     pub producer_properties: BTreeMap<String, String>,
 }
 
+/// A choice among librdkafka values, written in the configuration as
+/// librdkafka writes it.
+macro_rules! librdkafka_choice {
+    ($(#[$doc:meta])* $name:ident $(default $default:ident)? { $($(#[$vdoc:meta])* $variant:ident = $text:literal $(| $alias:literal)*),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text $(, alias = $alias)*)] $variant),+
+        }
+
+        impl $name {
+            /// The librdkafka property value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        $(
+            impl Default for $name {
+                fn default() -> Self {
+                    Self::$default
+                }
+            }
+        )?
+    };
+}
+
+librdkafka_choice! {
+    /// librdkafka `security.protocol`.
+    SecurityProtocol {
+        /// No TLS, no SASL.
+        Plaintext = "plaintext" | "PLAINTEXT",
+        /// TLS.
+        Ssl = "ssl" | "SSL",
+        /// SASL without TLS.
+        SaslPlaintext = "sasl_plaintext" | "SASL_PLAINTEXT",
+        /// SASL over TLS.
+        SaslSsl = "sasl_ssl" | "SASL_SSL",
+    }
+}
+
+librdkafka_choice! {
+    /// librdkafka `partition.assignment.strategy`.
+    AssignmentStrategy default Range {
+        /// Ranges of partitions per topic (Kafka's default).
+        Range = "range",
+        /// Partitions dealt round-robin.
+        RoundRobin = "roundrobin",
+        /// Incremental rebalances: members keep the partitions they keep.
+        CooperativeSticky = "cooperative-sticky",
+    }
+}
+
+librdkafka_choice! {
+    /// librdkafka `auto.offset.reset`: where a group without a committed
+    /// offset starts.
+    OffsetReset default Earliest {
+        /// The oldest record.
+        Earliest = "earliest",
+        /// Only records written from now on.
+        Latest = "latest",
+    }
+}
+
+librdkafka_choice! {
+    /// librdkafka `sasl.mechanism`.
+    SaslMechanism {
+        /// User and password in the clear (use with TLS).
+        Plain = "PLAIN",
+        /// SCRAM with SHA-256.
+        ScramSha256 = "SCRAM-SHA-256",
+        /// SCRAM with SHA-512.
+        ScramSha512 = "SCRAM-SHA-512",
+    }
+}
+
 /// SASL authentication. The password is read from `password_env`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SaslConfig {
-    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
-    pub mechanism: String,
+    /// The SASL mechanism.
+    pub mechanism: SaslMechanism,
     /// SASL user name.
     pub username: String,
     /// Environment variable that holds the password.
@@ -550,12 +635,6 @@ pub(crate) mod defaults {
     }
     pub fn session_timeout() -> Duration {
         Duration::from_secs(45)
-    }
-    pub fn assignment() -> String {
-        "range".into()
-    }
-    pub fn auto_offset_reset() -> String {
-        "earliest".into()
     }
     pub fn sasl_password_env() -> String {
         "STREAMFOLD_SASL_PASSWORD".into()

@@ -160,14 +160,20 @@ fn extract<'a>(
             .ok_or_else(|| "event time: the record has no Kafka timestamp".to_string())?,
         EventTime::ProcessingTime => now,
     };
-    check_ahead(event_time, now, plan.max_ahead_ms)?;
+    check_event_time(event_time, now, plan.max_ahead_ms)?;
     Ok(Extracted { key, event_time })
 }
 
-/// Refuses an event time more than `max_ahead_ms` past the wall clock
-/// `now`: it would move the watermark (which the committed resume state
-/// keeps) so far that every later record of the partition is late.
-fn check_ahead(event_time: i64, now: i64, max_ahead_ms: i64) -> Result<(), String> {
+/// Refuses an event time before the epoch (Kafka refuses such timestamps
+/// too), or more than `max_ahead_ms` past the wall clock `now`: that one
+/// would move the watermark (which the committed resume state keeps) so
+/// far that every later record of the partition is late.
+fn check_event_time(event_time: i64, now: i64, max_ahead_ms: i64) -> Result<(), String> {
+    if event_time < 0 {
+        return Err(format!(
+            "event time {event_time} ms is before the epoch (1970-01-01T00:00:00Z)"
+        ));
+    }
     let ahead = event_time.saturating_sub(now);
     if ahead <= max_ahead_ms {
         return Ok(());
@@ -359,22 +365,21 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
 
 #[cfg(test)]
 mod tests {
-    use super::check_ahead;
+    use super::check_event_time;
 
     const NOW: i64 = 1_796_169_600_000; // 2026-12-02T00:00:00Z
     const HOUR: i64 = 3_600_000;
 
     #[test]
     fn event_times_up_to_the_bound_ahead_of_the_clock_pass() {
-        assert_eq!(check_ahead(NOW, NOW, HOUR), Ok(()));
-        assert_eq!(check_ahead(NOW + HOUR, NOW, HOUR), Ok(()));
-        assert_eq!(check_ahead(0, NOW, HOUR), Ok(()));
-        assert_eq!(check_ahead(i64::MIN + 1, NOW, HOUR), Ok(()));
+        assert_eq!(check_event_time(NOW, NOW, HOUR), Ok(()));
+        assert_eq!(check_event_time(NOW + HOUR, NOW, HOUR), Ok(()));
+        assert_eq!(check_event_time(0, NOW, HOUR), Ok(()));
     }
 
     #[test]
     fn an_event_time_too_far_ahead_says_how_far_and_names_the_setting() {
-        let e = check_ahead(NOW + HOUR + 1_000, NOW, HOUR).unwrap_err();
+        let e = check_event_time(NOW + HOUR + 1_000, NOW, HOUR).unwrap_err();
         assert_eq!(
             e,
             "event time 2026-12-02T01:00:01.000Z is 1h 1s ahead of the wall clock \
@@ -383,14 +388,26 @@ mod tests {
         // Year 9999 and beyond RFC 3339's range are refused, never panic.
         let year_9999 = 253_370_764_800_000;
         assert!(
-            check_ahead(year_9999, NOW, HOUR)
+            check_event_time(year_9999, NOW, HOUR)
                 .unwrap_err()
                 .contains("9999-01-01")
         );
         assert!(
-            check_ahead(i64::MAX, NOW, HOUR)
+            check_event_time(i64::MAX, NOW, HOUR)
                 .unwrap_err()
                 .contains(" ms is ")
         );
+    }
+
+    #[test]
+    fn event_times_before_the_epoch_are_refused() {
+        // i64::MIN is also the watermark's "no event time yet".
+        for t in [-1, -86_400_000, i64::MIN] {
+            let e = check_event_time(t, NOW, HOUR).unwrap_err();
+            assert_eq!(
+                e,
+                format!("event time {t} ms is before the epoch (1970-01-01T00:00:00Z)")
+            );
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 mod dead_letter;
 
-pub use dead_letter::{DeadLetter, Fitted, headers as dead_letter_headers};
+pub use dead_letter::{DeadLetter, ErrorStage, Fitted, headers as dead_letter_headers};
 
 use std::sync::{Arc, Mutex};
 
@@ -66,7 +66,7 @@ pub enum Tag {
     Update(WindowSpan),
     DeadLetter {
         offset: i64,
-        stage: &'static str,
+        stage: ErrorStage,
     },
     /// A record forwarded to the internal topic of a repartitioning
     /// pipeline.
@@ -297,7 +297,7 @@ impl Sink {
         delivery: Box<Delivery>,
     ) -> Result<bool, SendError> {
         let topic = match (&self.late_topic, d.stage) {
-            (Some(late), "late") => late,
+            (Some(late), ErrorStage::Late) => late,
             _ => &self.dead_letter_topic,
         };
         let limit = if headers_only {

@@ -20,6 +20,7 @@ use super::partition::{DrainRequest, PartitionTask};
 use super::resume::StateTopic;
 use crate::offsets::{CommitPoint, decode_metadata, encode_metadata};
 use crate::pipeline::RawRecord;
+use crate::telemetry::{CommitResult, Rebalance};
 
 /// The consumer with streamfold's context.
 pub(crate) type SourceConsumer = BaseConsumer<SourceContext>;
@@ -114,7 +115,7 @@ impl ConsumerContext for SourceContext {
         );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.shared.metrics.rebalance("assign");
+                self.shared.metrics.rebalance(Rebalance::Assign);
                 self.assign(consumer, tpl);
                 self.shared.health.assigned();
                 if cooperative {
@@ -126,14 +127,14 @@ impl ConsumerContext for SourceContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let partitions = self.partitions_of(tpl);
                 if consumer.assignment_lost() {
-                    self.shared.metrics.rebalance("lost");
+                    self.shared.metrics.rebalance(Rebalance::Lost);
                     tracing::warn!(
                         ?partitions,
                         "partitions lost (session expired); dropping their state without commit"
                     );
                     self.stop(&partitions);
                 } else {
-                    self.shared.metrics.rebalance("revoke");
+                    self.shared.metrics.rebalance(Rebalance::Revoke);
                     self.drain_and_commit(consumer, &partitions, "revoked");
                 }
                 if cooperative {
@@ -458,13 +459,13 @@ impl SourceContext {
         if let Some(state) = &self.state
             && let Err(e) = state.write(&self.shared.input_topic, &points)
         {
-            metrics.commit("failed");
+            metrics.commit(CommitResult::Failed);
             tracing::warn!(error = %e, "writing the resume state failed; the next commit covers it");
             return;
         }
         match consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => {
-                metrics.commit("ok");
+                metrics.commit(CommitResult::Ok);
                 for (p, point) in points {
                     metrics.committed(&self.shared.input_topic, p, point.offset);
                     self.shared.board.mark_committed(p, point);
@@ -474,7 +475,7 @@ impl SourceContext {
                 // Commits fail during rebalances (ILLEGAL_GENERATION,
                 // REBALANCE_IN_PROGRESS): the next commit, by this member or
                 // by the partition's new owner, covers these offsets.
-                metrics.commit("failed");
+                metrics.commit(CommitResult::Failed);
                 tracing::warn!(error = %e, "offset commit failed; the next commit covers it");
             }
         }

@@ -263,28 +263,28 @@ impl Metrics {
         // per-acknowledgement ones are bound once here, so the data path
         // does no label lookup.
         let p = [name];
-        let processed = |o: &str| self.processed.with_label_values(&[name, o]);
-        let produced = |k: &str| self.produced.with_label_values(&[name, k]);
+        let processed = |o: Outcome| self.processed.with_label_values(&[name, o.as_str()]);
+        let produced = |k: Produced| self.produced.with_label_values(&[name, k.as_str()]);
         self.delivery_errors.with_label_values(&p);
         self.backpressure.with_label_values(&p);
         self.broker_reconnects.with_label_values(&p);
         self.broker_retries.with_label_values(&p);
         self.broker_connected.with_label_values(&p).set(1);
-        for result in ["ok", "failed"] {
-            self.commits.with_label_values(&[name, result]);
+        for result in [CommitResult::Ok, CommitResult::Failed] {
+            self.commits.with_label_values(&[name, result.as_str()]);
         }
         PipelineMetrics {
             hot: Hot {
                 consumed: self.consumed.with_label_values(&p),
-                ok: processed("ok"),
-                filtered: processed("filtered"),
-                late: processed("late"),
-                dead_lettered: processed("dead_lettered"),
-                window: produced("window"),
-                update: produced("update"),
-                dead_letter: produced("dead_letter"),
-                late_record: produced("late"),
-                repartition: produced("repartition"),
+                ok: processed(Outcome::Ok),
+                filtered: processed(Outcome::Filtered),
+                late: processed(Outcome::Late),
+                dead_lettered: processed(Outcome::DeadLettered),
+                window: produced(Produced::Window),
+                update: produced(Produced::Update),
+                dead_letter: produced(Produced::DeadLetter),
+                late_record: produced(Produced::Late),
+                repartition: produced(Produced::Repartition),
                 windows_emitted: self.windows_emitted.with_label_values(&p),
                 end_to_end: self.end_to_end.with_label_values(&p),
             },
@@ -334,6 +334,79 @@ impl Default for Metrics {
     }
 }
 
+/// A label value taken from an enum, so that a typo cannot start a new
+/// series.
+macro_rules! label {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+    };
+}
+
+label! {
+    /// Where a record went (`records_processed_total{outcome}`).
+    Outcome {
+        /// Aggregated (or forwarded).
+        Ok = "ok",
+        /// Dropped by the `where` filter.
+        Filtered = "filtered",
+        /// Late: its window had been emitted.
+        Late = "late",
+        /// Written to the dead-letter topic.
+        DeadLettered = "dead_lettered",
+    }
+}
+
+label! {
+    /// What an acknowledged output record was (`records_produced_total{kind}`).
+    Produced {
+        /// A window's final result.
+        Window = "window",
+        /// An update of an open window.
+        Update = "update",
+        /// A dead letter.
+        DeadLetter = "dead_letter",
+        /// A late record on the late topic (or the dead-letter topic).
+        Late = "late",
+        /// A record forwarded to the internal topic.
+        Repartition = "repartition",
+    }
+}
+
+label! {
+    /// How an offset commit went (`commits_total{result}`).
+    CommitResult {
+        /// Committed.
+        Ok = "ok",
+        /// Refused or not sent; the next commit covers it.
+        Failed = "failed",
+    }
+}
+
+label! {
+    /// A rebalance event (`rebalances_total{kind}`).
+    Rebalance {
+        /// Partitions assigned.
+        Assign = "assign",
+        /// Partitions revoked (drained and committed).
+        Revoke = "revoke",
+        /// Partitions lost (session expired; no commit).
+        Lost = "lost",
+    }
+}
+
 /// The metrics of one pipeline, with its label bound.
 #[derive(Clone)]
 pub struct PipelineMetrics {
@@ -370,35 +443,27 @@ impl PipelineMetrics {
     }
 
     /// Records processed with `outcome`: ok, filtered, late, dead_lettered.
-    pub fn processed(&self, outcome: &str, n: u64) {
-        match outcome {
-            "ok" => self.hot.ok.inc_by(n),
-            "filtered" => self.hot.filtered.inc_by(n),
-            "late" => self.hot.late.inc_by(n),
-            "dead_lettered" => self.hot.dead_lettered.inc_by(n),
-            other => self
-                .m
-                .processed
-                .with_label_values(&[&self.name, other])
-                .inc_by(n),
-        }
+    pub fn processed(&self, outcome: Outcome, n: u64) {
+        let c = match outcome {
+            Outcome::Ok => &self.hot.ok,
+            Outcome::Filtered => &self.hot.filtered,
+            Outcome::Late => &self.hot.late,
+            Outcome::DeadLettered => &self.hot.dead_lettered,
+        };
+        c.inc_by(n);
     }
 
     /// A record of `kind` was acknowledged: window, update, dead_letter,
     /// late, repartition.
-    pub fn produced(&self, kind: &str) {
-        match kind {
-            "window" => self.hot.window.inc(),
-            "update" => self.hot.update.inc(),
-            "dead_letter" => self.hot.dead_letter.inc(),
-            "late" => self.hot.late_record.inc(),
-            "repartition" => self.hot.repartition.inc(),
-            other => self
-                .m
-                .produced
-                .with_label_values(&[&self.name, other])
-                .inc(),
-        }
+    pub fn produced(&self, kind: Produced) {
+        let c = match kind {
+            Produced::Window => &self.hot.window,
+            Produced::Update => &self.hot.update,
+            Produced::DeadLetter => &self.hot.dead_letter,
+            Produced::Late => &self.hot.late_record,
+            Produced::Repartition => &self.hot.repartition,
+        };
+        c.inc();
     }
 
     /// The broker refused a record.
@@ -407,7 +472,7 @@ impl PipelineMetrics {
     }
 
     /// A dead letter of `stage` was acknowledged.
-    pub fn dead_letter(&self, stage: &str) {
+    pub fn dead_letter(&self, stage: &'static str) {
         self.m
             .dead_letters
             .with_label_values(&[&self.name, stage])
@@ -489,18 +554,18 @@ impl PipelineMetrics {
     }
 
     /// An offset commit with `result` (ok, failed).
-    pub fn commit(&self, result: &str) {
+    pub fn commit(&self, result: CommitResult) {
         self.m
             .commits
-            .with_label_values(&[&self.name, result])
+            .with_label_values(&[&self.name, result.as_str()])
             .inc();
     }
 
     /// A rebalance event of `kind` (assign, revoke, lost).
-    pub fn rebalance(&self, kind: &str) {
+    pub fn rebalance(&self, kind: Rebalance) {
         self.m
             .rebalances
-            .with_label_values(&[&self.name, kind])
+            .with_label_values(&[&self.name, kind.as_str()])
             .inc();
     }
 

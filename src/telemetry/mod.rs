@@ -7,7 +7,7 @@ mod process;
 
 pub use health::{Health, LoopHealth};
 pub(crate) use metrics::now_ms;
-pub use metrics::{Metrics, PipelineMetrics};
+pub use metrics::{CommitResult, Metrics, Outcome, PipelineMetrics, Produced, Rebalance};
 
 use crate::config::{LogConfig, LogFormat};
 

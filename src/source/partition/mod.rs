@@ -19,7 +19,10 @@ use crate::codec::WindowOutput;
 use crate::config::LatePolicy;
 use crate::offsets::{CommitPoint, Frontier};
 use crate::pipeline::{BatchOutput, RawRecord, process};
-use crate::sink::{Acks, DeadLetter, Delivery, Report, SendError, Tag, Undelivered, WindowSpan};
+use crate::sink::{
+    Acks, DeadLetter, Delivery, ErrorStage, Report, SendError, Tag, Undelivered, WindowSpan,
+};
+use crate::telemetry::{Outcome, Produced};
 use crate::window::{NO_TIME, WindowPlan};
 
 mod windows;
@@ -111,7 +114,7 @@ pub(crate) struct PartitionTask {
 #[derive(Debug, Clone)]
 struct Letter {
     record: RawRecord,
-    stage: &'static str,
+    stage: ErrorStage,
     reason: String,
     /// Written with headers only, after the broker refused it as too large.
     headers_only: bool,
@@ -291,7 +294,7 @@ impl PartitionTask {
 
         for f in &out.failures {
             let r = &out.records[f.index as usize];
-            self.dead_letter(r, f.stage.as_str(), &f.reason, m_before(f.index))
+            self.dead_letter(r, f.stage.into(), &f.reason, m_before(f.index))
                 .await?;
         }
         let forwarded = out.forward.len() as u64;
@@ -305,7 +308,7 @@ impl PartitionTask {
             })
             .await?;
         }
-        metrics.processed("ok", forwarded);
+        metrics.processed(Outcome::Ok, forwarded);
         let open_before = self.open_state();
         let mut late: Vec<u32> = out.late.clone();
         let mut ok = 0u64;
@@ -386,10 +389,10 @@ impl PartitionTask {
                 }
             }
         }
-        metrics.processed("ok", ok);
-        metrics.processed("filtered", out.filtered);
+        metrics.processed(Outcome::Ok, ok);
+        metrics.processed(Outcome::Filtered, out.filtered);
         late.sort_unstable();
-        metrics.processed("late", late.len() as u64);
+        metrics.processed(Outcome::Late, late.len() as u64);
         if plan.late_policy != LatePolicy::Drop {
             for &i in &late {
                 let r = &out.records[i as usize];
@@ -397,7 +400,8 @@ impl PartitionTask {
                     "late: its window had already been emitted (watermark {})",
                     crate::window::format_millis(plan.lateness.watermark(m_before(i)))
                 );
-                self.dead_letter(r, "late", &reason, m_before(i)).await?;
+                self.dead_letter(r, ErrorStage::Late, &reason, m_before(i))
+                    .await?;
             }
         }
 
@@ -552,7 +556,7 @@ impl PartitionTask {
     async fn dead_letter(
         &mut self,
         record: &RawRecord,
-        stage: &'static str,
+        stage: ErrorStage,
         reason: &str,
         max_event_time_before: i64,
     ) -> Result<(), PartitionError> {
@@ -698,22 +702,22 @@ impl PartitionTask {
             Tag::DeadLetter { offset, stage } => {
                 self.letters.remove(&offset);
                 self.frontier.release(offset);
-                m.dead_letter(stage);
-                if stage == "late" {
-                    m.produced("late");
+                m.dead_letter(stage.as_str());
+                if stage == ErrorStage::Late {
+                    m.produced(Produced::Late);
                 } else {
-                    m.produced("dead_letter");
-                    m.processed("dead_lettered", 1);
+                    m.produced(Produced::DeadLetter);
+                    m.processed(Outcome::DeadLettered, 1);
                 }
             }
             Tag::Forward { offset } => {
                 self.frontier.release(offset);
-                m.produced("repartition");
+                m.produced(Produced::Repartition);
             }
-            Tag::Update(_) => m.produced("update"),
+            Tag::Update(_) => m.produced(Produced::Update),
             Tag::Window(w) => {
                 self.frontier.window_acknowledged(w.end);
-                m.produced("window");
+                m.produced(Produced::Window);
                 m.window_emitted((now_ms - w.end) as f64 / 1000.0);
             }
         }
