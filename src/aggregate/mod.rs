@@ -238,6 +238,36 @@ mod tests {
     const GOLDEN_AVRO: &str = "066d2d3180a0d5edee66c0c9dcedee66a01f000000002098be400000000000407fc0000000000000264039b4c876be1f1040062f703000000000000011400e0e834c18cef7db0e40397a90a0738e24404a2d35ebdfd3254006062f7030bc04062f7031bc04062f7032bc0400da10";
     const GOLDEN_JSON: &str = r#"{"count":2000,"count_distinct":7,"first":"/p0","key":"m-1","last":4.25,"max":11.0,"mean":4.031,"min":-500.0,"n_distinct_p4":1069,"pages_exact":7,"quantiles_p50":3.857406244389098,"quantiles_p95":10.278225915562063,"quantiles_p99":10.913817739716837,"sum":7832.125,"top_k":[{"count":286,"value":"/p0"},{"count":286,"value":"/p1"},{"count":286,"value":"/p2"}],"window_end":1767225660000,"window_start":1767225600000}"#;
 
+    /// Regression: a dead letter said "field #2 holds ..." instead of
+    /// naming the field.
+    #[test]
+    fn a_value_that_cannot_be_aggregated_names_its_field() {
+        let specs = specs();
+        let names: Vec<String> = fields().into_iter().map(|f| f.name).collect();
+        let bad = Record {
+            values: vec![
+                Value::String("/p1".into()),
+                Value::Long(1),
+                Value::String("1.5".into()),
+            ],
+        };
+        let e = Aggregates::check(&specs, &bad, &names).unwrap_err();
+        assert!(
+            e.starts_with("aggregate sum: field \"x\" holds ") && e.ends_with("expected double"),
+            "{e}"
+        );
+        let huge = record(1, 1, 1e15);
+        let e = Aggregates::check(&specs, &huge, &names).unwrap_err();
+        assert_eq!(
+            e,
+            "aggregate sum: field \"x\": value 1000000000000000 is outside the aggregatable range of ±9.2e12"
+        );
+        assert_eq!(
+            Aggregates::check(&specs, &record(1, 1, 1.5), &names),
+            Ok(())
+        );
+    }
+
     #[test]
     fn resolve_names_the_problem() {
         let l = layout();

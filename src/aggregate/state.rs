@@ -161,20 +161,34 @@ pub enum AggState {
     Frequencies(HashMap<Scalar, u64>),
 }
 
-fn micros(record: &Record, index: usize, ty: FieldType) -> Result<Option<i64>, String> {
+/// Why a numeric aggregate cannot take a record's value.
+enum Unusable {
+    /// The field cannot be read as a number.
+    Field(FieldError),
+    /// The number is not finite or out of range.
+    Value(super::ValueError),
+}
+
+impl Unusable {
+    /// What is wrong, naming the input field `name`.
+    fn describe(&self, name: &str) -> String {
+        match self {
+            Self::Field(e) => e.in_field(name),
+            Self::Value(e) => format!("field {name:?}: {e}"),
+        }
+    }
+}
+
+fn micros(record: &Record, index: usize, ty: FieldType) -> Result<Option<i64>, Unusable> {
     let r = if ty == FieldType::Long {
-        record
-            .i64(index)
-            .map(|n| int_to_micros(n).map_err(|e| e.to_string()))
+        record.i64(index).map(int_to_micros)
     } else {
-        record
-            .f64(index)
-            .map(|x| to_micros(x).map_err(|e| e.to_string()))
+        record.f64(index).map(to_micros)
     };
     match r {
-        Ok(v) => v.map(Some),
+        Ok(v) => v.map(Some).map_err(Unusable::Value),
         Err(FieldError::Null { .. }) => Ok(None),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(Unusable::Field(e)),
     }
 }
 
@@ -222,25 +236,27 @@ impl AggState {
             return Ok(());
         };
         let err = |e: String| format!("aggregate {}: {e}", spec.name);
+        // `check` has named the field of any error already.
+        let unusable = |e: Unusable| err(e.describe(&format!("#{index}")));
         match self {
             Self::Count(n) => *n += 1,
             Self::Sum(s) => {
-                if let Some(v) = micros(record, index, ty).map_err(err)? {
+                if let Some(v) = micros(record, index, ty).map_err(unusable)? {
                     *s += i128::from(v);
                 }
             }
             Self::Min(m) => {
-                if let Some(v) = micros(record, index, ty).map_err(err)? {
+                if let Some(v) = micros(record, index, ty).map_err(unusable)? {
                     *m = Some(m.map_or(v, |m| m.min(v)));
                 }
             }
             Self::Max(m) => {
-                if let Some(v) = micros(record, index, ty).map_err(err)? {
+                if let Some(v) = micros(record, index, ty).map_err(unusable)? {
                     *m = Some(m.map_or(v, |m| m.max(v)));
                 }
             }
             Self::Mean(s, n) => {
-                if let Some(v) = micros(record, index, ty).map_err(err)? {
+                if let Some(v) = micros(record, index, ty).map_err(unusable)? {
                     *s += i128::from(v);
                     *n += 1;
                 }
@@ -445,34 +461,36 @@ impl Aggregates {
             .collect()
     }
 
-    /// Checks every value `record` would add, without adding it.
+    /// Checks every value `record` would add, without adding it; `names`
+    /// are the record's field names by position, for the error.
     ///
     /// # Errors
-    /// The first value that cannot be aggregated.
-    pub fn check(specs: &[AggSpec], record: &Record) -> Result<(), String> {
+    /// The first value that cannot be aggregated, naming its field.
+    pub fn check(specs: &[AggSpec], record: &Record, names: &[String]) -> Result<(), String> {
         for spec in specs {
             if let Some((index, ty, _)) = spec.field {
+                let field = names.get(index).map_or("?", String::as_str);
                 let numeric = matches!(
                     spec.kind,
                     AggKind::Sum | AggKind::Min | AggKind::Max | AggKind::Mean
                 );
-                if numeric {
-                    micros(record, index, ty)
-                        .map_err(|e| format!("aggregate {}: {e}", spec.name))?;
+                let problem = if numeric {
+                    micros(record, index, ty).err().map(|e| e.describe(field))
                 } else if let AggKind::Quantiles { .. } = spec.kind {
                     match record.f64(index) {
                         Ok(x) if !x.is_finite() => {
-                            return Err(format!(
-                                "aggregate {}: value {x} is not a finite number",
-                                spec.name
-                            ));
+                            Some(format!("field {field:?}: value {x} is not a finite number"))
                         }
-                        Ok(_) | Err(FieldError::Null { .. }) => {}
-                        Err(e) => return Err(format!("aggregate {}: {e}", spec.name)),
+                        Ok(_) | Err(FieldError::Null { .. }) => None,
+                        Err(e) => Some(e.in_field(field)),
                     }
                 } else {
                     Scalar::read(record, index, ty)
-                        .map_err(|e| format!("aggregate {}: {e}", spec.name))?;
+                        .err()
+                        .map(|e| e.in_field(field))
+                };
+                if let Some(problem) = problem {
+                    return Err(format!("aggregate {}: {problem}", spec.name));
                 }
             }
         }

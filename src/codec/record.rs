@@ -104,6 +104,20 @@ pub enum FieldError {
     Missing { index: usize },
 }
 
+impl FieldError {
+    /// This error, naming the field `name` instead of its position: what
+    /// a dead letter's `streamfold.error` says.
+    pub fn in_field(&self, name: &str) -> String {
+        match self {
+            Self::Null { .. } => format!("field {name:?} is null"),
+            Self::WrongType {
+                expected, found, ..
+            } => format!("field {name:?} holds {found}, expected {expected}"),
+            Self::Missing { .. } => format!("field {name:?} is missing"),
+        }
+    }
+}
+
 /// One decoded record. Values are in layout order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {

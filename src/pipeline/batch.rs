@@ -17,7 +17,7 @@ use hashbrown::HashTable;
 use rustc_hash::FxHasher;
 
 use crate::aggregate::Aggregates;
-use crate::codec::{Record, push_key_part};
+use crate::codec::{FieldError, Record, push_key_part};
 use crate::window::{NO_TIME, format_millis};
 
 use super::plan::{EventTime, Plan};
@@ -140,21 +140,25 @@ fn extract<'a>(
     now: i64,
     buf: &'a mut itoa::Buffer,
 ) -> Result<Extracted<'a>, String> {
-    let wrong = |e| format!("group key: {e}");
+    let name = |i: usize| plan.field_names.get(i).map_or("?", String::as_str);
+    let wrong = |i: usize| move |e: FieldError| format!("group key: {}", e.in_field(name(i)));
     let key = match plan.key_indexes.as_slice() {
-        [one] => Cow::Borrowed(rec.key_part(*one, buf).map_err(wrong)?),
+        [one] => Cow::Borrowed(rec.key_part(*one, buf).map_err(wrong(*one))?),
         many => {
             let mut key = String::new();
             for (n, i) in many.iter().enumerate() {
                 let mut buf = itoa::Buffer::new();
-                push_key_part(&mut key, n, rec.key_part(*i, &mut buf).map_err(wrong)?);
+                let part = rec.key_part(*i, &mut buf).map_err(wrong(*i))?;
+                push_key_part(&mut key, n, part);
             }
             Cow::Owned(key)
         }
     };
-    Aggregates::check(&plan.aggregates, rec)?;
+    Aggregates::check(&plan.aggregates, rec, &plan.field_names)?;
     let event_time = match plan.event_time {
-        EventTime::Field(i) => rec.i64(i).map_err(|e| format!("event time: {e}"))?,
+        EventTime::Field(i) => rec
+            .i64(i)
+            .map_err(|e| format!("event time: {}", e.in_field(name(i))))?,
         EventTime::KafkaTimestamp => r
             .timestamp
             .ok_or_else(|| "event time: the record has no Kafka timestamp".to_string())?,

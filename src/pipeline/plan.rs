@@ -37,6 +37,9 @@ pub struct Plan {
     pub filter: Option<crate::transform::Filter>,
     /// Positions of the group-key fields.
     pub key_indexes: Vec<usize>,
+    /// The record's field names by position (after transforms), for
+    /// errors that name the field.
+    pub field_names: Vec<String>,
     /// Event-time source.
     pub event_time: EventTime,
     /// Window assignment.
@@ -241,6 +244,9 @@ impl Plan {
 
         // Every step has looked up its fields by now.
         let read = layout.read(input.fields.len());
+        let field_names = (0..layout.len())
+            .map(|i| layout.field(i).name.clone())
+            .collect();
         match (key_indexes, event_time, encoder, window) {
             (Some(key_indexes), Some(event_time), Some(encoder), Some(window))
                 if problems.is_empty() =>
@@ -254,6 +260,7 @@ impl Plan {
                     transforms,
                     filter,
                     key_indexes,
+                    field_names,
                     event_time,
                     window,
                     lateness: Lateness::new(millis(p.allowed_lateness)),
