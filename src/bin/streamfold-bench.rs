@@ -256,8 +256,12 @@ fn preload(
     let mut closer = nexmark_bids().next().context("no bid generated")?;
     (closer.auction, closer.bidder, closer.price) = (0, 0, 0);
     closer.channel = "closer".into();
+    // Ten minutes past the last bid closes every window of the queries
+    // (none allows lateness) and stays within the hour ahead of the wall
+    // clock that `pipeline.max_event_time_ahead` allows by default (the
+    // generator's bids start at the wall clock).
     for p in 0..partitions {
-        send(Some(p), "closer".into(), encode(&closer, last + 3_600_000)?)?;
+        send(Some(p), "closer".into(), encode(&closer, last + 600_000)?)?;
     }
     producer.flush(Duration::from_secs(120))?;
     Ok(n + partitions as usize)
