@@ -162,7 +162,7 @@ fn print_dead_letter(v: &serde_json::Value) {
 pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("streamfold-demo-{}", std::process::id()));
     let path = write_example(&dir, args.example)?;
-    let mut loaded = config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut loaded = config::load(&path)?;
     loaded.config.log.level = "warn".into();
     telemetry::init_tracing(&loaded.config.log);
 

@@ -112,7 +112,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 fn optional_config(path: Option<&Path>) -> anyhow::Result<Option<LoadedConfig>> {
     path.map(config::load)
         .transpose()
-        .map_err(|e| anyhow::anyhow!("{e}"))
+        .map_err(anyhow::Error::new)
 }
 
 /// The broker list: `--bootstrap-servers`, else the config's.
@@ -128,7 +128,7 @@ fn output_schema(loaded: &LoadedConfig) -> anyhow::Result<crate::codec::RecordSc
     if let Some(path) = &loaded.config.pipeline.output_schema {
         return Ok(crate::codec::RecordSchema::load(&loaded.resolve(path))?);
     }
-    let plan = Plan::build(loaded, Vec::new()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plan = Plan::build(loaded, Vec::new())?;
     Ok(plan.output_schema())
 }
 

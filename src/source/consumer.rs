@@ -15,9 +15,9 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 
-use super::Shared;
 use super::partition::{DrainRequest, PartitionTask};
 use super::resume::StateTopic;
+use super::{PipelineError, Shared};
 use crate::offsets::{CommitPoint, decode_metadata, encode_metadata};
 use crate::pipeline::RawRecord;
 use crate::telemetry::{CommitResult, Rebalance};
@@ -222,9 +222,11 @@ impl SourceContext {
             Ok(c) => c,
             Err(e) => {
                 if !self.shared.stopping() {
-                    self.shared.fail(format!(
-                        "cannot read the committed offsets of {topic} partitions {partitions:?}: {e}"
-                    ));
+                    self.shared.fail(PipelineError::CommittedOffsets {
+                        topic: topic.clone(),
+                        partitions: partitions.clone(),
+                        cause: e,
+                    });
                 }
                 return;
             }
@@ -242,10 +244,12 @@ impl SourceContext {
                     Ok(points) => points,
                     Err(e) => {
                         if !self.shared.stopping() {
-                            self.shared.fail(format!(
-                                "cannot read the resume state of {topic} partitions {partitions:?} from {}: {e}",
-                                state.name()
-                            ));
+                            self.shared.fail(PipelineError::ResumeState {
+                                topic: topic.clone(),
+                                partitions: partitions.clone(),
+                                state_topic: state.name().to_string(),
+                                cause: e,
+                            });
                         }
                         return;
                     }
@@ -303,7 +307,10 @@ impl SourceContext {
                 let run = std::panic::AssertUnwindSafe(task.run(rx, drain_rx));
                 if let Err(panic) = run.catch_unwind().await {
                     let message = crate::transform::guard::panic_message(panic.as_ref());
-                    shared.fail(format!("partition {p}: its task panicked: {message}"));
+                    shared.fail(PipelineError::TaskPanicked {
+                        partition: p,
+                        message,
+                    });
                 }
             });
             if let Some(point) = resume {

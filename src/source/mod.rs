@@ -6,6 +6,8 @@ mod partition;
 mod resume;
 mod run;
 
+pub use partition::PartitionError;
+pub use resume::StateError;
 pub use run::{RunError, run};
 
 use std::sync::{Arc, Mutex};
@@ -48,16 +50,50 @@ pub(crate) struct Shared {
     pub cancel: CancellationToken,
     /// The process's shutdown: the consumer drains and commits, then stops.
     pub shutdown: CancellationToken,
-    fatal: Mutex<Option<String>>,
+    fatal: Mutex<Option<PipelineError>>,
+}
+
+/// Why a running pipeline stopped: the first failure of any of its
+/// partitions or of its consumer. (Each variant's text includes its cause,
+/// for logs and `to_string`.)
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A partition task failed (delivery, encoding, a panicked batch).
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
+    /// The committed offsets of newly assigned partitions could not be
+    /// read, with an error that waiting does not cure.
+    #[error("cannot read the committed offsets of {topic} partitions {partitions:?}: {cause}")]
+    CommittedOffsets {
+        topic: String,
+        partitions: Vec<i32>,
+        cause: rdkafka::error::KafkaError,
+    },
+    /// The resume state of newly assigned partitions could not be read.
+    #[error(
+        "cannot read the resume state of {topic} partitions {partitions:?} from {state_topic}: {cause}"
+    )]
+    ResumeState {
+        topic: String,
+        partitions: Vec<i32>,
+        state_topic: String,
+        cause: StateError,
+    },
+    /// A partition task panicked (a bug in window or aggregate code).
+    #[error("partition {partition}: its task panicked: {message}")]
+    TaskPanicked { partition: i32, message: String },
+    /// The consumer thread panicked.
+    #[error("the consumer thread panicked")]
+    ConsumerPanicked,
 }
 
 impl Shared {
     /// Records a fatal error (the first one wins) and stops the pipeline.
-    pub fn fail(&self, error: String) {
+    pub fn fail(&self, error: PipelineError) {
         let mut slot = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
             tracing::error!(pipeline = %self.plan.name, %error, "pipeline failed");
-            self.health.failed(&error);
+            self.health.failed(&error.to_string());
             *slot = Some(error);
         }
         self.cancel.cancel();
@@ -69,8 +105,9 @@ impl Shared {
         self.cancel.is_cancelled() || self.shutdown.is_cancelled()
     }
 
-    fn fatal(&self) -> Option<String> {
-        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The fatal error, taken.
+    fn take_fatal(&self) -> Option<PipelineError> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 

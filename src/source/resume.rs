@@ -22,7 +22,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the resume state could not be read or written.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum StateError {
+pub enum StateError {
     /// A call to the broker failed.
     #[error("cannot {what} {topic}: {source}")]
     Kafka {
@@ -40,7 +40,7 @@ pub(crate) enum StateError {
 
 impl StateError {
     /// Whether another attempt may succeed (see [`crate::retry`]).
-    pub fn transient(&self) -> bool {
+    pub(crate) fn transient(&self) -> bool {
         match self {
             Self::Kafka { source, .. } => crate::retry::transient(source),
             Self::Slow { .. } => true,

@@ -63,8 +63,12 @@ pub enum RunError {
         source: KafkaError,
     },
     /// The pipeline stopped after an error it cannot recover from.
-    #[error("pipeline {pipeline} stopped: {reason}")]
-    Failed { pipeline: String, reason: String },
+    #[error("pipeline {pipeline} stopped: {error}")]
+    Failed {
+        pipeline: String,
+        // Boxed: the error path is rare, the `Result`s are everywhere.
+        error: Box<super::PipelineError>,
+    },
 }
 
 impl RunError {
@@ -459,7 +463,7 @@ async fn run_stage(
     let result = done_rx.await.unwrap_or_else(|_| {
         Err(RunError::Failed {
             pipeline: plan.name.clone(),
-            reason: "the consumer thread panicked".into(),
+            error: Box::new(super::PipelineError::ConsumerPanicked),
         })
     });
     let flush_shared = Arc::clone(&shared);
@@ -468,10 +472,10 @@ async fn run_stage(
     })
     .await;
     result?;
-    match shared.fatal() {
-        Some(reason) => Err(RunError::Failed {
+    match shared.take_fatal() {
+        Some(error) => Err(RunError::Failed {
             pipeline: plan.name.clone(),
-            reason,
+            error: Box::new(error),
         }),
         None => Ok(()),
     }

@@ -47,7 +47,7 @@ type BatchDone = (
 
 /// Fatal errors of a partition task.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum PartitionError {
+pub enum PartitionError {
     #[error(
         "partition {partition}: batch at offsets {from}..={to} panicked on the rayon pool: {message}"
     )]
@@ -198,7 +198,7 @@ impl PartitionTask {
         }
         .await;
         if let Err(e) = result {
-            self.shared.fail(e.to_string());
+            self.shared.fail(e.into());
         }
         let (windows, keys) = self.open_state();
         self.shared
