@@ -15,7 +15,8 @@ use streamfold::config::Format;
 use streamfold::generate::{
     GeneratorOptions, NEXMARK_BID_SCHEMA, PaymentGenerator, nexmark_bid_json, nexmark_bids,
 };
-use streamfold::pipeline::{Plan, RawRecord, process};
+use streamfold::pipeline::{Plan, process};
+use streamfold::record::RawRecord;
 use streamfold::window::{WindowStore, Windows};
 
 const BATCH: usize = 1_024;

@@ -3,6 +3,7 @@
 //!
 //! The modules follow the data path:
 //! - [`config`]: the TOML configuration, environment overrides, secrets.
+//! - [`record`]: records as read from Kafka and as decoded, their fields.
 //! - [`codec`]: Avro schemas, decoding input records, encoding outputs.
 //! - [`transform`]: per-record steps run on rayon (built-in and user-defined).
 //! - [`window`]: window assignment, watermarks and lateness, open windows.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod generate;
 pub mod offsets;
 pub mod pipeline;
+pub mod record;
 pub mod retry;
 pub mod sink;
 pub mod source;

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use apache_avro::types::Value;
 use common::*;
-use streamfold::codec::{FieldType, Layout, Record};
 use streamfold::config::Secret;
 use streamfold::generate::{GeneratorOptions, PaymentGenerator};
+use streamfold::record::{FieldType, Layout, Record};
 use streamfold::telemetry::Metrics;
 use streamfold::transform::{Pseudonymise, Transform, TransformError};
 use tokio_util::sync::CancellationToken;

@@ -51,8 +51,8 @@ pub fn int_to_micros(n: i64) -> Result<i64, ValueError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{Field, FieldType, Layout, Record};
     use crate::config::{AggregateConfig, AggregateFn};
+    use crate::record::{Field, FieldType, Layout, Record};
     use apache_avro::types::Value;
     use proptest::prelude::*;
 

@@ -3,8 +3,8 @@
 
 use serde_json::{Value as Json, json};
 
-use crate::codec::{FieldType, Layout};
 use crate::config::{AggregateConfig, AggregateFn};
+use crate::record::{FieldType, Layout};
 
 /// Default relative error of quantile sketches.
 pub const DEFAULT_RELATIVE_ERROR: f64 = 0.01;

@@ -15,7 +15,7 @@ use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
 use super::spec::{AggKind, AggSpec};
 use super::{SCALE, int_to_micros, to_micros};
-use crate::codec::{FieldError, FieldType, Record};
+use crate::record::{FieldError, FieldType, Record};
 
 /// A value that can be counted, compared and hashed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -4,9 +4,9 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 
 use super::direct::DirectPlan;
-use super::record::Record;
 use super::schema::RecordSchema;
 use crate::config::Format;
+use crate::record::Record;
 
 /// Why a record value could not be decoded.
 #[derive(Debug, thiserror::Error)]

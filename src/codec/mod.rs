@@ -3,7 +3,6 @@
 mod direct;
 mod input;
 mod output;
-mod record;
 mod schema;
 
 pub use input::{BatchDecoder, DecodeError, Decoder, json_to_value};
@@ -11,5 +10,4 @@ pub use output::{
     EncodeError, OutputEncoder, WindowOutput, avro_to_json, join_key, push_key_part, record_name,
     split_key,
 };
-pub use record::{FieldError, Layout, Record};
-pub use schema::{Field, FieldType, RecordSchema, SchemaError};
+pub use schema::{RecordSchema, SchemaError};

@@ -396,8 +396,8 @@ pub fn avro_to_json(v: Value) -> serde_json::Value {
 mod tests {
     use super::*;
     use crate::codec::input::Decoder;
-    use crate::codec::{Field, FieldType, Layout};
     use crate::config::{AggregateConfig, AggregateFn};
+    use crate::record::{Field, FieldType, Layout};
     use std::path::Path;
 
     fn specs() -> Vec<AggSpec> {

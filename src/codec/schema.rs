@@ -4,68 +4,7 @@ use std::path::{Path, PathBuf};
 
 use apache_avro::Schema;
 
-/// The type of a record field, as far as pipelines care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldType {
-    /// `string` (or `enum`, read as its symbol).
-    String,
-    /// `int` or `long`.
-    Long,
-    /// `float` or `double`.
-    Double,
-    /// `long` with logical type `timestamp-millis`.
-    TimestampMillis,
-    /// Anything else (maps, arrays, bytes, ...): carried, not computed on.
-    Other,
-}
-
-impl FieldType {
-    /// Whether aggregates can be computed over this type.
-    pub fn is_numeric(self) -> bool {
-        matches!(self, Self::Long | Self::Double)
-    }
-
-    /// The name shown in error messages.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::String => "string",
-            Self::Long => "long",
-            Self::Double => "double",
-            Self::TimestampMillis => "timestamp-millis",
-            Self::Other => "a complex type",
-        }
-    }
-
-    fn of(schema: &Schema) -> (Self, bool) {
-        match schema {
-            Schema::String | Schema::Enum(_) => (Self::String, false),
-            Schema::Int | Schema::Long => (Self::Long, false),
-            Schema::Float | Schema::Double => (Self::Double, false),
-            Schema::TimestampMillis => (Self::TimestampMillis, false),
-            Schema::Union(u) if u.is_nullable() && u.variants().len() == 2 => {
-                let inner = u
-                    .variants()
-                    .iter()
-                    .find(|s| !matches!(s, Schema::Null))
-                    .map(|s| Self::of(s).0)
-                    .unwrap_or(Self::Other);
-                (inner, true)
-            }
-            _ => (Self::Other, false),
-        }
-    }
-}
-
-/// One field of a flat record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Field {
-    /// Field name.
-    pub name: String,
-    /// Its type.
-    pub ty: FieldType,
-    /// Whether it may be null (a `["null", T]` union).
-    pub nullable: bool,
-}
+use crate::record::{Field, FieldType};
 
 /// A parsed `.avsc` file whose top level is a record.
 #[derive(Debug, Clone)]

@@ -12,51 +12,16 @@ use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use bytes::Bytes;
 use hashbrown::HashTable;
 use rustc_hash::FxHasher;
 
 use crate::aggregate::Aggregates;
-use crate::codec::{FieldError, Record, push_key_part};
+use crate::codec::push_key_part;
+use crate::record::{FieldError, RawRecord, Record, Stage};
 use crate::window::{NO_TIME, format_millis};
 
 use super::plan::{EventTime, Plan};
 use crate::window::WindowPlan;
-
-/// A record as read from Kafka.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawRecord {
-    /// Its offset in the partition.
-    pub offset: i64,
-    /// Kafka timestamp in millis, if the record has one.
-    pub timestamp: Option<i64>,
-    /// Message key.
-    pub key: Option<Bytes>,
-    /// Message value.
-    pub payload: Option<Bytes>,
-}
-
-/// The step at which a record failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailStage {
-    /// The value could not be decoded.
-    Decode,
-    /// A transform rejected it.
-    Transform,
-    /// Group key, value or event time could not be read.
-    Extract,
-}
-
-impl FailStage {
-    /// Name used in dead-letter headers and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Decode => "decode",
-            Self::Transform => "transform",
-            Self::Extract => "extract",
-        }
-    }
-}
 
 /// A record that failed, by index in the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +29,7 @@ pub struct Failure {
     /// Index in the batch.
     pub index: u32,
     /// Where it failed.
-    pub stage: FailStage,
+    pub stage: Stage,
     /// Why, for the dead-letter header.
     pub reason: String,
 }
@@ -230,7 +195,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
                 out.max_event_time_before.push(NO_TIME);
                 out.failures.push(Failure {
                     index: i as u32,
-                    stage: FailStage::Decode,
+                    stage: Stage::Decode,
                     reason: e.to_string(),
                 });
             }
@@ -253,7 +218,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
         let mut rec = match decoder.decode(r.payload.as_deref()) {
             Ok(rec) => rec,
             Err(e) => {
-                out.failures.push(fail(FailStage::Decode, e.to_string()));
+                out.failures.push(fail(Stage::Decode, e.to_string()));
                 continue;
             }
         };
@@ -263,7 +228,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
                 .map(|e| (t.name(), e))
         }) {
             out.failures
-                .push(fail(FailStage::Transform, format!("{}: {}", e.0, e.1)));
+                .push(fail(Stage::Transform, format!("{}: {}", e.0, e.1)));
             continue;
         }
         if let Some(f) = &plan.filter {
@@ -275,7 +240,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
                 }
                 Err(e) => {
                     out.failures
-                        .push(fail(FailStage::Transform, format!("where: {e}")));
+                        .push(fail(Stage::Transform, format!("where: {e}")));
                     continue;
                 }
             }
@@ -284,7 +249,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
         let x = match extract(plan, r, &rec, now, &mut key_buf) {
             Ok(x) => x,
             Err(e) => {
-                out.failures.push(fail(FailStage::Extract, e));
+                out.failures.push(fail(Stage::Extract, e));
                 continue;
             }
         };
@@ -298,7 +263,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
             WindowPlan::Session { gap_ms } => {
                 if x.event_time.checked_add(gap_ms).is_none() {
                     let e = crate::window::EventTimeOutOfRange(x.event_time);
-                    out.failures.push(fail(FailStage::Extract, e.to_string()));
+                    out.failures.push(fail(Stage::Extract, e.to_string()));
                     continue;
                 }
                 // Late records never raise the largest event time, so this
@@ -316,7 +281,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
         let pane = match pane {
             Ok(p) => p,
             Err(e) => {
-                out.failures.push(fail(FailStage::Extract, e.to_string()));
+                out.failures.push(fail(Stage::Extract, e.to_string()));
                 continue;
             }
         };
@@ -358,7 +323,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
         {
             // `check` accepted the record, so this cannot happen; keep the
             // record rather than lose it.
-            out.failures.push(fail(FailStage::Extract, e));
+            out.failures.push(fail(Stage::Extract, e));
             continue;
         }
         p.members.push(i32);

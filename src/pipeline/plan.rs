@@ -2,8 +2,9 @@
 //! and transform binding happens here, once, before any record is read.
 
 use crate::aggregate::AggSpec;
-use crate::codec::{Decoder, FieldType, Layout, OutputEncoder, RecordSchema, record_name};
+use crate::codec::{Decoder, OutputEncoder, RecordSchema, record_name};
 use crate::config::{ConfigError, EventTimeConfig, LatePolicy, LoadedConfig, Problem};
+use crate::record::{FieldType, Layout};
 use crate::transform::{self, Transform};
 use crate::window::{Lateness, WindowPlan};
 

@@ -3,43 +3,7 @@
 
 use rdkafka::message::{Header, OwnedHeaders};
 
-use crate::pipeline::{FailStage, RawRecord};
-
-/// The step at which a record was given up: the `streamfold.error.stage`
-/// header and the `stage` label of `dead_letters_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorStage {
-    /// The value could not be decoded.
-    Decode,
-    /// A transform (or the `where` filter) rejected it.
-    Transform,
-    /// Its group key, a value or its event time could not be read.
-    Extract,
-    /// Its window had already been emitted.
-    Late,
-}
-
-impl ErrorStage {
-    /// The header value and metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Decode => "decode",
-            Self::Transform => "transform",
-            Self::Extract => "extract",
-            Self::Late => "late",
-        }
-    }
-}
-
-impl From<FailStage> for ErrorStage {
-    fn from(s: FailStage) -> Self {
-        match s {
-            FailStage::Decode => Self::Decode,
-            FailStage::Transform => Self::Transform,
-            FailStage::Extract => Self::Extract,
-        }
-    }
-}
+use crate::record::{RawRecord, Stage};
 
 /// Header names on dead-letter records.
 pub mod headers {
@@ -91,7 +55,7 @@ pub struct DeadLetter<'a> {
     /// The record as read.
     pub record: &'a RawRecord,
     /// Failed step.
-    pub stage: ErrorStage,
+    pub stage: Stage,
     /// Why.
     pub reason: &'a str,
 }
@@ -229,7 +193,7 @@ mod tests {
             topic: "in",
             partition: 3,
             record: r,
-            stage: ErrorStage::Decode,
+            stage: Stage::Decode,
             reason: "not an Avro datum",
         }
     }

@@ -2,7 +2,7 @@
 
 mod dead_letter;
 
-pub use dead_letter::{DeadLetter, ErrorStage, Fitted, headers as dead_letter_headers};
+pub use dead_letter::{DeadLetter, Fitted, headers as dead_letter_headers};
 
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +13,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedPro
 use tokio::sync::Notify;
 
 use crate::codec::WindowOutput;
-use crate::pipeline::RawRecord;
+use crate::record::{RawRecord, Stage};
 
 /// Why a record could not be handed to the producer.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,7 @@ pub enum Tag {
     Update(WindowSpan),
     DeadLetter {
         offset: i64,
-        stage: ErrorStage,
+        stage: Stage,
     },
     /// A record forwarded to the internal topic of a repartitioning
     /// pipeline.
@@ -297,7 +297,7 @@ impl Sink {
         delivery: Box<Delivery>,
     ) -> Result<bool, SendError> {
         let topic = match (&self.late_topic, d.stage) {
-            (Some(late), ErrorStage::Late) => late,
+            (Some(late), Stage::Late) => late,
             _ => &self.dead_letter_topic,
         };
         let limit = if headers_only {

@@ -19,7 +19,7 @@ use super::partition::{DrainRequest, PartitionTask};
 use super::resume::StateTopic;
 use super::{PipelineError, Shared};
 use crate::offsets::{CommitPoint, decode_metadata, encode_metadata};
-use crate::pipeline::RawRecord;
+use crate::record::RawRecord;
 use crate::telemetry::{CommitResult, Rebalance};
 
 /// The consumer with streamfold's context.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use apache_avro::types::Value;
 
 use super::{Transform, TransformError, bind_field};
-use crate::codec::{FieldType, Layout, Record};
+use crate::record::{FieldType, Layout, Record};
 
 /// Currency conversion with a fixed rate table from the configuration.
 pub struct ConvertCurrency {
@@ -111,7 +111,7 @@ impl Transform for ConvertCurrency {
 
     fn apply(&self, record: &mut Record) -> Result<(), TransformError> {
         let [amount, currency, out] = self.indexes;
-        let field_err = |name: &str, e: crate::codec::FieldError| {
+        let field_err = |name: &str, e: crate::record::FieldError| {
             TransformError(format!("convert-currency: field {name:?}: {e}"))
         };
         let a = record

@@ -14,7 +14,7 @@ use apache_avro::types::Value;
 use cel_interpreter::{Context, Program, Value as Cel};
 
 use super::{Transform, TransformError};
-use crate::codec::{FieldType, Layout, Record};
+use crate::record::{FieldType, Layout, Record};
 
 /// A compiled expression and the record fields it reads.
 struct Compiled {
@@ -237,7 +237,7 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::Field;
+    use crate::record::Field;
 
     fn layout() -> Layout {
         let f = |n: &str, ty| Field {

@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 
 use super::{Transform, TransformError};
-use crate::codec::Record;
+use crate::record::Record;
 
 thread_local! {
     static QUIET: Cell<bool> = const { Cell::new(false) };
@@ -66,7 +66,7 @@ pub(crate) fn apply(t: &dyn Transform, record: &mut Record) -> Result<(), Transf
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::Layout;
+    use crate::record::Layout;
 
     struct Picky;
 

@@ -13,8 +13,8 @@ pub use currency::ConvertCurrency;
 pub use expr::{Derive, Filter};
 pub use pseudonymise::Pseudonymise;
 
-use crate::codec::{Layout, Record};
 use crate::config::{Problem, TransformConfig};
+use crate::record::{Layout, Record};
 
 /// Why a transform rejected a record; the record goes to the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,7 +96,7 @@ pub fn build(
 pub(crate) fn bind_field(
     layout: &Layout,
     name: &str,
-    accepts: &[crate::codec::FieldType],
+    accepts: &[crate::record::FieldType],
     expected: &str,
 ) -> Result<usize, String> {
     let i = layout.index_of(name).ok_or_else(|| {

@@ -3,8 +3,8 @@
 use apache_avro::types::Value;
 
 use super::{Transform, TransformError, bind_field};
-use crate::codec::{FieldType, Layout, Record};
 use crate::config::Secret;
+use crate::record::{FieldType, Layout, Record};
 
 /// Keyed-hash pseudonymisation: the same input and key always give the same
 /// pseudonym (so joins and counts still work), and without the key the
@@ -68,7 +68,7 @@ impl Transform for Pseudonymise {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::Field;
+    use crate::record::Field;
 
     #[test]
     fn pseudonyms_are_stable_per_key_and_differ_across_keys() {

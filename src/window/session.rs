@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::aggregate::{AggSpec, Aggregates};
-use crate::codec::Record;
+use crate::record::Record;
 
 #[derive(Debug)]
 struct Session {

@@ -232,7 +232,7 @@ impl SlidingStore {
 mod tests {
     use super::*;
     use crate::aggregate::AggKind;
-    use crate::codec::Record;
+    use crate::record::Record;
     use apache_avro::types::Value;
     use proptest::prelude::*;
 

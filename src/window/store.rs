@@ -216,7 +216,7 @@ impl WindowStore {
 mod tests {
     use super::*;
     use crate::aggregate::AggKind;
-    use crate::codec::Record;
+    use crate::record::Record;
     use apache_avro::types::Value;
 
     fn count() -> [AggSpec; 1] {

@@ -18,10 +18,9 @@ use crate::aggregate::Aggregates;
 use crate::codec::WindowOutput;
 use crate::config::LatePolicy;
 use crate::offsets::{CommitPoint, Frontier};
-use crate::pipeline::{BatchOutput, RawRecord, process};
-use crate::sink::{
-    Acks, DeadLetter, Delivery, ErrorStage, Report, SendError, Tag, Undelivered, WindowSpan,
-};
+use crate::pipeline::{BatchOutput, process};
+use crate::record::{RawRecord, Stage as ErrorStage};
+use crate::sink::{Acks, DeadLetter, Delivery, Report, SendError, Tag, Undelivered, WindowSpan};
 use crate::telemetry::{Outcome, Produced};
 use crate::window::{NO_TIME, WindowPlan};
 
@@ -294,7 +293,7 @@ impl PartitionTask {
 
         for f in &out.failures {
             let r = &out.records[f.index as usize];
-            self.dead_letter(r, f.stage.into(), &f.reason, m_before(f.index))
+            self.dead_letter(r, f.stage, &f.reason, m_before(f.index))
                 .await?;
         }
         let forwarded = out.forward.len() as u64;

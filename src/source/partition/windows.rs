@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::aggregate::{AggSpec, Aggregates};
-use crate::codec::Record;
+use crate::record::Record;
 use crate::window::{SessionChange, SessionStore, SlidingStore, WindowPlan, WindowStore, Windows};
 
 /// A window ready to be emitted.

@@ -1,0 +1,16 @@
+//! A record as read from Kafka, before anything is decoded.
+
+use bytes::Bytes;
+
+/// A record as read from Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// Its offset in the partition.
+    pub offset: i64,
+    /// Kafka timestamp in millis, if the record has one.
+    pub timestamp: Option<i64>,
+    /// Message key.
+    pub key: Option<Bytes>,
+    /// Message value.
+    pub payload: Option<Bytes>,
+}
