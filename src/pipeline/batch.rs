@@ -21,7 +21,7 @@ use crate::record::{FieldError, RawRecord, Record, Stage};
 use crate::window::{NO_TIME, format_millis};
 
 use super::plan::{EventTime, Plan};
-use crate::window::WindowPlan;
+use crate::window::Assignment;
 
 /// A record that failed, by index in the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,22 +69,25 @@ pub struct BatchOutput {
     pub failures: Vec<Failure>,
     /// Records the `where` filter dropped.
     pub filtered: u64,
-    /// Session pipelines only: every extracted record in order; the
-    /// partition task assigns them to sessions.
-    pub session_records: Vec<SessionRecord>,
+    /// Window kinds that fold in order (sessions) only: every extracted
+    /// record, in order; the partition task adds them one by one.
+    pub in_order: Vec<InOrderRecord>,
     /// Repartitioning only: (index, group key) of every record to forward.
     pub forward: Vec<(u32, String)>,
 }
 
-/// A decoded record of a session pipeline, ready to join a session.
+/// A decoded record for a window kind that folds in order (sessions),
+/// ready to be added on the partition task.
 #[derive(Debug)]
-pub struct SessionRecord {
+pub struct InOrderRecord {
     /// Index in the batch.
     pub index: u32,
     /// Group key.
     pub key: String,
     /// Event time.
     pub event_time: i64,
+    /// End of the first window it would join (lateness is decided by it).
+    pub first_end: i64,
     /// The transformed record (read by the aggregates).
     pub record: Record,
 }
@@ -180,7 +183,7 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
         late: Vec::new(),
         failures: Vec::new(),
         filtered: 0,
-        session_records: Vec::new(),
+        in_order: Vec::new(),
         forward: Vec::new(),
     };
     let mut index: HashTable<usize> = HashTable::new();
@@ -257,29 +260,21 @@ pub fn process(plan: &Plan, records: Vec<RawRecord>, forward: bool) -> BatchOutp
             out.forward.push((i32, x.key.into_owned()));
             continue;
         }
-        let pane = match plan.window {
-            WindowPlan::Fixed(w) => w.pane(x.event_time),
-            WindowPlan::Sliding(s) => s.pane(x.event_time),
-            WindowPlan::Session { gap_ms } => {
-                if x.event_time.checked_add(gap_ms).is_none() {
-                    let e = crate::window::EventTimeOutOfRange(x.event_time);
-                    out.failures.push(fail(Stage::Extract, e.to_string()));
-                    continue;
-                }
+        let pane = match plan.window.assign(x.event_time) {
+            Ok(Assignment::Pane(pane)) => pane,
+            Ok(Assignment::InOrder { first_end }) => {
                 // Late records never raise the largest event time, so this
                 // prefix is right whichever records turn out late.
                 out.max_event_time = out.max_event_time.max(x.event_time);
-                out.session_records.push(SessionRecord {
+                out.in_order.push(InOrderRecord {
                     index: i32,
                     key: x.key.into_owned(),
                     event_time: x.event_time,
+                    first_end,
                     record: rec,
                 });
                 continue;
             }
-        };
-        let pane = match pane {
-            Ok(p) => p,
             Err(e) => {
                 out.failures.push(fail(Stage::Extract, e.to_string()));
                 continue;

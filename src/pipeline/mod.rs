@@ -4,5 +4,5 @@
 mod batch;
 mod plan;
 
-pub use batch::{BatchOutput, Failure, SessionRecord, WindowPartial, process};
+pub use batch::{BatchOutput, Failure, InOrderRecord, WindowPartial, process};
 pub use plan::{EventTime, Plan};

@@ -6,7 +6,7 @@ use crate::codec::{Decoder, OutputEncoder, RecordSchema, record_name};
 use crate::config::{ConfigError, EventTimeConfig, LatePolicy, LoadedConfig, Problem};
 use crate::record::{FieldType, Layout};
 use crate::transform::{self, Transform};
-use crate::window::{Lateness, WindowPlan};
+use crate::window::{Lateness, WindowKind};
 
 /// Where a record's event time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub struct Plan {
     /// Event-time source.
     pub event_time: EventTime,
     /// Window assignment.
-    pub window: WindowPlan,
+    pub window: std::sync::Arc<dyn WindowKind>,
     /// Watermark and lateness.
     pub lateness: Lateness,
     /// How far ahead of the wall clock an event time may lie (millis).
@@ -235,7 +235,7 @@ impl Plan {
         } else {
             None
         };
-        let window = WindowPlan::from_config(&p.window)
+        let window = crate::window::from_config(&p.window)
             .map_err(|found| {
                 for (key, message) in found {
                     problems.push(problem(key, message));

@@ -8,14 +8,17 @@
 //! is late. Both decisions depend only on the order of records in the
 //! partition, never on batch boundaries, so a replay decides the same.
 
+mod kind;
 mod session;
 mod sliding;
 mod store;
 
-pub use session::{ClosedSession, SessionChange, SessionStore};
+pub use kind::{Assignment, Closed, OpenWindows, WindowKind};
+pub use session::{ClosedSession, SessionChange, SessionStore, Sessions};
 pub use sliding::{Sliding, SlidingStore};
 pub use store::{ClosedWindow, WindowStore};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::WindowConfig;
@@ -162,86 +165,70 @@ impl Windows {
     }
 }
 
-/// The windows of a pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WindowPlan {
-    /// Tumbling or hopping windows, from panes.
-    Fixed(Windows),
-    /// Sliding windows (Kafka Streams semantics), from one pane per
-    /// distinct event time.
-    Sliding(Sliding),
-    /// Session windows closing after `gap_ms` without records.
-    Session {
-        /// The inactivity gap in millis.
-        gap_ms: i64,
-    },
-}
-
-impl WindowPlan {
-    /// The windows `config` asks for.
-    ///
-    /// # Errors
-    /// Each problem, with the configuration key it concerns: a size, gap
-    /// or advance that is not a whole number of milliseconds, an advance
-    /// above the size, or more than [`MAX_WINDOWS_PER_RECORD`] windows per
-    /// record.
-    pub fn from_config(config: &WindowConfig) -> Result<Self, Vec<(&'static str, String)>> {
-        let whole_ms = |d: &Duration| {
-            (1..=MAX_WINDOW_MS).contains(&d.as_millis())
-                && d.subsec_nanos().is_multiple_of(1_000_000)
-        };
-        let (size, size_key) = match config {
-            WindowConfig::Session { gap } => (gap, "pipeline.window.gap"),
-            WindowConfig::Tumbling { size }
-            | WindowConfig::Hopping { size, .. }
-            | WindowConfig::Sliding { size } => (size, "pipeline.window.size"),
-        };
-        if !whole_ms(size) {
-            return Err(vec![(
-                size_key,
-                format!(
-                    "expected a whole number of milliseconds from 1ms to 100years, found {}",
-                    humantime::format_duration(*size)
-                ),
-            )]);
-        }
-        let size_ms = size.as_millis() as i64;
-        Ok(match config {
-            WindowConfig::Tumbling { .. } => Self::Fixed(Windows::tumbling(size_ms)),
-            WindowConfig::Hopping { advance, .. } => {
-                if !whole_ms(advance) || advance > size {
-                    return Err(vec![(
-                        "pipeline.window.advance",
-                        format!(
-                            "expected a whole number of milliseconds from 1ms up to the size ({}), found {}",
-                            humantime::format_duration(*size),
-                            humantime::format_duration(*advance)
-                        ),
-                    )]);
-                }
-                let advance_ms = advance.as_millis() as i64;
-                let per_record = (size_ms as u64).div_ceil(advance_ms as u64);
-                if per_record > MAX_WINDOWS_PER_RECORD {
-                    let least =
-                        Duration::from_millis((size_ms as u64).div_ceil(MAX_WINDOWS_PER_RECORD));
-                    return Err(vec![(
-                        "pipeline.window.advance",
-                        format!(
-                            "pipeline.window.size ({}) / pipeline.window.advance ({}) puts every record \
+/// The window kind `config` asks for.
+///
+/// # Errors
+/// Each problem, with the configuration key it concerns: a size, gap
+/// or advance that is not a whole number of milliseconds, an advance
+/// above the size, or more than [`MAX_WINDOWS_PER_RECORD`] windows per
+/// record.
+pub fn from_config(
+    config: &WindowConfig,
+) -> Result<Arc<dyn WindowKind>, Vec<(&'static str, String)>> {
+    let whole_ms = |d: &Duration| {
+        (1..=MAX_WINDOW_MS).contains(&d.as_millis()) && d.subsec_nanos().is_multiple_of(1_000_000)
+    };
+    let (size, size_key) = match config {
+        WindowConfig::Session { gap } => (gap, "pipeline.window.gap"),
+        WindowConfig::Tumbling { size }
+        | WindowConfig::Hopping { size, .. }
+        | WindowConfig::Sliding { size } => (size, "pipeline.window.size"),
+    };
+    if !whole_ms(size) {
+        return Err(vec![(
+            size_key,
+            format!(
+                "expected a whole number of milliseconds from 1ms to 100years, found {}",
+                humantime::format_duration(*size)
+            ),
+        )]);
+    }
+    let size_ms = size.as_millis() as i64;
+    Ok(match config {
+        WindowConfig::Tumbling { .. } => Arc::new(Windows::tumbling(size_ms)),
+        WindowConfig::Hopping { advance, .. } => {
+            if !whole_ms(advance) || advance > size {
+                return Err(vec![(
+                    "pipeline.window.advance",
+                    format!(
+                        "expected a whole number of milliseconds from 1ms up to the size ({}), found {}",
+                        humantime::format_duration(*size),
+                        humantime::format_duration(*advance)
+                    ),
+                )]);
+            }
+            let advance_ms = advance.as_millis() as i64;
+            let per_record = (size_ms as u64).div_ceil(advance_ms as u64);
+            if per_record > MAX_WINDOWS_PER_RECORD {
+                let least =
+                    Duration::from_millis((size_ms as u64).div_ceil(MAX_WINDOWS_PER_RECORD));
+                return Err(vec![(
+                    "pipeline.window.advance",
+                    format!(
+                        "pipeline.window.size ({}) / pipeline.window.advance ({}) puts every record \
                              in {per_record} windows, expected at most {MAX_WINDOWS_PER_RECORD}: set \
                              advance to at least {}, or use a sliding window",
-                            humantime::format_duration(*size),
-                            humantime::format_duration(*advance),
-                            humantime::format_duration(least)
-                        ),
-                    )]);
-                }
-                Self::Fixed(Windows::hopping(size_ms, advance_ms))
+                        humantime::format_duration(*size),
+                        humantime::format_duration(*advance),
+                        humantime::format_duration(least)
+                    ),
+                )]);
             }
-            WindowConfig::Sliding { .. } => Self::Sliding(Sliding::new(size_ms)),
-            WindowConfig::Session { .. } => Self::Session { gap_ms: size_ms },
-        })
-    }
+            Arc::new(Windows::hopping(size_ms, advance_ms))
+        }
+        WindowConfig::Sliding { .. } => Arc::new(Sliding::new(size_ms)),
+        WindowConfig::Session { .. } => Arc::new(Sessions { gap_ms: size_ms }),
+    })
 }
 
 /// Lateness rules for one pipeline.
@@ -285,6 +272,65 @@ impl Lateness {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every kind behind the one interface: where a record goes, and a
+    /// window closing once the watermark reaches its end.
+    #[test]
+    fn every_window_kind_assigns_and_closes_behind_one_trait() {
+        use crate::aggregate::{AggKind, AggSpec, Aggregates};
+        use crate::record::Record;
+        let specs = [AggSpec {
+            name: "count".into(),
+            kind: AggKind::Count,
+            field: None,
+        }];
+        let one = || {
+            let mut a = Aggregates::new(&specs);
+            a.add(&specs, &Record { values: vec![] }, 0, 0).unwrap();
+            a
+        };
+        let secs = |n| Duration::from_secs(n);
+        let kinds = [
+            WindowConfig::Tumbling { size: secs(10) },
+            WindowConfig::Hopping {
+                size: secs(10),
+                advance: secs(5),
+            },
+            WindowConfig::Sliding { size: secs(10) },
+            WindowConfig::Session { gap: secs(10) },
+        ];
+        for config in kinds {
+            let kind = from_config(&config).unwrap();
+            let mut open = kind.open();
+            match kind.assign(12_000).unwrap() {
+                Assignment::Pane(p) => {
+                    assert!(
+                        p.start <= 12_000 && 12_000 < p.last_end,
+                        "{config:?}: {p:?}"
+                    );
+                    assert!(open.merge_pane("k", p.start, p.last_end, one()));
+                }
+                Assignment::InOrder { first_end } => {
+                    assert_eq!(first_end, 22_000, "{config:?}");
+                    open.add_record(&specs, "k", 12_000, &Record { values: vec![] }, 7, NO_TIME)
+                        .unwrap();
+                }
+            }
+            assert_eq!((open.len() > 0, open.keys()), (true, 1), "{config:?}");
+            assert!(
+                open.close_until(&specs, 12_000, NO_TIME).is_empty(),
+                "{config:?}"
+            );
+            let closed = open.close_until(&specs, 100_000, NO_TIME);
+            assert!(!closed.is_empty(), "{config:?}");
+            assert!(
+                closed
+                    .iter()
+                    .all(|c| c.key == "k" && c.start <= 12_000 && 12_000 < c.end)
+            );
+            assert!(open.is_empty(), "{config:?}: everything closed");
+        }
+    }
 
     #[test]
     fn tumbling_assignment_is_epoch_aligned_also_before_1970() {

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap as HashMap;
 
+use super::{Assignment, Closed, EventTimeOutOfRange, OpenWindows, WindowKind};
 use crate::aggregate::{AggSpec, Aggregates};
 use crate::record::Record;
 
@@ -167,6 +168,94 @@ impl SessionStore {
     /// Whether no session is open.
     pub fn is_empty(&self) -> bool {
         self.by_end.is_empty()
+    }
+}
+
+/// Session windows of one inactivity gap: records fold in order, since
+/// a record can merge sessions of its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sessions {
+    /// The inactivity gap in millis.
+    pub gap_ms: i64,
+}
+
+impl WindowKind for Sessions {
+    fn assign(&self, t: i64) -> Result<Assignment, EventTimeOutOfRange> {
+        let first_end = t.checked_add(self.gap_ms).ok_or(EventTimeOutOfRange(t))?;
+        Ok(Assignment::InOrder { first_end })
+    }
+
+    fn open(&self) -> Box<dyn OpenWindows> {
+        Box::new(OpenSessions {
+            gap_ms: self.gap_ms,
+            store: SessionStore::default(),
+        })
+    }
+}
+
+/// The open sessions of one partition.
+struct OpenSessions {
+    gap_ms: i64,
+    store: SessionStore,
+}
+
+impl OpenWindows for OpenSessions {
+    fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    fn keys(&self) -> usize {
+        self.store.keys()
+    }
+
+    fn merge_pane(&mut self, _: &str, _: i64, _: i64, _: Aggregates) -> bool {
+        unreachable!("sessions take records one by one, not pane partials")
+    }
+
+    fn windows_of_pane(&self, _: &str, _: i64) -> Vec<i64> {
+        Vec::new()
+    }
+
+    fn add_record(
+        &mut self,
+        specs: &[AggSpec],
+        key: &str,
+        t: i64,
+        record: &Record,
+        offset: i64,
+        max_event_time_before: i64,
+    ) -> Result<SessionChange, String> {
+        self.store.add(
+            specs,
+            key,
+            t,
+            self.gap_ms,
+            record,
+            offset,
+            max_event_time_before,
+        )
+    }
+
+    fn close_until(&mut self, _: &[AggSpec], watermark: i64, _: i64) -> Vec<Closed> {
+        self.store
+            .close_until(watermark)
+            .into_iter()
+            .map(|c| Closed {
+                key: c.key,
+                start: c.start,
+                end: c.end,
+                first_offset: c.first_offset,
+                aggregates: c.aggregates,
+            })
+            .collect()
+    }
+
+    fn snapshot(&self, _: &[AggSpec], key: &str, start: i64) -> Option<(i64, Aggregates)> {
+        self.store.snapshot(key, start)
+    }
+
+    fn is_open(&self, key: &str, start: i64, _: i64) -> bool {
+        self.store.snapshot_exists(key, start)
     }
 }
 

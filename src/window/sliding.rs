@@ -19,8 +19,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use rustc_hash::FxHashMap as HashMap;
 use std::ops::Bound;
 
-use super::{ClosedWindow, EventTimeOutOfRange, Pane};
+use super::{
+    Assignment, Closed, ClosedWindow, EventTimeOutOfRange, OpenWindows, Pane, SessionChange,
+    WindowKind,
+};
 use crate::aggregate::{AggSpec, Aggregates};
+use crate::record::Record;
 
 /// Sliding windows holding records at most `size` apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +229,62 @@ impl SlidingStore {
     /// Whether no pane is open.
     pub fn is_empty(&self) -> bool {
         self.by_time.is_empty()
+    }
+}
+
+/// Sliding windows: records go to one pane per distinct event time.
+impl WindowKind for Sliding {
+    fn assign(&self, t: i64) -> Result<Assignment, EventTimeOutOfRange> {
+        self.pane(t).map(Assignment::Pane)
+    }
+
+    fn open(&self) -> Box<dyn OpenWindows> {
+        Box::new(SlidingStore::new(*self))
+    }
+}
+
+impl OpenWindows for SlidingStore {
+    fn len(&self) -> usize {
+        SlidingStore::len(self)
+    }
+
+    fn keys(&self) -> usize {
+        SlidingStore::keys(self)
+    }
+
+    fn merge_pane(&mut self, key: &str, pane_start: i64, _: i64, aggregates: Aggregates) -> bool {
+        self.merge(key, pane_start, aggregates)
+    }
+
+    fn windows_of_pane(&self, key: &str, pane_start: i64) -> Vec<i64> {
+        self.windows_holding(key, pane_start)
+    }
+
+    fn add_record(
+        &mut self,
+        _: &[AggSpec],
+        _: &str,
+        _: i64,
+        _: &Record,
+        _: i64,
+        _: i64,
+    ) -> Result<SessionChange, String> {
+        unreachable!("sliding windows take pane partials, not records")
+    }
+
+    fn close_until(&mut self, specs: &[AggSpec], watermark: i64, skip_until: i64) -> Vec<Closed> {
+        SlidingStore::close_until(self, specs, watermark, skip_until)
+            .into_iter()
+            .map(Closed::from)
+            .collect()
+    }
+
+    fn snapshot(&self, specs: &[AggSpec], key: &str, start: i64) -> Option<(i64, Aggregates)> {
+        SlidingStore::snapshot(self, specs, key, start)
+    }
+
+    fn is_open(&self, _key: &str, start: i64, watermark: i64) -> bool {
+        start + self.span() > watermark
     }
 }
 

@@ -4,8 +4,11 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::Windows;
+use super::{
+    Assignment, Closed, EventTimeOutOfRange, OpenWindows, SessionChange, WindowKind, Windows,
+};
 use crate::aggregate::{AggSpec, Aggregates};
+use crate::record::Record;
 
 /// The partial aggregates of one key over one pane.
 #[derive(Debug, Clone)]
@@ -209,6 +212,84 @@ impl WindowStore {
     /// Whether no pane is open.
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+}
+
+/// Tumbling and hopping windows: records go to panes, pre-aggregated.
+impl WindowKind for Windows {
+    fn assign(&self, t: i64) -> Result<Assignment, EventTimeOutOfRange> {
+        self.pane(t).map(Assignment::Pane)
+    }
+
+    fn open(&self) -> Box<dyn OpenWindows> {
+        Box::new(OpenFixed {
+            windows: *self,
+            store: WindowStore::default(),
+        })
+    }
+}
+
+/// The open tumbling or hopping windows of one partition.
+struct OpenFixed {
+    windows: Windows,
+    store: WindowStore,
+}
+
+impl OpenWindows for OpenFixed {
+    fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    fn keys(&self) -> usize {
+        self.store.keys()
+    }
+
+    fn merge_pane(
+        &mut self,
+        key: &str,
+        pane_start: i64,
+        last_end: i64,
+        aggregates: Aggregates,
+    ) -> bool {
+        self.store
+            .merge(&self.windows, key, pane_start, last_end, aggregates)
+    }
+
+    fn windows_of_pane(&self, _key: &str, pane_start: i64) -> Vec<i64> {
+        let size = self.windows.size();
+        self.windows
+            .ends_covering(pane_start)
+            .map(|end| end - size)
+            .collect()
+    }
+
+    fn add_record(
+        &mut self,
+        _: &[AggSpec],
+        _: &str,
+        _: i64,
+        _: &Record,
+        _: i64,
+        _: i64,
+    ) -> Result<SessionChange, String> {
+        unreachable!("tumbling and hopping windows take pane partials, not records")
+    }
+
+    fn close_until(&mut self, specs: &[AggSpec], watermark: i64, skip_until: i64) -> Vec<Closed> {
+        self.store
+            .close_until(&self.windows, specs, watermark, skip_until)
+            .into_iter()
+            .map(Closed::from)
+            .collect()
+    }
+
+    fn snapshot(&self, specs: &[AggSpec], key: &str, start: i64) -> Option<(i64, Aggregates)> {
+        let aggregates = self.store.snapshot(&self.windows, specs, key, start)?;
+        Some((start + self.windows.size(), aggregates))
+    }
+
+    fn is_open(&self, _key: &str, start: i64, watermark: i64) -> bool {
+        start + self.windows.size() > watermark
     }
 }
 

@@ -22,10 +22,7 @@ use crate::pipeline::{BatchOutput, process};
 use crate::record::{RawRecord, Stage as ErrorStage};
 use crate::sink::{Acks, DeadLetter, Delivery, Report, SendError, Tag, Undelivered, WindowSpan};
 use crate::telemetry::{Outcome, Produced};
-use crate::window::{NO_TIME, WindowPlan};
-
-mod windows;
-use windows::OpenWindows;
+use crate::window::{NO_TIME, OpenWindows};
 
 /// Asks a partition task to finish in-flight work, publish its final commit
 /// point and stop.
@@ -86,7 +83,7 @@ pub enum PartitionError {
 pub(crate) struct PartitionTask {
     partition: i32,
     shared: Arc<Shared>,
-    windows: OpenWindows,
+    windows: Box<dyn OpenWindows>,
     frontier: Frontier,
     /// `emit = on-update`: windows changed since their last update, by
     /// (key, start), and when each was last updated.
@@ -124,7 +121,7 @@ impl PartitionTask {
     pub fn new(partition: i32, shared: Arc<Shared>, resume: Option<CommitPoint>) -> Self {
         Self {
             partition,
-            windows: OpenWindows::new(shared.plan.window),
+            windows: shared.plan.window.open(),
             shared,
             dirty: BTreeSet::new(),
             last_update: HashMap::new(),
@@ -311,81 +308,66 @@ impl PartitionTask {
         let open_before = self.open_state();
         let mut late: Vec<u32> = out.late.clone();
         let mut ok = 0u64;
-        match plan.window {
-            WindowPlan::Fixed(_) | WindowPlan::Sliding(_) => {
-                for p in std::mem::take(&mut out.partials) {
-                    if plan.lateness.is_closed(p.first_end, before) {
-                        late.extend_from_slice(&p.members);
-                        continue;
-                    }
-                    let Some(&first) = p.members.first() else {
-                        continue;
-                    };
-                    ok += p.members.len() as u64;
-                    if p.last_end <= self.frontier.settled() {
-                        // Replayed after a restart: every window of this
-                        // pane was emitted and acknowledged with these
-                        // records before the commit.
-                        continue;
-                    }
-                    let opened =
-                        self.windows
-                            .merge_pane(&p.key, p.pane_start, p.last_end, p.aggregates);
-                    if plan.update_interval.is_some() {
-                        for start in self.windows.windows_of_pane(&p.key, p.pane_start) {
-                            self.dirty.insert((p.key.clone(), start));
-                        }
-                    }
-                    if opened {
-                        let first_offset = out.records[first as usize].offset;
-                        self.frontier
-                            .window_opened(p.last_end, first_offset, m_before(first));
-                    }
+        // Window kinds that pre-aggregate: one partial per (key, pane).
+        for p in std::mem::take(&mut out.partials) {
+            if plan.lateness.is_closed(p.first_end, before) {
+                late.extend_from_slice(&p.members);
+                continue;
+            }
+            let Some(&first) = p.members.first() else {
+                continue;
+            };
+            ok += p.members.len() as u64;
+            if p.last_end <= self.frontier.settled() {
+                // Replayed after a restart: every window of this
+                // pane was emitted and acknowledged with these
+                // records before the commit.
+                continue;
+            }
+            let opened = self
+                .windows
+                .merge_pane(&p.key, p.pane_start, p.last_end, p.aggregates);
+            if plan.update_interval.is_some() {
+                for start in self.windows.windows_of_pane(&p.key, p.pane_start) {
+                    self.dirty.insert((p.key.clone(), start));
                 }
             }
-            WindowPlan::Session { gap_ms } => {
-                // Sessions merge, so each record's session depends on every
-                // earlier record of its key: assigned here, in order.
-                let mut m = before;
-                for s in std::mem::take(&mut out.session_records) {
-                    if plan
-                        .lateness
-                        .is_closed(s.event_time.saturating_add(gap_ms), m)
-                    {
-                        late.push(s.index);
-                        continue;
-                    }
-                    ok += 1;
-                    let offset = out.records[s.index as usize].offset;
-                    let change = self
-                        .windows
-                        .add_to_session(
-                            &plan.aggregates,
-                            &s.key,
-                            s.event_time,
-                            gap_ms,
-                            &s.record,
-                            offset,
-                            m,
-                        )
-                        .map_err(|reason| PartitionError::Aggregate {
-                            partition: self.partition,
-                            offset,
-                            reason,
-                        })?;
-                    for (end, first) in change.removed {
-                        self.frontier.window_dropped(end, first);
-                    }
-                    let (end, first, met) = change.added;
-                    self.frontier.window_opened(end, first, met);
-                    if plan.update_interval.is_some() {
-                        self.dirty.insert((s.key.clone(), change.start));
-                    }
-                    if s.event_time > m {
-                        m = s.event_time;
-                        self.close_until(plan.lateness.watermark(m)).await?;
-                    }
-                }
+            if opened {
+                let first_offset = out.records[first as usize].offset;
+                self.frontier
+                    .window_opened(p.last_end, first_offset, m_before(first));
+            }
+        }
+        // Window kinds that fold in order (sessions merge, so a record's
+        // session depends on every earlier record of its key): added here,
+        // one by one.
+        let mut m = before;
+        for s in std::mem::take(&mut out.in_order) {
+            if plan.lateness.is_closed(s.first_end, m) {
+                late.push(s.index);
+                continue;
+            }
+            ok += 1;
+            let offset = out.records[s.index as usize].offset;
+            let change = self
+                .windows
+                .add_record(&plan.aggregates, &s.key, s.event_time, &s.record, offset, m)
+                .map_err(|reason| PartitionError::Aggregate {
+                    partition: self.partition,
+                    offset,
+                    reason,
+                })?;
+            for (end, first) in change.removed {
+                self.frontier.window_dropped(end, first);
+            }
+            let (end, first, met) = change.added;
+            self.frontier.window_opened(end, first, met);
+            if plan.update_interval.is_some() {
+                self.dirty.insert((s.key.clone(), change.start));
+            }
+            if s.event_time > m {
+                m = s.event_time;
+                self.close_until(plan.lateness.watermark(m)).await?;
             }
         }
         metrics.processed(Outcome::Ok, ok);
@@ -450,7 +432,8 @@ impl PartitionTask {
         for (key, start) in std::mem::take(&mut self.dirty) {
             let snapshot = self
                 .windows
-                .snapshot(&plan.aggregates, &key, start, watermark);
+                .snapshot(&plan.aggregates, &key, start)
+                .filter(|(end, _)| *end > watermark);
             let id = (key, start);
             let Some((end, aggregates)) = snapshot else {
                 self.last_update.remove(&id);
@@ -480,7 +463,9 @@ impl PartitionTask {
                 .await?;
         }
         // Forget windows that closed.
-        self.windows.retain_open(&mut self.last_update, watermark);
+        let windows = &self.windows;
+        self.last_update
+            .retain(|(key, start), _| windows.is_open(key, *start, watermark));
         Ok(())
     }
 
