@@ -316,7 +316,7 @@ mod tests {
                         .unwrap();
                 }
             }
-            assert_eq!((open.len() > 0, open.keys()), (true, 1), "{config:?}");
+            assert_eq!((open.is_empty(), open.keys()), (false, 1), "{config:?}");
             assert!(
                 open.close_until(&specs, 12_000, NO_TIME).is_empty(),
                 "{config:?}"
