@@ -347,14 +347,7 @@ fn a_missing_output_topic_exits_2_before_anything_is_created_or_committed() {
     );
     std::fs::write(&config, text).unwrap();
     let mut run = start(&setup, &config, 0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = run.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "still running\n{}", logs(&setup));
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = run.exit_within(Duration::from_secs(30), &setup);
     let log = std::fs::read_to_string(setup.dir.join("run-0.log")).unwrap();
     assert_eq!(status.code(), Some(2), "{log}");
     assert!(
@@ -451,14 +444,7 @@ fn a_partition_that_fails_fails_the_process_naming_it() {
         &setup.input,
         &[(0, Event::Poison(b"not a payment".to_vec()))],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = run.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "still running\n{}", logs(&setup));
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = run.exit_within(Duration::from_secs(30), &setup);
     let log = std::fs::read_to_string(setup.dir.join("run-0.log")).unwrap();
     assert_eq!(status.code(), Some(1), "{log}");
     let want = format!(

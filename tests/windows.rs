@@ -362,22 +362,7 @@ async fn where_filter_and_derived_group_key() {
         move |r| r.len() >= want,
     )
     .await;
-    let mut got = BTreeMap::new();
-    for r in &read {
-        let row = decode_window(&r.payload);
-        got.insert((row.key.clone(), row.start), row);
-    }
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        expected.windows.keys().collect::<Vec<_>>()
-    );
-    for (k, want) in &expected.windows {
-        assert!(
-            same_window(&got[k], want),
-            "{k:?}: got {:?}, want {want:?}",
-            got[k]
-        );
-    }
+    assert_exactly(&read, &expected);
     let filtered = events.len() - kept_events.len();
     assert!(filtered > 100);
     assert_eq!(

@@ -93,33 +93,43 @@ pub trait OpenWindows: Send {
 
     /// Merges the pre-aggregate of the pane of `key` at `pane_start`, whose
     /// last window ends at `last_end`. Returns `true` when this opened the
-    /// pane.
+    /// pane. Kinds that assign panes implement it; the batch step gives no
+    /// pane partials to the others.
     fn merge_pane(
         &mut self,
-        key: &str,
-        pane_start: i64,
-        last_end: i64,
-        aggregates: Aggregates,
-    ) -> bool;
+        _key: &str,
+        _pane_start: i64,
+        _last_end: i64,
+        _aggregates: Aggregates,
+    ) -> bool {
+        unreachable!("this window kind folds records in order, not pane partials")
+    }
 
     /// Starts of the windows of `key` holding the pane at `pane_start`
-    /// (the windows a partial for it changes).
-    fn windows_of_pane(&self, key: &str, pane_start: i64) -> Vec<i64>;
+    /// (the windows a partial for it changes); none for kinds without
+    /// panes.
+    fn windows_of_pane(&self, _key: &str, _pane_start: i64) -> Vec<i64> {
+        Vec::new()
+    }
 
     /// Adds one record of `key` at event time `t`, at `offset`, after
-    /// records whose largest event time was `max_event_time_before`.
+    /// records whose largest event time was `max_event_time_before`. Kinds
+    /// that assign [`Assignment::InOrder`] implement it; the batch step
+    /// gives no such records to the others.
     ///
     /// # Errors
     /// When a value of the record cannot be aggregated.
     fn add_record(
         &mut self,
-        specs: &[AggSpec],
-        key: &str,
-        t: i64,
-        record: &Record,
-        offset: i64,
-        max_event_time_before: i64,
-    ) -> Result<SessionChange, String>;
+        _specs: &[AggSpec],
+        _key: &str,
+        _t: i64,
+        _record: &Record,
+        _offset: i64,
+        _max_event_time_before: i64,
+    ) -> Result<SessionChange, String> {
+        unreachable!("this window kind takes pane partials, not records")
+    }
 
     /// Removes and returns every window the watermark has reached, except
     /// pane-based ones ending at or before `skip_until` (emitted and

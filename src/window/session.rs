@@ -208,14 +208,6 @@ impl OpenWindows for OpenSessions {
         self.store.keys()
     }
 
-    fn merge_pane(&mut self, _: &str, _: i64, _: i64, _: Aggregates) -> bool {
-        unreachable!("sessions take records one by one, not pane partials")
-    }
-
-    fn windows_of_pane(&self, _: &str, _: i64) -> Vec<i64> {
-        Vec::new()
-    }
-
     fn add_record(
         &mut self,
         specs: &[AggSpec],

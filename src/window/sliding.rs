@@ -19,12 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use rustc_hash::FxHashMap as HashMap;
 use std::ops::Bound;
 
-use super::{
-    Assignment, Closed, ClosedWindow, EventTimeOutOfRange, OpenWindows, Pane, SessionChange,
-    WindowKind,
-};
+use super::{Assignment, Closed, ClosedWindow, EventTimeOutOfRange, OpenWindows, Pane, WindowKind};
 use crate::aggregate::{AggSpec, Aggregates};
-use crate::record::Record;
 
 /// Sliding windows holding records at most `size` apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,18 +254,6 @@ impl OpenWindows for SlidingStore {
 
     fn windows_of_pane(&self, key: &str, pane_start: i64) -> Vec<i64> {
         self.windows_holding(key, pane_start)
-    }
-
-    fn add_record(
-        &mut self,
-        _: &[AggSpec],
-        _: &str,
-        _: i64,
-        _: &Record,
-        _: i64,
-        _: i64,
-    ) -> Result<SessionChange, String> {
-        unreachable!("sliding windows take pane partials, not records")
     }
 
     fn close_until(&mut self, specs: &[AggSpec], watermark: i64, skip_until: i64) -> Vec<Closed> {

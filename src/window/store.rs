@@ -4,11 +4,8 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::{
-    Assignment, Closed, EventTimeOutOfRange, OpenWindows, SessionChange, WindowKind, Windows,
-};
+use super::{Assignment, Closed, EventTimeOutOfRange, OpenWindows, WindowKind, Windows};
 use crate::aggregate::{AggSpec, Aggregates};
-use crate::record::Record;
 
 /// The partial aggregates of one key over one pane.
 #[derive(Debug, Clone)]
@@ -261,18 +258,6 @@ impl OpenWindows for OpenFixed {
             .ends_covering(pane_start)
             .map(|end| end - size)
             .collect()
-    }
-
-    fn add_record(
-        &mut self,
-        _: &[AggSpec],
-        _: &str,
-        _: i64,
-        _: &Record,
-        _: i64,
-        _: i64,
-    ) -> Result<SessionChange, String> {
-        unreachable!("tumbling and hopping windows take pane partials, not records")
     }
 
     fn close_until(&mut self, specs: &[AggSpec], watermark: i64, skip_until: i64) -> Vec<Closed> {

@@ -910,6 +910,22 @@ impl Drop for Run {
 }
 
 impl Run {
+    /// Waits up to `limit` for the process to exit by itself.
+    pub fn exit_within(&mut self, limit: Duration, setup: &Setup) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {limit:?}\n{}",
+                logs(setup)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Sends SIGTERM (a graceful stop: drain, commit, exit) and waits for
     /// the process to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
