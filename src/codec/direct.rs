@@ -10,16 +10,15 @@
 //! missing field, bytes that are not a datum): the caller then runs the
 //! generic path, which either decodes the record after all or says what
 //! is wrong with it.
-
-use std::fmt;
+//!
+//! The plan is here; its decoders are by format, in `avro/decode.rs` and
+//! `json/decode.rs`.
 
 use apache_avro::Schema;
-use apache_avro::types::Value;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 /// A field type the direct path decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Prim {
+pub(super) enum Prim {
     Null,
     Boolean,
     Int,
@@ -52,22 +51,22 @@ impl Prim {
 
 /// One field: its type, and for a `["null", T]` union the branch indexes.
 #[derive(Debug, Clone, Copy)]
-struct Slot {
-    prim: Prim,
+pub(super) struct Slot {
+    pub(super) prim: Prim,
     /// `(index of "null", index of T)` when the field is such a union.
-    union: Option<(u32, u32)>,
+    pub(super) union: Option<(u32, u32)>,
     /// Whether the pipeline reads the field. A string nobody reads is
     /// checked (type, UTF-8) like any other but not copied: its slot
     /// holds `Null`.
-    read: bool,
+    pub(super) read: bool,
 }
 
 /// How to decode the records of one schema directly; built only for
 /// schemas whose every field it handles.
 #[derive(Debug, Clone)]
 pub struct DirectPlan {
-    names: Vec<String>,
-    slots: Vec<Slot>,
+    pub(super) names: Vec<String>,
+    pub(super) slots: Vec<Slot>,
 }
 
 /// The direct path gave up; the generic one decides.
@@ -123,276 +122,14 @@ impl DirectPlan {
         }
         self
     }
-
-    /// Decodes a JSON object; every field of the schema must be present.
-    ///
-    /// # Errors
-    /// [`GiveUp`] on anything but a plain match of the schema.
-    pub fn json(&self, bytes: &[u8]) -> Result<Vec<Value>, GiveUp> {
-        // UTF-8 checked once for the whole text (JSON must be UTF-8 in
-        // every part, read or not), not once per string.
-        let text = std::str::from_utf8(bytes).map_err(|_| GiveUp)?;
-        let mut de = serde_json::Deserializer::from_str(text);
-        let (values, present) = (&mut de)
-            .deserialize_map(JsonRecord(self))
-            .map_err(|_| GiveUp)?;
-        de.end().map_err(|_| GiveUp)?;
-        if present.count_ones() as usize == values.len() {
-            Ok(values)
-        } else {
-            Err(GiveUp)
-        }
-    }
-
-    /// Decodes one Avro datum (binary encoding) of the schema, which must
-    /// use all of `bytes`.
-    ///
-    /// # Errors
-    /// [`GiveUp`] when the bytes are not exactly one such datum.
-    pub fn avro(&self, mut bytes: &[u8]) -> Result<Vec<Value>, GiveUp> {
-        let mut values = Vec::with_capacity(self.slots.len());
-        for slot in &self.slots {
-            let value = match slot.union {
-                None => read_prim(*slot, &mut bytes)?,
-                Some((null, other)) => {
-                    let branch = u32::try_from(read_long(&mut bytes)?).map_err(|_| GiveUp)?;
-                    if branch == null {
-                        Value::Union(null, Box::new(Value::Null))
-                    } else if branch == other {
-                        Value::Union(other, Box::new(read_prim(*slot, &mut bytes)?))
-                    } else {
-                        return Err(GiveUp);
-                    }
-                }
-            };
-            values.push(value);
-        }
-        if bytes.is_empty() {
-            Ok(values)
-        } else {
-            Err(GiveUp)
-        }
-    }
-}
-
-/// A zig-zag varint of at most 10 bytes.
-fn read_long(bytes: &mut &[u8]) -> Result<i64, GiveUp> {
-    let mut n: u64 = 0;
-    for (i, &b) in bytes.iter().enumerate().take(10) {
-        n |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            *bytes = &bytes[i + 1..];
-            return Ok(((n >> 1) as i64) ^ -((n & 1) as i64));
-        }
-    }
-    Err(GiveUp)
-}
-
-fn read_int(bytes: &mut &[u8]) -> Result<i32, GiveUp> {
-    i32::try_from(read_long(bytes)?).map_err(|_| GiveUp)
-}
-
-fn take<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], GiveUp> {
-    let (head, rest) = bytes.split_first_chunk::<N>().ok_or(GiveUp)?;
-    *bytes = rest;
-    Ok(*head)
-}
-
-fn read_prim(slot: Slot, bytes: &mut &[u8]) -> Result<Value, GiveUp> {
-    Ok(match slot.prim {
-        Prim::Null => Value::Null,
-        Prim::Boolean => match take::<1>(bytes)? {
-            [0] => Value::Boolean(false),
-            [1] => Value::Boolean(true),
-            _ => return Err(GiveUp),
-        },
-        Prim::Int => Value::Int(read_int(bytes)?),
-        Prim::Long => Value::Long(read_long(bytes)?),
-        Prim::Float => Value::Float(f32::from_le_bytes(take(bytes)?)),
-        Prim::Double => Value::Double(f64::from_le_bytes(take(bytes)?)),
-        Prim::String => {
-            let len = usize::try_from(read_long(bytes)?).map_err(|_| GiveUp)?;
-            if len > bytes.len() {
-                return Err(GiveUp);
-            }
-            let (s, rest) = bytes.split_at(len);
-            *bytes = rest;
-            let s = std::str::from_utf8(s).map_err(|_| GiveUp)?;
-            if slot.read {
-                Value::String(s.to_owned())
-            } else {
-                Value::Null
-            }
-        }
-        Prim::Date => Value::Date(read_int(bytes)?),
-        Prim::TimestampMillis => Value::TimestampMillis(read_long(bytes)?),
-        Prim::TimestampMicros => Value::TimestampMicros(read_long(bytes)?),
-    })
-}
-
-/// A JSON object into one value slot per schema field.
-struct JsonRecord<'p>(&'p DirectPlan);
-
-impl<'de> Visitor<'de> for JsonRecord<'_> {
-    /// The values, and a bit per field that was present.
-    type Value = (Vec<Value>, u128);
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let plan = self.0;
-        // Filled in place: `vec![Value::Null; n]` clones through the
-        // general `Value::clone`, a measurable cost per record.
-        let mut values = Vec::with_capacity(plan.slots.len());
-        values.resize_with(plan.slots.len(), || Value::Null);
-        let mut present = 0u128;
-        // Objects usually list their keys in schema order: each key is
-        // compared with the field after the last one found first.
-        let mut next = 0;
-        while let Some(key) = map.next_key_seed(FieldName { plan, next })? {
-            match key {
-                // A repeated key: serde_json keeps the last one.
-                Some(i) => {
-                    values[i] = map.next_value_seed(JsonField(plan.slots[i]))?;
-                    present |= 1 << i;
-                    next = i + 1;
-                }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok((values, present))
-    }
-}
-
-/// A key of the object: the index of the schema field it names, if any;
-/// field `next` is tried first.
-struct FieldName<'p> {
-    plan: &'p DirectPlan,
-    next: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for FieldName<'_> {
-    type Value = Option<usize>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FieldName<'_> {
-    type Value = Option<usize>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a field name")
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        let names = &self.plan.names;
-        if names.get(self.next).is_some_and(|n| n == key) {
-            return Ok(Some(self.next));
-        }
-        Ok(names.iter().position(|n| n == key))
-    }
-}
-
-/// One field's JSON value, resolved like apache-avro resolves it.
-struct JsonField(Slot);
-
-impl<'de> DeserializeSeed<'de> for JsonField {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl JsonField {
-    /// Wraps a resolved non-null value in its union branch.
-    fn wrap(&self, v: Value) -> Value {
-        match self.0.union {
-            Some((_, branch)) => Value::Union(branch, Box::new(v)),
-            None => v,
-        }
-    }
-
-    fn mismatch<E: de::Error>() -> E {
-        E::custom("type mismatch")
-    }
-
-    /// An integer (serde_json gives i64 or u64).
-    fn integer<E: de::Error>(&self, n: i64) -> Result<Value, E> {
-        let v = match self.0.prim {
-            Prim::Int => Value::Int(i32::try_from(n).map_err(|_| Self::mismatch::<E>())?),
-            Prim::Long => Value::Long(n),
-            Prim::Float => Value::Float(n as f32),
-            Prim::Double => Value::Double(n as f64),
-            Prim::TimestampMillis => Value::TimestampMillis(n),
-            Prim::TimestampMicros => Value::TimestampMicros(n),
-            // apache-avro turns a JSON integer into an Avro `int` when it
-            // fits, which `date` takes.
-            Prim::Date => Value::Date(i32::try_from(n).map_err(|_| Self::mismatch::<E>())?),
-            Prim::Null | Prim::Boolean | Prim::String => return Err(Self::mismatch()),
-        };
-        Ok(self.wrap(v))
-    }
-}
-
-impl<'de> Visitor<'de> for JsonField {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a value of the field's type")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        match (self.0.prim, self.0.union) {
-            (_, Some((null, _))) => Ok(Value::Union(null, Box::new(Value::Null))),
-            (Prim::Null, None) => Ok(Value::Null),
-            _ => Err(Self::mismatch()),
-        }
-    }
-
-    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
-        match self.0.prim {
-            Prim::Boolean => Ok(self.wrap(Value::Boolean(b))),
-            _ => Err(Self::mismatch()),
-        }
-    }
-
-    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Value, E> {
-        self.integer(n)
-    }
-
-    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Value, E> {
-        self.integer(i64::try_from(n).map_err(|_| Self::mismatch::<E>())?)
-    }
-
-    fn visit_f64<E: de::Error>(self, x: f64) -> Result<Value, E> {
-        match self.0.prim {
-            Prim::Float => Ok(self.wrap(Value::Float(x as f32))),
-            Prim::Double => Ok(self.wrap(Value::Double(x))),
-            _ => Err(Self::mismatch()),
-        }
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
-        match self.0.prim {
-            Prim::String if !self.0.read => Ok(Value::Null),
-            Prim::String => Ok(self.wrap(Value::String(s.to_owned()))),
-            _ => Err(Self::mismatch()),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::input::json_to_value;
+    use crate::codec::json::json_to_value;
     use crate::codec::schema::RecordSchema;
+    use apache_avro::types::Value;
     use proptest::prelude::*;
     use std::path::Path;
 

@@ -4,6 +4,7 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 
 use super::direct::DirectPlan;
+use super::json::json_to_value;
 use super::schema::RecordSchema;
 use crate::config::Format;
 use crate::record::Record;
@@ -176,16 +177,6 @@ impl BatchDecoder<'_> {
             }),
         }
     }
-}
-
-/// Parses one JSON object and resolves it against `schema`.
-///
-/// # Errors
-/// A message saying what does not match.
-pub fn json_to_value(bytes: &[u8], schema: &RecordSchema) -> Result<Value, String> {
-    let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    let value = Value::try_from(json).map_err(|e| e.to_string())?;
-    value.resolve(&schema.schema).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@ use apache_avro::types::Value;
 
 use serde_json::json;
 
+use super::avro::{write_avro, write_avro_long, write_avro_str};
+use super::json::avro_to_json;
 use super::schema::RecordSchema;
 use crate::aggregate::AggSpec;
 use crate::config::Format;
@@ -276,119 +278,6 @@ impl OutputEncoder {
             .build()
             .and_then(|wr| wr.write_value_to_vec(Value::Record(fields)))
             .expect("a value of the derived schema")
-    }
-}
-
-/// Avro's `long` (and `int`, `enum` index, union branch, lengths): zig-zag,
-/// then 7 bits a byte, low first.
-fn write_avro_long(n: i64, out: &mut Vec<u8>) {
-    let mut z = ((n << 1) ^ (n >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
-}
-
-fn write_avro_bytes(b: &[u8], out: &mut Vec<u8>) {
-    write_avro_long(b.len() as i64, out);
-    out.extend_from_slice(b);
-}
-
-fn write_avro_str(s: &str, out: &mut Vec<u8>) {
-    write_avro_bytes(s.as_bytes(), out);
-}
-
-/// Avro binary encoding of an aggregate's value. Records are written in
-/// the order of their fields (the derived schema's order), unions by the
-/// branch the value names.
-fn write_avro(v: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    if let Some(n) = integer(v) {
-        write_avro_long(n, out);
-        return Ok(());
-    }
-    match v {
-        Value::Null => {}
-        Value::Boolean(b) => out.push(u8::from(*b)),
-        Value::Float(x) => out.extend_from_slice(&x.to_le_bytes()),
-        Value::Double(x) => out.extend_from_slice(&x.to_le_bytes()),
-        Value::Bytes(b) => write_avro_bytes(b, out),
-        Value::Fixed(_, b) => out.extend_from_slice(b),
-        Value::String(s) => write_avro_str(s, out),
-        Value::Enum(i, _) => write_avro_long(i64::from(*i), out),
-        Value::Union(i, inner) => {
-            write_avro_long(i64::from(*i), out);
-            write_avro(inner, out)?;
-        }
-        Value::Array(items) => {
-            if !items.is_empty() {
-                write_avro_long(items.len() as i64, out);
-                for item in items {
-                    write_avro(item, out)?;
-                }
-            }
-            out.push(0);
-        }
-        Value::Map(m) => {
-            if !m.is_empty() {
-                write_avro_long(m.len() as i64, out);
-                for (k, item) in m {
-                    write_avro_str(k, out);
-                    write_avro(item, out)?;
-                }
-            }
-            out.push(0);
-        }
-        Value::Record(fields) => {
-            for (_, f) in fields {
-                write_avro(f, out)?;
-            }
-        }
-        other => return Err(format!("no aggregate produces a value like {other:?}")),
-    }
-    Ok(())
-}
-
-/// The integer of any of Avro's `int`- or `long`-based types (dates,
-/// times and timestamps included).
-fn integer(v: &Value) -> Option<i64> {
-    match v {
-        Value::Int(n) | Value::Date(n) | Value::TimeMillis(n) => Some(i64::from(*n)),
-        Value::Long(n)
-        | Value::TimestampMillis(n)
-        | Value::TimestampMicros(n)
-        | Value::TimestampNanos(n)
-        | Value::LocalTimestampMillis(n)
-        | Value::LocalTimestampMicros(n)
-        | Value::LocalTimestampNanos(n)
-        | Value::TimeMicros(n) => Some(*n),
-        _ => None,
-    }
-}
-
-/// Converts a decoded Avro value to JSON for people and JSON outputs.
-/// Timestamps stay epoch millis; bytes become arrays of numbers.
-pub fn avro_to_json(v: Value) -> serde_json::Value {
-    use serde_json::Value as J;
-    if let Some(n) = integer(&v) {
-        return J::from(n);
-    }
-    match v {
-        Value::Null => J::Null,
-        Value::Boolean(b) => J::Bool(b),
-        Value::Float(x) => J::from(f64::from(x)),
-        Value::Double(x) => J::from(x),
-        Value::String(s) | Value::Enum(_, s) => J::String(s),
-        Value::Union(_, inner) => avro_to_json(*inner),
-        Value::Array(items) => J::Array(items.into_iter().map(avro_to_json).collect()),
-        Value::Map(m) => J::Object(m.into_iter().map(|(k, v)| (k, avro_to_json(v))).collect()),
-        Value::Record(fields) => J::Object(
-            fields
-                .into_iter()
-                .map(|(k, v)| (k, avro_to_json(v)))
-                .collect(),
-        ),
-        other => serde_json::to_value(format!("{other:?}")).unwrap_or(J::Null),
     }
 }
 

@@ -1,0 +1,200 @@
+//! The direct decoder of JSON objects (see `codec/direct.rs`), and the
+//! generic one through apache-avro.
+
+use std::fmt;
+
+use apache_avro::types::Value;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::codec::direct::{DirectPlan, GiveUp, Prim, Slot};
+use crate::codec::schema::RecordSchema;
+
+impl DirectPlan {
+    /// Decodes a JSON object; every field of the schema must be present.
+    ///
+    /// # Errors
+    /// [`GiveUp`] on anything but a plain match of the schema.
+    pub fn json(&self, bytes: &[u8]) -> Result<Vec<Value>, GiveUp> {
+        // UTF-8 checked once for the whole text (JSON must be UTF-8 in
+        // every part, read or not), not once per string.
+        let text = std::str::from_utf8(bytes).map_err(|_| GiveUp)?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let (values, present) = (&mut de)
+            .deserialize_map(JsonRecord(self))
+            .map_err(|_| GiveUp)?;
+        de.end().map_err(|_| GiveUp)?;
+        if present.count_ones() as usize == values.len() {
+            Ok(values)
+        } else {
+            Err(GiveUp)
+        }
+    }
+}
+
+/// A JSON object into one value slot per schema field.
+struct JsonRecord<'p>(&'p DirectPlan);
+
+impl<'de> Visitor<'de> for JsonRecord<'_> {
+    /// The values, and a bit per field that was present.
+    type Value = (Vec<Value>, u128);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let plan = self.0;
+        // Filled in place: `vec![Value::Null; n]` clones through the
+        // general `Value::clone`, a measurable cost per record.
+        let mut values = Vec::with_capacity(plan.slots.len());
+        values.resize_with(plan.slots.len(), || Value::Null);
+        let mut present = 0u128;
+        // Objects usually list their keys in schema order: each key is
+        // compared with the field after the last one found first.
+        let mut next = 0;
+        while let Some(key) = map.next_key_seed(FieldName { plan, next })? {
+            match key {
+                // A repeated key: serde_json keeps the last one.
+                Some(i) => {
+                    values[i] = map.next_value_seed(JsonField(plan.slots[i]))?;
+                    present |= 1 << i;
+                    next = i + 1;
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok((values, present))
+    }
+}
+
+/// A key of the object: the index of the schema field it names, if any;
+/// field `next` is tried first.
+struct FieldName<'p> {
+    plan: &'p DirectPlan,
+    next: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for FieldName<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldName<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        let names = &self.plan.names;
+        if names.get(self.next).is_some_and(|n| n == key) {
+            return Ok(Some(self.next));
+        }
+        Ok(names.iter().position(|n| n == key))
+    }
+}
+
+/// One field's JSON value, resolved like apache-avro resolves it.
+struct JsonField(Slot);
+
+impl<'de> DeserializeSeed<'de> for JsonField {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl JsonField {
+    /// Wraps a resolved non-null value in its union branch.
+    fn wrap(&self, v: Value) -> Value {
+        match self.0.union {
+            Some((_, branch)) => Value::Union(branch, Box::new(v)),
+            None => v,
+        }
+    }
+
+    fn mismatch<E: de::Error>() -> E {
+        E::custom("type mismatch")
+    }
+
+    /// An integer (serde_json gives i64 or u64).
+    fn integer<E: de::Error>(&self, n: i64) -> Result<Value, E> {
+        let v = match self.0.prim {
+            Prim::Int => Value::Int(i32::try_from(n).map_err(|_| Self::mismatch::<E>())?),
+            Prim::Long => Value::Long(n),
+            Prim::Float => Value::Float(n as f32),
+            Prim::Double => Value::Double(n as f64),
+            Prim::TimestampMillis => Value::TimestampMillis(n),
+            Prim::TimestampMicros => Value::TimestampMicros(n),
+            // apache-avro turns a JSON integer into an Avro `int` when it
+            // fits, which `date` takes.
+            Prim::Date => Value::Date(i32::try_from(n).map_err(|_| Self::mismatch::<E>())?),
+            Prim::Null | Prim::Boolean | Prim::String => return Err(Self::mismatch()),
+        };
+        Ok(self.wrap(v))
+    }
+}
+
+impl<'de> Visitor<'de> for JsonField {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a value of the field's type")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        match (self.0.prim, self.0.union) {
+            (_, Some((null, _))) => Ok(Value::Union(null, Box::new(Value::Null))),
+            (Prim::Null, None) => Ok(Value::Null),
+            _ => Err(Self::mismatch()),
+        }
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
+        match self.0.prim {
+            Prim::Boolean => Ok(self.wrap(Value::Boolean(b))),
+            _ => Err(Self::mismatch()),
+        }
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Value, E> {
+        self.integer(n)
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Value, E> {
+        self.integer(i64::try_from(n).map_err(|_| Self::mismatch::<E>())?)
+    }
+
+    fn visit_f64<E: de::Error>(self, x: f64) -> Result<Value, E> {
+        match self.0.prim {
+            Prim::Float => Ok(self.wrap(Value::Float(x as f32))),
+            Prim::Double => Ok(self.wrap(Value::Double(x))),
+            _ => Err(Self::mismatch()),
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
+        match self.0.prim {
+            Prim::String if !self.0.read => Ok(Value::Null),
+            Prim::String => Ok(self.wrap(Value::String(s.to_owned()))),
+            _ => Err(Self::mismatch()),
+        }
+    }
+}
+
+/// Parses one JSON object and resolves it against `schema`.
+///
+/// # Errors
+/// A message saying what does not match.
+pub fn json_to_value(bytes: &[u8], schema: &RecordSchema) -> Result<Value, String> {
+    let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let value = Value::try_from(json).map_err(|e| e.to_string())?;
+    value.resolve(&schema.schema).map_err(|e| e.to_string())
+}
