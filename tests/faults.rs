@@ -83,8 +83,12 @@ fn a_megabyte_undecodable_record_is_dead_lettered_cut_to_fit_and_the_records_aro
     let setup = Setup::real(2);
     let o = options(21);
     let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8 | 0x80).collect();
-    let framed = [&[0u8, 0, 0, 0, 42][..], b"\xff\xff garbage"].concat();
     let mut events = payments(&o, 0, 1_000, 2);
+    // A payment in Confluent's wire format: 0x00, schema id 42, the datum.
+    let Event::Payment(p) = &events[600].1 else {
+        unreachable!()
+    };
+    let framed = [&[0u8, 0, 0, 0, 42][..], &avro_payment(p)].concat();
     events.insert(300, (0, Event::Poison(big.clone())));
     events.insert(600, (1, Event::Poison(framed)));
     events.extend(closers(&o, 1_000, 2));
@@ -130,11 +134,23 @@ fn a_megabyte_undecodable_record_is_dead_lettered_cut_to_fit_and_the_records_aro
         .unwrap();
     assert!(
         framed_letter.headers["streamfold.error"].contains(
-            "starts with byte 0x00 and schema id 42: it looks like Schema Registry framing"
+            "starts with byte 0x00 and schema id 42, and what follows decodes: it looks like \
+             Schema Registry framing"
         ),
         "{:?}",
         framed_letter.headers
     );
+}
+
+/// A payment as the pipeline reads it: an Avro datum of payment.avsc.
+fn avro_payment(p: &streamfold::generate::Payment) -> Vec<u8> {
+    let text = std::fs::read_to_string(schema_dir().join("payment.avsc")).unwrap();
+    let schema = apache_avro::Schema::parse_str(&text).unwrap();
+    apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+        .build()
+        .unwrap()
+        .write_value_to_vec(p.to_avro_value())
+        .unwrap()
 }
 
 fn blake3_hex(bytes: &[u8]) -> String {

@@ -26,11 +26,11 @@ pub enum DecodeError {
     /// The bytes are not JSON, or not JSON matching the schema.
     #[error("not a JSON object of schema {schema}: {reason}")]
     Json { schema: String, reason: String },
-    /// The value did not decode, and it begins as a Schema Registry
-    /// frame does: a magic byte and a 4-byte schema id.
+    /// The value did not decode, but it is a magic byte and a 4-byte
+    /// schema id in front of a value that does: a Schema Registry frame.
     #[error(
-        "{inner}; the value starts with byte {magic:#04x} and schema id {id}: it looks like \
-         Schema Registry framing, which this pipeline is not configured for"
+        "{inner}; the value starts with byte {magic:#04x} and schema id {id}, and what follows \
+         decodes: it looks like Schema Registry framing, which this pipeline is not configured for"
     )]
     Framed {
         /// Why it did not decode as configured.
@@ -40,21 +40,6 @@ pub enum DecodeError {
         /// The big-endian integer after it.
         id: u32,
     },
-}
-
-impl DecodeError {
-    /// This error, with a hint when `bytes` look like a Schema Registry
-    /// frame (the usual reason a producer's records do not decode).
-    fn with_framing_hint(self, bytes: &[u8]) -> Self {
-        match bytes {
-            [magic @ (0 | 1), a, b, c, d, _, ..] => Self::Framed {
-                inner: Box::new(self),
-                magic: *magic,
-                id: u32::from_be_bytes([*a, *b, *c, *d]),
-            },
-            _ => self,
-        }
-    }
 }
 
 /// Turns input bytes into records of one schema.
@@ -134,7 +119,26 @@ impl BatchDecoder<'_> {
     pub fn decode(&self, payload: Option<&[u8]>) -> Result<Record, DecodeError> {
         let bytes = payload.ok_or(DecodeError::Empty)?;
         self.decode_bytes(bytes)
-            .map_err(|e| e.with_framing_hint(bytes))
+            .map_err(|e| self.with_framing_hint(e, bytes))
+    }
+
+    /// `e`, with a hint when `bytes` are a Schema Registry frame (a magic
+    /// byte 0x00 or 0x01, a 4-byte schema id) around a value that decodes:
+    /// the usual reason a producer's records do not decode. Checked on
+    /// failures only.
+    fn with_framing_hint(&self, e: DecodeError, bytes: &[u8]) -> DecodeError {
+        match bytes {
+            [magic @ (0 | 1), a, b, c, d, rest @ ..]
+                if !rest.is_empty() && self.decode_bytes(rest).is_ok() =>
+            {
+                DecodeError::Framed {
+                    inner: Box::new(e),
+                    magic: *magic,
+                    id: u32::from_be_bytes([*a, *b, *c, *d]),
+                }
+            }
+            _ => e,
+        }
     }
 
     fn decode_bytes(&self, bytes: &[u8]) -> Result<Record, DecodeError> {
@@ -247,12 +251,13 @@ mod tests {
                 && e.contains("t.avsc"),
             "{e}"
         );
-        // No hint on values that do not start like a frame.
-        let e = b
-            .decode(Some(&[0xff, 0, 0, 0, 1, 2]))
-            .unwrap_err()
-            .to_string();
-        assert!(!e.contains("Schema Registry"), "{e}");
+        // No hint on values that do not start like a frame, nor on a
+        // value of another schema that merely starts with a zero (a null
+        // branch, a zero, an empty string in plain Avro).
+        for not_framed in [&[0xff, 0, 0, 0, 1, 2][..], &[0, 0, 0, 0, 42, 0xff, 0xff]] {
+            let e = b.decode(Some(not_framed)).unwrap_err().to_string();
+            assert!(!e.contains("Schema Registry"), "{e}");
+        }
         let j = decoder(Format::Json);
         let e = j
             .batch()

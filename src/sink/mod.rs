@@ -67,6 +67,9 @@ pub enum Tag {
     DeadLetter {
         offset: i64,
         stage: Stage,
+        /// Which dead letter of the partition task (one offset can be
+        /// dead-lettered twice, should the consumer read it again).
+        letter: u64,
     },
     /// A record forwarded to the internal topic of a repartitioning
     /// pipeline.

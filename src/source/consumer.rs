@@ -447,9 +447,11 @@ impl SourceContext {
         if points.is_empty() {
             return;
         }
-        // While no broker is reachable a commit would only block this
-        // thread until it times out; the points stay for the next commit.
-        if !self.shared.health.connected() {
+        // While no broker is reachable a periodic commit would only block
+        // this thread until it times out; its points stay for the next
+        // commit. The final commit of a revoke or a shutdown (`only`) is
+        // always tried: its points are forgotten after it.
+        if only.is_none() && !self.shared.health.connected() {
             tracing::debug!("no broker reachable: commit postponed");
             return;
         }

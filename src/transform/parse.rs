@@ -77,6 +77,8 @@ fn find_syntax_error(source: &str) -> Option<String> {
             continue;
         }
         if c == '\'' || c == '"' {
+            // A raw string: prefix `r`, also in raw bytes (`br'…'`, CEL's
+            // grammar: BYTES is `b` then a string).
             let raw = i > 0 && matches!(chars[i - 1], 'r' | 'R');
             let start = at;
             match string_end(&chars, i, raw) {
@@ -209,6 +211,7 @@ mod tests {
             "currency == \"it's\"",
             "currency == '''multi\nline ('''",
             "currency.matches(r'^\\d+$')",
+            "b'a' != br'a' && currency != R'\\'",
             "amount > 1 // a comment with ( and '\n&& amount < 10",
             "[1, 2, 3].exists(x, x > 2)",
             "{'a': 1}['a'] == 1",

@@ -100,10 +100,12 @@ pub(crate) struct PartitionTask {
     /// Records handed to the producer and not yet reported.
     pending: usize,
     /// Dead letters handed to the producer and not yet acknowledged, by
-    /// offset: kept to write them again should the broker refuse one.
-    letters: HashMap<i64, Letter>,
-    /// Offsets of dead letters to write again.
-    resend: Vec<i64>,
+    /// number: kept to write them again should the broker refuse one.
+    letters: HashMap<u64, Letter>,
+    /// The number of the next dead letter.
+    next_letter: u64,
+    /// Numbers of dead letters to write again.
+    resend: Vec<u64>,
 }
 
 /// A dead letter awaiting its acknowledgement.
@@ -112,7 +114,11 @@ struct Letter {
     record: RawRecord,
     stage: ErrorStage,
     reason: String,
-    /// Written with headers only, after the broker refused it as too large.
+    /// Times the broker refused it as too large. The first time it is
+    /// written again as it was (the broker refuses a whole batch, small
+    /// dead letters in it too); after that with headers only.
+    refused: u8,
+    /// Written with headers only.
     headers_only: bool,
 }
 
@@ -132,6 +138,7 @@ impl PartitionTask {
             acks: Arc::default(),
             pending: 0,
             letters: HashMap::new(),
+            next_letter: 0,
             resend: Vec::new(),
         }
     }
@@ -549,14 +556,17 @@ impl PartitionTask {
             record: record.clone(),
             stage,
             reason: reason.to_string(),
+            refused: 0,
             headers_only: false,
         };
-        self.letters.insert(record.offset, letter.clone());
-        self.write_letter(letter).await
+        let number = self.next_letter;
+        self.next_letter += 1;
+        self.letters.insert(number, letter.clone());
+        self.write_letter(number, letter).await
     }
 
     /// Hands a dead letter to the producer, cut to fit its message size.
-    async fn write_letter(&mut self, letter: Letter) -> Result<(), PartitionError> {
+    async fn write_letter(&mut self, number: u64, letter: Letter) -> Result<(), PartitionError> {
         let shared = Arc::clone(&self.shared);
         let d = DeadLetter {
             pipeline: &shared.plan.name,
@@ -569,6 +579,7 @@ impl PartitionTask {
         let tag = Tag::DeadLetter {
             offset: letter.record.offset,
             stage: letter.stage,
+            letter: number,
         };
         let mut cut = false;
         self.send(tag, |delivery| {
@@ -593,9 +604,9 @@ impl PartitionTask {
     /// Writes again the dead letters whose delivery failed in a way
     /// another attempt can mend.
     async fn resend_letters(&mut self) -> Result<(), PartitionError> {
-        for offset in std::mem::take(&mut self.resend) {
-            if let Some(letter) = self.letters.get(&offset).cloned() {
-                self.write_letter(letter).await?;
+        for number in std::mem::take(&mut self.resend) {
+            if let Some(letter) = self.letters.get(&number).cloned() {
+                self.write_letter(number, letter).await?;
             }
         }
         Ok(())
@@ -646,12 +657,17 @@ impl PartitionTask {
     ) -> Result<(), PartitionError> {
         if let Err(source) = res {
             self.shared.metrics.delivery_error();
-            if let Tag::DeadLetter { offset, .. } = tag
-                && let Some(letter) = self.letters.get_mut(&offset)
+            if let Tag::DeadLetter {
+                offset,
+                letter: number,
+                ..
+            } = tag
+                && let Some(letter) = self.letters.get_mut(&number)
             {
                 let again = match Undelivered::of(&source) {
                     Undelivered::TooLarge if !letter.headers_only => {
-                        letter.headers_only = true;
+                        letter.refused += 1;
+                        letter.headers_only = letter.refused > 1;
                         true
                     }
                     Undelivered::Transient => true,
@@ -665,7 +681,7 @@ impl PartitionTask {
                         headers_only = letter.headers_only,
                         "dead letter not delivered; writing it again"
                     );
-                    self.resend.push(offset);
+                    self.resend.push(number);
                     return Ok(());
                 }
             }
@@ -683,8 +699,12 @@ impl PartitionTask {
         }
         let m = &self.shared.metrics;
         match tag {
-            Tag::DeadLetter { offset, stage } => {
-                self.letters.remove(&offset);
+            Tag::DeadLetter {
+                offset,
+                stage,
+                letter,
+            } => {
+                self.letters.remove(&letter);
                 self.frontier.release(offset);
                 m.dead_letter(stage.as_str());
                 if stage == ErrorStage::Late {
