@@ -20,9 +20,12 @@ use crate::config::LatePolicy;
 use crate::offsets::{CommitPoint, Frontier};
 use crate::pipeline::{BatchOutput, process};
 use crate::record::{RawRecord, Stage as ErrorStage};
-use crate::sink::{Acks, DeadLetter, Delivery, Report, SendError, Tag, Undelivered, WindowSpan};
+use crate::sink::{Acks, Delivery, Report, SendError, Tag, WindowSpan};
 use crate::telemetry::{Outcome, Produced};
+
+mod letters;
 use crate::window::{NO_TIME, OpenWindows};
+use letters::Letter;
 
 /// Asks a partition task to finish in-flight work, publish its final commit
 /// point and stop.
@@ -106,20 +109,6 @@ pub(crate) struct PartitionTask {
     next_letter: u64,
     /// Numbers of dead letters to write again.
     resend: Vec<u64>,
-}
-
-/// A dead letter awaiting its acknowledgement.
-#[derive(Debug, Clone)]
-struct Letter {
-    record: RawRecord,
-    stage: ErrorStage,
-    reason: String,
-    /// Times the broker refused it as too large. The first time it is
-    /// written again as it was (the broker refuses a whole batch, small
-    /// dead letters in it too); after that with headers only.
-    refused: u8,
-    /// Written with headers only.
-    headers_only: bool,
 }
 
 impl PartitionTask {
@@ -544,74 +533,6 @@ impl PartitionTask {
         .await
     }
 
-    async fn dead_letter(
-        &mut self,
-        record: &RawRecord,
-        stage: ErrorStage,
-        reason: &str,
-        max_event_time_before: i64,
-    ) -> Result<(), PartitionError> {
-        self.frontier.hold(record.offset, max_event_time_before);
-        let letter = Letter {
-            record: record.clone(),
-            stage,
-            reason: reason.to_string(),
-            refused: 0,
-            headers_only: false,
-        };
-        let number = self.next_letter;
-        self.next_letter += 1;
-        self.letters.insert(number, letter.clone());
-        self.write_letter(number, letter).await
-    }
-
-    /// Hands a dead letter to the producer, cut to fit its message size.
-    async fn write_letter(&mut self, number: u64, letter: Letter) -> Result<(), PartitionError> {
-        let shared = Arc::clone(&self.shared);
-        let d = DeadLetter {
-            pipeline: &shared.plan.name,
-            topic: &shared.input_topic,
-            partition: self.partition,
-            record: &letter.record,
-            stage: letter.stage,
-            reason: &letter.reason,
-        };
-        let tag = Tag::DeadLetter {
-            offset: letter.record.offset,
-            stage: letter.stage,
-            letter: number,
-        };
-        let mut cut = false;
-        self.send(tag, |delivery| {
-            cut = shared
-                .sink
-                .send_dead_letter(&d, letter.headers_only, delivery)?;
-            Ok(())
-        })
-        .await?;
-        if cut {
-            tracing::warn!(
-                partition = self.partition,
-                offset = letter.record.offset,
-                value_bytes = letter.record.payload.as_ref().map_or(0, |v| v.len()),
-                headers_only = letter.headers_only,
-                "dead letter too large for one message: written cut to fit (headers give its size and hash)"
-            );
-        }
-        Ok(())
-    }
-
-    /// Writes again the dead letters whose delivery failed in a way
-    /// another attempt can mend.
-    async fn resend_letters(&mut self) -> Result<(), PartitionError> {
-        for number in std::mem::take(&mut self.resend) {
-            if let Some(letter) = self.letters.get(&number).cloned() {
-                self.write_letter(number, letter).await?;
-            }
-        }
-        Ok(())
-    }
-
     /// Hands a record to the producer, waiting for acknowledgements while
     /// its queue is full (backpressure instead of buffering).
     async fn send<F>(&mut self, tag: Tag, mut send: F) -> Result<(), PartitionError>
@@ -662,28 +583,9 @@ impl PartitionTask {
                 letter: number,
                 ..
             } = tag
-                && let Some(letter) = self.letters.get_mut(&number)
+                && self.retry_letter(number, offset, &source)
             {
-                let again = match Undelivered::of(&source) {
-                    Undelivered::TooLarge if !letter.headers_only => {
-                        letter.refused += 1;
-                        letter.headers_only = letter.refused > 1;
-                        true
-                    }
-                    Undelivered::Transient => true,
-                    _ => false,
-                };
-                if again {
-                    tracing::warn!(
-                        partition = self.partition,
-                        offset,
-                        error = %source,
-                        headers_only = letter.headers_only,
-                        "dead letter not delivered; writing it again"
-                    );
-                    self.resend.push(number);
-                    return Ok(());
-                }
+                return Ok(());
             }
             let what = match tag {
                 Tag::DeadLetter { offset, .. } => format!("dead letter for offset {offset}"),
