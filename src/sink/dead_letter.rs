@@ -101,11 +101,6 @@ impl<'a> DeadLetter<'a> {
         h
     }
 
-    /// The headers describing this dead letter.
-    pub fn headers(&self) -> OwnedHeaders {
-        to_owned(&self.base_headers())
-    }
-
     /// The dead letter as one message of at most `max_bytes` (key, value
     /// and headers, with room for the record's framing). What does not fit
     /// is cut: the value first, then the key, and headers say so with the
