@@ -15,7 +15,8 @@ use streamfold::config::Format;
 use streamfold::generate::{
     GeneratorOptions, NEXMARK_BID_SCHEMA, PaymentGenerator, nexmark_bid_json, nexmark_bids,
 };
-use streamfold::pipeline::{Plan, process};
+use streamfold::operator::{Panes, process};
+use streamfold::pipeline::Plan;
 use streamfold::record::RawRecord;
 use streamfold::window::{WindowStore, Windows};
 
@@ -103,7 +104,7 @@ fn batch_step(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter_batched(
                 || input.clone(),
-                |records| process(plan, records, false),
+                |records| process(plan, records, Panes::new()),
                 BatchSize::SmallInput,
             )
         });
@@ -140,8 +141,8 @@ fn decode_json(c: &mut Criterion) {
 
 fn window_state(c: &mut Criterion) {
     let plan = plan("window", |t| t);
-    let out = process(&plan, records(&plan), false);
-    let partials = out.partials;
+    let out = process(&plan, records(&plan), Panes::new());
+    let partials = out.collected.partials;
     let windows = Windows::hopping(10_000, 2_000);
     let mut g = c.benchmark_group("window");
     g.throughput(Throughput::Elements(partials.len() as u64));
@@ -168,8 +169,13 @@ fn window_state(c: &mut Criterion) {
         )
         .replace("output_schema = ", "# output_schema = ")
     });
-    let out = process(&sketches, records(&sketches), false);
-    let parts: Vec<Aggregates> = out.partials.into_iter().map(|p| p.aggregates).collect();
+    let out = process(&sketches, records(&sketches), Panes::new());
+    let parts: Vec<Aggregates> = out
+        .collected
+        .partials
+        .into_iter()
+        .map(|p| p.aggregates)
+        .collect();
     let mut g = c.benchmark_group("sketch");
     g.throughput(Throughput::Elements(parts.len() as u64));
     g.bench_function("merge_quantiles_and_hll", |b| {

@@ -9,9 +9,15 @@
 //! - [`window`]: window assignment, watermarks and lateness, open windows.
 //! - [`aggregate`]: mergeable partial aggregates.
 //! - [`offsets`]: the commit frontier that makes at-least-once precise.
-//! - [`pipeline`]: the plan resolved from config, and the batch step on rayon.
+//! - [`pipeline`]: the plan resolved from config, once, before any record.
+//! - [`operator`]: what runs on a partition's records (the windowed
+//!   aggregation, the repartition forwarder): a step on rayon per batch
+//!   and a fold in offset order.
+//! - [`sink`]: where outputs go (Kafka, or memory in tests), and the
+//!   delivery reports that release what they hold.
+//! - [`task`]: the partition driver running an operator: batches,
+//!   acknowledgements, the commit frontier, drain, backpressure.
 //! - [`source`]: the consumer, rebalances, one task per partition.
-//! - [`sink`]: the producer for window results and dead letters.
 //! - [`retry`]: which Kafka errors pass by themselves, and the backoff
 //!   between attempts (used by `source` and `sink`).
 //! - [`telemetry`]: tracing and metrics.
@@ -23,11 +29,13 @@ pub mod codec;
 pub mod config;
 pub mod generate;
 pub mod offsets;
+pub mod operator;
 pub mod pipeline;
 pub mod record;
 pub mod retry;
 pub mod sink;
 pub mod source;
+pub mod task;
 pub mod telemetry;
 pub mod transform;
 pub mod window;

@@ -1,8 +1,6 @@
-//! The pipeline: a plan resolved from configuration, and the batch step
-//! that runs it on the rayon pool.
+//! The pipeline: its configuration resolved against the schemas once,
+//! before any record is read.
 
-mod batch;
 mod plan;
 
-pub use batch::{BatchOutput, Failure, InOrderRecord, WindowPartial, process};
-pub use plan::{EventTime, Plan};
+pub use plan::{EventTime, Late, Plan};

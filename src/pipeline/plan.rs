@@ -19,6 +19,29 @@ pub enum EventTime {
     ProcessingTime,
 }
 
+/// What happens to a record whose window had already been emitted:
+/// `late_records` with its `late_topic`, resolved so that the two cannot
+/// disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Late {
+    /// Counted and dropped.
+    Drop,
+    /// Counted and written to the dead-letter topic.
+    DeadLetter,
+    /// Counted and written to this topic.
+    SideTopic(String),
+}
+
+impl Late {
+    /// The side topic, if late records go to one.
+    pub fn topic(&self) -> Option<&str> {
+        match self {
+            Self::SideTopic(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
 /// Everything the data path needs to process a record, resolved.
 pub struct Plan {
     /// Pipeline name (logs, metrics, dead-letter headers).
@@ -49,10 +72,8 @@ pub struct Plan {
     pub lateness: Lateness,
     /// How far ahead of the wall clock an event time may lie (millis).
     pub max_ahead_ms: i64,
-    /// What to do with late records.
-    pub late_policy: LatePolicy,
-    /// Where late records go with `LatePolicy::SideTopic`.
-    pub late_topic: Option<String>,
+    /// What happens to late records.
+    pub late: Late,
     /// Advance event time with the wall clock after this long without records.
     pub idle_timeout: Option<std::time::Duration>,
     /// With `emit = on-update`: least time between two updates of a window.
@@ -266,13 +287,13 @@ impl Plan {
                     window,
                     lateness: Lateness::new(millis(p.allowed_lateness)),
                     max_ahead_ms: millis(p.max_event_time_ahead),
-                    late_policy: p.late_records,
-                    // Only `side-topic` writes there (the configuration
-                    // check refuses a topic with another policy).
-                    late_topic: p
-                        .late_topic
-                        .clone()
-                        .filter(|_| p.late_records == LatePolicy::SideTopic),
+                    // The configuration check refuses a topic with another
+                    // policy, and `side-topic` without one.
+                    late: match (p.late_records, &p.late_topic) {
+                        (LatePolicy::Drop, _) => Late::Drop,
+                        (LatePolicy::SideTopic, Some(topic)) => Late::SideTopic(topic.clone()),
+                        _ => Late::DeadLetter,
+                    },
                     // Processing-time windows follow the clock even when no
                     // record arrives.
                     update_interval: match p.emit {

@@ -15,12 +15,14 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 
-use super::partition::{DrainRequest, PartitionTask};
 use super::resume::StateTopic;
-use super::{PipelineError, Shared};
+use super::{PipelineError, Shared, Stage};
 use crate::offsets::{CommitPoint, decode_metadata, encode_metadata};
+use crate::operator::{Operator, Repartition, Windowed};
 use crate::record::RawRecord;
+use crate::task::{DrainRequest, PartitionTask};
 use crate::telemetry::{CommitResult, Rebalance};
+use crate::window::NO_TIME;
 
 /// The consumer with streamfold's context.
 pub(crate) type SourceConsumer = BaseConsumer<SourceContext>;
@@ -115,7 +117,7 @@ impl ConsumerContext for SourceContext {
         );
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.shared.metrics.rebalance(Rebalance::Assign);
+                self.shared.env.metrics.rebalance(Rebalance::Assign);
                 self.assign(consumer, tpl);
                 self.shared.health.assigned();
                 if cooperative {
@@ -127,14 +129,14 @@ impl ConsumerContext for SourceContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let partitions = self.partitions_of(tpl);
                 if consumer.assignment_lost() {
-                    self.shared.metrics.rebalance(Rebalance::Lost);
+                    self.shared.env.metrics.rebalance(Rebalance::Lost);
                     tracing::warn!(
                         ?partitions,
                         "partitions lost (session expired); dropping their state without commit"
                     );
                     self.stop(&partitions);
                 } else {
-                    self.shared.metrics.rebalance(Rebalance::Revoke);
+                    self.shared.env.metrics.rebalance(Rebalance::Revoke);
                     self.drain_and_commit(consumer, &partitions, "revoked");
                 }
                 if cooperative {
@@ -172,7 +174,7 @@ impl SourceContext {
     /// gauge and the reconnect count follow.
     fn connected(&self, up: bool) {
         let changed = self.shared.health.set_connected(up);
-        self.shared.metrics.broker_connected(up, changed);
+        self.shared.env.metrics.broker_connected(up, changed);
         if changed && up {
             tracing::info!(pipeline = %self.shared.plan.name, "a broker is reachable again");
         } else if changed {
@@ -185,7 +187,7 @@ impl SourceContext {
     fn waiting_for_broker(&self) {
         self.shared.health.polled();
         self.connected(false);
-        self.shared.metrics.broker_retry();
+        self.shared.env.metrics.broker_retry();
     }
 
     fn feeds(&self) -> MutexGuard<'_, HashMap<i32, Feed>> {
@@ -195,7 +197,7 @@ impl SourceContext {
     fn partitions_of(&self, tpl: &TopicPartitionList) -> Vec<i32> {
         tpl.elements()
             .iter()
-            .filter(|e| e.topic() == self.shared.input_topic)
+            .filter(|e| e.topic() == self.shared.env.topic)
             .map(|e| e.partition())
             .collect()
     }
@@ -205,7 +207,7 @@ impl SourceContext {
     /// state topic), and sets where the consumer starts reading.
     fn assign(&self, consumer: &SourceConsumer, tpl: &mut TopicPartitionList) {
         let partitions = self.partitions_of(tpl);
-        let topic = self.shared.input_topic.clone();
+        let topic = self.shared.env.topic.clone();
         // Without the committed event-time state a restart could emit
         // windows from part of their records: wait for the broker as long
         // as it takes (or until shutdown), and stop rather than guess on
@@ -297,25 +299,19 @@ impl SourceContext {
             tracing::info!(partition = p, ?resume, "partition assigned");
             let (tx, rx) = mpsc::channel(self.shared.batch.queue);
             let (drain_tx, drain_rx) = oneshot::channel();
-            let task = PartitionTask::new(p, Arc::clone(&self.shared), resume);
-            let shared = Arc::clone(&self.shared);
-            // A task that ends by an error fails the pipeline itself; one
-            // that panics (a bug in window or aggregate code) must too,
-            // rather than leave its partition silently stalled.
-            self.runtime.spawn(async move {
-                use futures_util::FutureExt as _;
-                let run = std::panic::AssertUnwindSafe(task.run(rx, drain_rx));
-                if let Err(panic) = run.catch_unwind().await {
-                    let message = crate::transform::guard::panic_message(panic.as_ref());
-                    shared.fail(PipelineError::TaskPanicked {
-                        partition: p,
-                        message,
-                    });
+            let plan = Arc::clone(&self.shared.plan);
+            match self.shared.stage {
+                Stage::Aggregate => {
+                    let met = resume.map_or(NO_TIME, |r| r.max_event_time);
+                    self.spawn(p, Windowed::new(plan, met), resume, rx, drain_rx);
                 }
-            });
+                Stage::Repartition => {
+                    self.spawn(p, Repartition::new(plan), resume, rx, drain_rx);
+                }
+            }
             if let Some(point) = resume {
-                self.shared.board.publish(p, point);
-                self.shared.board.mark_committed(p, point);
+                self.shared.env.board.publish(p, point);
+                self.shared.env.board.mark_committed(p, point);
             }
             feeds.insert(
                 p,
@@ -331,7 +327,37 @@ impl SourceContext {
                 },
             );
         }
-        self.shared.metrics.assigned(feeds.len());
+        self.shared.env.metrics.assigned(feeds.len());
+    }
+
+    /// Starts the task of partition `p`, owned by the pipeline's task
+    /// tracker: a task that ends by an error, or panics (a bug in window
+    /// or aggregate code), fails the pipeline rather than leave its
+    /// partition silently stalled.
+    fn spawn<O: Operator>(
+        &self,
+        p: i32,
+        operator: O,
+        resume: Option<CommitPoint>,
+        rx: mpsc::Receiver<Vec<RawRecord>>,
+        drain: oneshot::Receiver<DrainRequest>,
+    ) {
+        let task = PartitionTask::new(p, Arc::clone(&self.shared.env), operator, resume);
+        let shared = Arc::clone(&self.shared);
+        let run = async move {
+            use futures_util::FutureExt as _;
+            let run = std::panic::AssertUnwindSafe(task.run(rx, drain));
+            let error = match run.catch_unwind().await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => PipelineError::Partition(e),
+                Err(panic) => PipelineError::TaskPanicked {
+                    partition: p,
+                    message: crate::transform::guard::panic_message(panic.as_ref()),
+                },
+            };
+            shared.fail(error);
+        };
+        self.shared.tasks.spawn_on(run, &self.runtime);
     }
 
     fn stop(&self, partitions: &[i32]) {
@@ -341,21 +367,23 @@ impl SourceContext {
                 && let Some(since) = feed.paused_since
             {
                 self.shared
+                    .env
                     .metrics
                     .backpressure(since.elapsed().as_secs_f64());
             }
-            self.shared.board.remove(*p);
+            self.shared.env.board.remove(*p);
             self.shared
+                .env
                 .metrics
-                .forget_partition(&self.shared.input_topic, *p);
+                .forget_partition(&self.shared.env.topic, *p);
         }
-        self.shared.metrics.assigned(feeds.len());
+        self.shared.env.metrics.assigned(feeds.len());
     }
 
     /// Consumer lag of every owned partition (from the high watermarks
     /// librdkafka already has, no round trip) and the producer queue.
     pub(crate) fn report_lag(&self, consumer: &SourceConsumer) {
-        let topic = &self.shared.input_topic;
+        let topic = &self.shared.env.topic;
         let owned = self.owned();
         if let Ok(positions) = consumer.position() {
             for p in owned {
@@ -367,14 +395,17 @@ impl SourceContext {
                     _ => continue,
                 };
                 if high >= 0 {
-                    self.shared.metrics.consumer_lag(topic, p, high - position);
+                    self.shared
+                        .env
+                        .metrics
+                        .consumer_lag(topic, p, high - position);
                 }
             }
         }
-        use rdkafka::producer::Producer;
         self.shared
+            .env
             .metrics
-            .producer_queue(self.shared.sink.producer().in_flight_count());
+            .producer_queue(self.shared.env.sink.in_flight() as i32);
     }
 
     /// Drains the tasks of `partitions` within the drain deadline, then
@@ -429,7 +460,10 @@ impl SourceContext {
         }
         self.commit(consumer, Some(partitions));
         self.stop(partitions);
-        self.shared.metrics.drained(started.elapsed().as_secs_f64());
+        self.shared
+            .env
+            .metrics
+            .drained(started.elapsed().as_secs_f64());
         tracing::info!(
             ?partitions,
             why,
@@ -443,7 +477,7 @@ impl SourceContext {
     /// nobody, and the outcome is what marks a point committed and what
     /// the metrics count. One round trip per `commit.interval`.
     pub(crate) fn commit(&self, consumer: &SourceConsumer, only: Option<&[i32]>) {
-        let points = self.shared.board.uncommitted(only);
+        let points = self.shared.env.board.uncommitted(only);
         if points.is_empty() {
             return;
         }
@@ -457,16 +491,16 @@ impl SourceContext {
         }
         let mut tpl = TopicPartitionList::new();
         for (p, point) in &points {
-            let mut e = tpl.add_partition(&self.shared.input_topic, *p);
+            let mut e = tpl.add_partition(&self.shared.env.topic, *p);
             if let Err(err) = e.set_offset(Offset::Offset(point.offset)) {
                 tracing::warn!(error = %err, partition = p, "cannot set commit offset");
                 continue;
             }
             e.set_metadata(encode_metadata(point));
         }
-        let metrics = &self.shared.metrics;
+        let metrics = &self.shared.env.metrics;
         if let Some(state) = &self.state
-            && let Err(e) = state.write(&self.shared.input_topic, &points)
+            && let Err(e) = state.write(&self.shared.env.topic, &points)
         {
             metrics.commit(CommitResult::Failed);
             tracing::warn!(error = %e, "writing the resume state failed; the next commit covers it");
@@ -476,8 +510,8 @@ impl SourceContext {
             Ok(()) => {
                 metrics.commit(CommitResult::Ok);
                 for (p, point) in points {
-                    metrics.committed(&self.shared.input_topic, p, point.offset);
-                    self.shared.board.mark_committed(p, point);
+                    metrics.committed(&self.shared.env.topic, p, point.offset);
+                    self.shared.env.board.mark_committed(p, point);
                 }
             }
             Err(e) => {
@@ -563,7 +597,7 @@ impl SourceContext {
         let behind = !feed.waiting.is_empty();
         if behind != feed.paused {
             let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(&self.shared.input_topic, p);
+            tpl.add_partition(&self.shared.env.topic, p);
             let res = if behind {
                 consumer.pause(&tpl)
             } else {
@@ -576,6 +610,7 @@ impl SourceContext {
                         feed.paused_since = Some(Instant::now());
                     } else if let Some(since) = feed.paused_since.take() {
                         self.shared
+                            .env
                             .metrics
                             .backpressure(since.elapsed().as_secs_f64());
                     }

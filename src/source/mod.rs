@@ -2,11 +2,10 @@
 //! assigned partition.
 
 mod consumer;
-mod partition;
 mod resume;
 mod run;
 
-pub use partition::PartitionError;
+pub use crate::task::PartitionError;
 pub use resume::StateError;
 pub use run::{RunError, run};
 
@@ -14,12 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::BatchConfig;
-use crate::offsets::CommitBoard;
 use crate::pipeline::Plan;
-use crate::sink::Sink;
-use crate::telemetry::{LoopHealth, PipelineMetrics};
+use crate::sink::KafkaSink;
+use crate::task::Env;
+use crate::telemetry::LoopHealth;
 
 /// Which half of a pipeline a consumer runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,19 +35,21 @@ pub(crate) enum Stage {
 pub(crate) struct Shared {
     pub plan: Arc<Plan>,
     pub stage: Stage,
-    /// The topic this consumer reads: the pipeline's input, or the
-    /// internal topic for the aggregate stage of a repartitioning pipeline.
-    pub input_topic: String,
-    pub sink: Sink,
-    pub board: CommitBoard,
-    pub metrics: PipelineMetrics,
+    /// What the partition tasks share: the topic this consumer reads (the
+    /// pipeline's input, or the internal topic for the aggregate stage of
+    /// a repartitioning pipeline), the sink, the commit board, metrics and
+    /// the cancellation on any fatal error (then the partition tasks stop
+    /// at once, without a drain).
+    pub env: Arc<Env>,
+    /// The sink's producer, flushed at shutdown.
+    pub kafka: Arc<KafkaSink>,
+    /// Every partition task: a task that ends by an error or a panic
+    /// fails the pipeline; shutdown waits for them.
+    pub tasks: TaskTracker,
     /// This consumer's liveness and readiness.
     pub health: Arc<LoopHealth>,
     pub batch: BatchConfig,
     pub drain_deadline: Duration,
-    /// Cancelled on any fatal error (and then the partition tasks stop
-    /// at once, without a drain).
-    pub cancel: CancellationToken,
     /// The process's shutdown: the consumer drains and commits, then stops.
     pub shutdown: CancellationToken,
     fatal: Mutex<Option<PipelineError>>,
@@ -96,13 +98,13 @@ impl Shared {
             self.health.failed(&error.to_string());
             *slot = Some(error);
         }
-        self.cancel.cancel();
+        self.env.cancel.cancel();
     }
 
     /// Whether the pipeline is stopping (shutdown or a fatal error): broker
     /// calls stop waiting for the broker then.
     pub fn stopping(&self) -> bool {
-        self.cancel.is_cancelled() || self.shutdown.is_cancelled()
+        self.env.cancel.is_cancelled() || self.shutdown.is_cancelled()
     }
 
     /// The fatal error, taken.

@@ -7,6 +7,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -18,7 +19,8 @@ use super::{Shared, Stage, Transient};
 use crate::config::{ClientConfigError, Config, ConfigError, LoadedConfig, ResumeState};
 use crate::offsets::CommitBoard;
 use crate::pipeline::Plan;
-use crate::sink::{Sink, SinkContext, SinkProducer};
+use crate::sink::{KafkaSink, Sink, SinkContext, SinkProducer};
+use crate::task::Env;
 use crate::telemetry::Metrics;
 use crate::transform::Transform;
 
@@ -112,8 +114,8 @@ pub async fn run(
         (plan.output_topic.clone(), "output"),
         (plan.dead_letter_topic.clone(), "dead-letter"),
     ];
-    if let Some(t) = &plan.late_topic {
-        topics.push((t.clone(), "late records"));
+    if let Some(t) = plan.late.topic() {
+        topics.push((t.to_string(), "late records"));
     }
     let c = config.clone();
     tokio::task::spawn_blocking(move || check_cluster(&c, &topics))
@@ -385,7 +387,10 @@ async fn run_stage(
         .unwrap_or(crate::sink::DEFAULT_MAX_MESSAGE_BYTES);
     // The repartition stage writes the internal topic; its "output".
     let (output, late) = match stage {
-        Stage::Aggregate => (plan.output_topic.clone(), plan.late_topic.clone()),
+        Stage::Aggregate => (
+            plan.output_topic.clone(),
+            plan.late.topic().map(str::to_string),
+        ),
         Stage::Repartition => (config.repartition_topic().unwrap_or_default(), None),
     };
     let label = match stage {
@@ -394,27 +399,37 @@ async fn run_stage(
     };
     // Longest a healthy poll loop goes without polling: a rebalance drain.
     let stall_after = config.commit.drain_deadline * 2 + Duration::from_secs(30);
+    let kafka = Arc::new(KafkaSink::new(
+        producer,
+        &output,
+        &plan.dead_letter_topic,
+        late.as_deref(),
+        max_message_bytes,
+    ));
+    let env = Env {
+        pipeline: plan.name.clone(),
+        topic: input_topic,
+        sink: Arc::clone(&kafka) as Arc<dyn Sink>,
+        board: CommitBoard::default(),
+        metrics: metrics.pipeline(&label),
+        max_in_flight: config.batch.max_in_flight,
+        max_pending_outputs: config.batch.max_pending_outputs,
+        idle_timeout: plan.idle_timeout,
+        cancel: CancellationToken::new(),
+    };
     let shared = Arc::new(Shared {
-        sink: Sink::new(
-            producer,
-            &output,
-            &plan.dead_letter_topic,
-            late.as_deref(),
-            max_message_bytes,
-        ),
         plan: Arc::clone(&plan),
         stage,
-        input_topic,
-        board: CommitBoard::default(),
+        env: Arc::new(env),
+        kafka,
+        tasks: TaskTracker::new(),
         health: metrics.health.register(&label, stall_after),
-        metrics: metrics.pipeline(&label),
         batch: config.batch.clone(),
         drain_deadline: config.commit.drain_deadline,
-        cancel: CancellationToken::new(),
         shutdown: shutdown.clone(),
         fatal: Mutex::new(None),
     });
-    let state = state_topic(config, &shared.input_topic, &shutdown).await?;
+    let state = state_topic(config, &shared.env.topic, &shutdown).await?;
     if shutdown.is_cancelled() {
         return Ok(());
     }
@@ -438,7 +453,7 @@ async fn run_stage(
         .name("streamfold-consumer".into())
         .spawn(move || {
             let result = consumer
-                .subscribe(&[loop_shared.input_topic.as_str()])
+                .subscribe(&[loop_shared.env.topic.as_str()])
                 .map_err(|source| RunError::Client {
                     client: "consumer subscription",
                     servers: servers.clone(),
@@ -447,7 +462,7 @@ async fn run_stage(
             if result.is_ok() {
                 tracing::info!(
                     pipeline = %loop_shared.plan.name,
-                    topic = %loop_shared.input_topic,
+                    topic = %loop_shared.env.topic,
                     stage = ?loop_shared.stage,
                     "subscribed"
                 );
@@ -466,11 +481,19 @@ async fn run_stage(
             error: Box::new(super::PipelineError::ConsumerPanicked),
         })
     });
-    let flush_shared = Arc::clone(&shared);
-    let _ = tokio::task::spawn_blocking(move || {
-        flush_shared.sink.producer().flush(Duration::from_secs(5))
-    })
-    .await;
+    // Every partition task has drained, or stops now that the consumer
+    // has (an abandoned one would hold its sink's records unflushed).
+    shared.tasks.close();
+    shared.env.cancel.cancel();
+    if tokio::time::timeout(Duration::from_secs(5), shared.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(pipeline = %plan.name, "partition tasks did not stop within 5 s");
+    }
+    let flush = Arc::clone(&shared.kafka);
+    let _ =
+        tokio::task::spawn_blocking(move || flush.producer().flush(Duration::from_secs(5))).await;
     result?;
     match shared.take_fatal() {
         Some(error) => Err(RunError::Failed {
@@ -534,7 +557,7 @@ fn poll_loop(
     let mut next_commit = Instant::now() + commit_interval;
     let mut next_flush = Instant::now();
     let mut next_gauges = Instant::now();
-    while !shutdown.is_cancelled() && !shared.cancel.is_cancelled() {
+    while !shutdown.is_cancelled() && !shared.env.cancel.is_cancelled() {
         shared.health.polled();
         let now = Instant::now();
         if now >= next_gauges {

@@ -2,20 +2,22 @@
 //! acknowledged, and written again when the broker refuses one in a way
 //! another attempt can mend.
 
-use std::sync::Arc;
-
 use rdkafka::error::KafkaError;
 
-use super::{PartitionError, PartitionTask};
-use crate::record::{RawRecord, Stage as ErrorStage};
-use crate::sink::{DeadLetter, Tag, Undelivered};
+use super::PartitionError;
+use super::partition::PartitionTask;
+use crate::operator::Operator;
+use crate::record::Stage;
+use crate::sink::{Output, Tag, Undelivered};
 
-/// A dead letter awaiting its acknowledgement.
+/// A dead letter (or late record) awaiting its acknowledgement.
 #[derive(Debug, Clone)]
 pub(super) struct Letter {
-    record: RawRecord,
-    stage: ErrorStage,
-    reason: String,
+    output: Output,
+    /// The offset of the record.
+    offset: i64,
+    /// The stage it failed at (`late` for late records).
+    stage: Stage,
     /// Times the broker refused it as too large. The first time it is
     /// written again as it was (the broker refuses a whole batch, small
     /// dead letters in it too); after that with headers only.
@@ -24,19 +26,19 @@ pub(super) struct Letter {
     headers_only: bool,
 }
 
-impl PartitionTask {
+impl<O: Operator> PartitionTask<O> {
+    /// Writes a dead letter or late record (the operator held the frontier
+    /// for it), keeping it until it is acknowledged.
     pub(super) async fn dead_letter(
         &mut self,
-        record: &RawRecord,
-        stage: ErrorStage,
-        reason: &str,
-        max_event_time_before: i64,
+        output: Output,
+        offset: i64,
+        stage: Stage,
     ) -> Result<(), PartitionError> {
-        self.frontier.hold(record.offset, max_event_time_before);
         let letter = Letter {
-            record: record.clone(),
+            output,
+            offset,
             stage,
-            reason: reason.to_string(),
             refused: 0,
             headers_only: false,
         };
@@ -46,35 +48,18 @@ impl PartitionTask {
         self.write_letter(number, letter).await
     }
 
-    /// Hands a dead letter to the producer, cut to fit its message size.
+    /// Hands a dead letter to the sink, cut to fit its message size.
     async fn write_letter(&mut self, number: u64, letter: Letter) -> Result<(), PartitionError> {
-        let shared = Arc::clone(&self.shared);
-        let d = DeadLetter {
-            pipeline: &shared.plan.name,
-            topic: &shared.input_topic,
-            partition: self.partition,
-            record: &letter.record,
-            stage: letter.stage,
-            reason: &letter.reason,
-        };
         let tag = Tag::DeadLetter {
-            offset: letter.record.offset,
+            offset: letter.offset,
             stage: letter.stage,
             letter: number,
         };
-        let mut cut = false;
-        self.send(tag, |delivery| {
-            cut = shared
-                .sink
-                .send_dead_letter(&d, letter.headers_only, delivery)?;
-            Ok(())
-        })
-        .await?;
+        let cut = self.send(tag, &letter.output, letter.headers_only).await?;
         if cut {
             tracing::warn!(
                 partition = self.partition,
-                offset = letter.record.offset,
-                value_bytes = letter.record.payload.as_ref().map_or(0, |v| v.len()),
+                offset = letter.offset,
                 headers_only = letter.headers_only,
                 "dead letter too large for one message: written cut to fit (headers give its size and hash)"
             );

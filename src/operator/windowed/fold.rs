@@ -1,0 +1,304 @@
+//! The windowed aggregation on the partition task: it folds each batch's
+//! partials (or in-order records) into the partition's open windows in
+//! offset order, emits the windows the watermark closes, and, with
+//! `emit = "on-update"`, the windows that changed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::step::{Panes, WindowStep};
+use crate::aggregate::Aggregates;
+use crate::codec::WindowOutput;
+use crate::operator::batch::Batch;
+use crate::operator::{Context, Operator, OperatorError};
+use crate::pipeline::{Late, Plan};
+use crate::sink::EncodedWindow;
+use crate::telemetry::{Outcome, PipelineMetrics};
+use crate::window::{NO_TIME, OpenWindows, format_millis};
+
+/// Keyed, windowed aggregation of one partition.
+pub struct Windowed {
+    plan: Arc<Plan>,
+    step: Arc<WindowStep>,
+    windows: Box<dyn OpenWindows>,
+    /// `emit = on-update`: windows changed since their last update, by
+    /// (key, start), and when each was last updated.
+    dirty: BTreeSet<(String, i64)>,
+    last_update: HashMap<(String, i64), tokio::time::Instant>,
+    /// Largest event time seen in this partition (from the resumed commit
+    /// on), advanced by the wall clock while the partition is idle.
+    max_event_time: i64,
+}
+
+impl Windowed {
+    /// The aggregation of `plan` for one partition, resuming after a
+    /// commit whose largest event time was `max_event_time` (`NO_TIME`
+    /// when starting afresh).
+    pub fn new(plan: Arc<Plan>, max_event_time: i64) -> Self {
+        Self {
+            step: Arc::new(WindowStep::new(Arc::clone(&plan))),
+            windows: plan.window.open(),
+            plan,
+            dirty: BTreeSet::new(),
+            last_update: HashMap::new(),
+            max_event_time,
+        }
+    }
+
+    /// Open panes or sessions, and keys holding them.
+    fn open_state(&self) -> (usize, usize) {
+        (self.windows.len(), self.windows.keys())
+    }
+
+    /// Reports the change in open state since `before`, and the watermark.
+    fn report_change(&self, before: (usize, usize), cx: &Context<'_>) {
+        let (windows, keys) = self.open_state();
+        cx.metrics.open_state(
+            windows as i64 - before.0 as i64,
+            keys as i64 - before.1 as i64,
+        );
+        self.report(cx.metrics, cx.partition);
+    }
+
+    /// Folds pane partials, and records of kinds that fold in order;
+    /// returns the indexes of the records found late.
+    fn fold(
+        &mut self,
+        batch: &mut Batch<Panes>,
+        before: i64,
+        cx: &mut Context<'_>,
+    ) -> Result<(Vec<u32>, u64), OperatorError> {
+        let plan = Arc::clone(&self.plan);
+        let mut late = std::mem::take(&mut batch.collected.late);
+        let mut ok = 0u64;
+        // Window kinds that pre-aggregate: one partial per (key, pane).
+        for p in std::mem::take(&mut batch.collected.partials) {
+            if plan.lateness.is_closed(p.first_end, before) {
+                late.extend_from_slice(&p.members);
+                continue;
+            }
+            let Some(&first) = p.members.first() else {
+                continue;
+            };
+            ok += p.members.len() as u64;
+            if p.last_end <= cx.frontier.settled() {
+                // Replayed after a restart: every window of this pane was
+                // emitted and acknowledged with these records before the
+                // commit.
+                continue;
+            }
+            let opened = self
+                .windows
+                .merge_pane(&p.key, p.pane_start, p.last_end, p.aggregates);
+            if plan.update_interval.is_some() {
+                for start in self.windows.windows_of_pane(&p.key, p.pane_start) {
+                    self.dirty.insert((p.key.clone(), start));
+                }
+            }
+            if opened {
+                let first_offset = batch.record(first).offset;
+                cx.frontier.window_opened(
+                    p.last_end,
+                    first_offset,
+                    batch.max_before(before, first),
+                );
+            }
+        }
+        // Window kinds that fold in order (sessions merge, so a record's
+        // session depends on every earlier record of its key): added here,
+        // one by one.
+        let mut m = before;
+        for s in std::mem::take(&mut batch.collected.in_order) {
+            if plan.lateness.is_closed(s.first_end, m) {
+                late.push(s.index);
+                continue;
+            }
+            ok += 1;
+            let offset = batch.record(s.index).offset;
+            let change = self
+                .windows
+                .add_record(&plan.aggregates, &s.key, s.event_time, &s.record, offset, m)
+                .map_err(|reason| OperatorError::Aggregate { offset, reason })?;
+            for (end, first) in change.removed {
+                cx.frontier.window_dropped(end, first);
+            }
+            let (end, first, met) = change.added;
+            cx.frontier.window_opened(end, first, met);
+            if plan.update_interval.is_some() {
+                self.dirty.insert((s.key.clone(), change.start));
+            }
+            if s.event_time > m {
+                m = s.event_time;
+                self.close_until(plan.lateness.watermark(m), cx)?;
+            }
+        }
+        Ok((late, ok))
+    }
+
+    /// Emits every window the watermark has passed.
+    fn close_windows(&mut self, cx: &mut Context<'_>) -> Result<(), OperatorError> {
+        if self.max_event_time == NO_TIME {
+            return Ok(());
+        }
+        let watermark = self.plan.lateness.watermark(self.max_event_time);
+        self.close_until(watermark, cx)?;
+        cx.frontier.windows_closed(watermark);
+        Ok(())
+    }
+
+    /// Emits the windows the watermark `watermark` has reached. A session
+    /// rebuilt in a replay that ends at or before the settled bound was
+    /// already emitted and acknowledged: it is dropped instead.
+    fn close_until(&mut self, watermark: i64, cx: &mut Context<'_>) -> Result<(), OperatorError> {
+        let closed =
+            self.windows
+                .close_until(&self.plan.aggregates, watermark, cx.frontier.settled());
+        for c in closed {
+            // `first_offset` identifies a session to the frontier; -1 for
+            // pane-based windows, which the store already filters.
+            if c.first_offset >= 0 && c.end <= cx.frontier.settled() {
+                cx.frontier.window_dropped(c.end, c.first_offset);
+                continue;
+            }
+            let window = self.encode(c.key, c.start, c.end, c.aggregates)?;
+            cx.final_result(window);
+        }
+        Ok(())
+    }
+
+    fn encode(
+        &self,
+        key: String,
+        start: i64,
+        end: i64,
+        aggregates: Aggregates,
+    ) -> Result<EncodedWindow, OperatorError> {
+        let window = WindowOutput {
+            key,
+            start,
+            end,
+            values: aggregates.finish(&self.plan.aggregates),
+        };
+        let payload = self.plan.encoder.encode(&window)?;
+        Ok(EncodedWindow { window, payload })
+    }
+
+    /// `emit = on-update`: writes the current value of every open window
+    /// that changed, unless it was updated less than `min_interval` ago
+    /// (it stays pending for a later batch).
+    fn emit_updates(&mut self, cx: &mut Context<'_>) -> Result<(), OperatorError> {
+        let Some(interval) = self.plan.update_interval else {
+            return Ok(());
+        };
+        let plan = Arc::clone(&self.plan);
+        let watermark = plan.lateness.watermark(self.max_event_time);
+        let now = tokio::time::Instant::now();
+        for (key, start) in std::mem::take(&mut self.dirty) {
+            let snapshot = self
+                .windows
+                .snapshot(&plan.aggregates, &key, start)
+                .filter(|(end, _)| *end > watermark);
+            let id = (key, start);
+            let Some((end, aggregates)) = snapshot else {
+                self.last_update.remove(&id);
+                continue;
+            };
+            // A replay after a restart does not repeat updates of windows
+            // whose final result was already acknowledged.
+            if end <= cx.frontier.settled() {
+                continue;
+            }
+            if self
+                .last_update
+                .get(&id)
+                .is_some_and(|t| now.duration_since(*t) < interval)
+            {
+                self.dirty.insert(id);
+                continue;
+            }
+            self.last_update.insert(id.clone(), now);
+            let window = self.encode(id.0, start, end, aggregates)?;
+            cx.update(window);
+        }
+        // Forget windows that closed.
+        let windows = &self.windows;
+        self.last_update
+            .retain(|(key, start), _| windows.is_open(key, *start, watermark));
+        Ok(())
+    }
+}
+
+impl Operator for Windowed {
+    type Step = WindowStep;
+
+    fn step(&self) -> Arc<WindowStep> {
+        Arc::clone(&self.step)
+    }
+
+    fn on_batch(
+        &mut self,
+        mut batch: Batch<Panes>,
+        cx: &mut Context<'_>,
+    ) -> Result<(), OperatorError> {
+        let before = self.max_event_time;
+        let open_before = self.open_state();
+        batch.dead_letter_failures(before, cx);
+        let (mut late, ok) = self.fold(&mut batch, before, cx)?;
+        let metrics = cx.metrics;
+        metrics.processed(Outcome::Ok, ok);
+        metrics.processed(Outcome::Filtered, batch.filtered);
+        late.sort_unstable();
+        metrics.processed(Outcome::Late, late.len() as u64);
+        if self.plan.late != Late::Drop {
+            for &i in &late {
+                let m = batch.max_before(before, i);
+                let reason = format!(
+                    "late: its window had already been emitted (watermark {})",
+                    format_millis(self.plan.lateness.watermark(m))
+                );
+                cx.late(batch.record(i).clone(), reason, m);
+            }
+        }
+        self.max_event_time = before.max(batch.collected.max_event_time);
+        self.close_windows(cx)?;
+        self.emit_updates(cx)?;
+        self.report_change(open_before, cx);
+        Ok(())
+    }
+
+    fn event_time(&self) -> i64 {
+        self.max_event_time
+    }
+
+    /// Moves event time on with the wall clock so this partition's windows
+    /// still close.
+    fn on_idle(&mut self, idle: Duration, cx: &mut Context<'_>) -> Result<(), OperatorError> {
+        let open_before = self.open_state();
+        self.max_event_time = self.max_event_time.saturating_add(idle.as_millis() as i64);
+        self.close_windows(cx)?;
+        tracing::debug!(
+            partition = cx.partition,
+            max_event_time = self.max_event_time,
+            "idle: event time advanced with the wall clock"
+        );
+        self.report_change(open_before, cx);
+        Ok(())
+    }
+
+    fn report(&self, metrics: &PipelineMetrics, partition: i32) {
+        if self.max_event_time != NO_TIME {
+            let wm = self.plan.lateness.watermark(self.max_event_time);
+            metrics.watermark(partition, wm);
+        }
+    }
+
+    fn held(&self) -> usize {
+        self.windows.len()
+    }
+
+    fn stop(&mut self, metrics: &PipelineMetrics) {
+        let (windows, keys) = self.open_state();
+        metrics.open_state(-(windows as i64), -(keys as i64));
+    }
+}

@@ -1,0 +1,8 @@
+//! The windowed aggregation: its rayon step and its fold on the
+//! partition task.
+
+mod fold;
+mod step;
+
+pub use fold::Windowed;
+pub use step::{InOrderRecord, Panes, WindowPartial, WindowStep};

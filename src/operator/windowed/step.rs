@@ -1,0 +1,183 @@
+//! The windowed aggregation's rayon step: each record goes where its
+//! window kind assigns it, and records of one (key, pane) are
+//! pre-aggregated into one partial.
+//!
+//! Whether a record is late depends on the largest event time seen before
+//! it, which is the largest of (a) everything before this batch, known only
+//! to the partition task, and (b) the records before it in this batch.
+//! This step decides (b) and leaves (a) to the partition task, which needs
+//! one comparison per partial instead of one per record. Several batches of
+//! one partition can therefore be on the pool at once.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+use rustc_hash::FxHasher;
+
+use crate::aggregate::Aggregates;
+use crate::operator::Step;
+use crate::operator::batch::{Batch, Collect, Keyed, process};
+use crate::pipeline::Plan;
+use crate::record::{RawRecord, Record, Stage};
+use crate::window::{Assignment, NO_TIME};
+
+/// The pre-aggregate of one (key, pane) in a batch.
+#[derive(Debug, Clone)]
+pub struct WindowPartial {
+    /// Group key.
+    pub key: String,
+    /// Pane start.
+    pub pane_start: i64,
+    /// End of the first window covering the pane: once the watermark
+    /// reaches it, records for this pane are late.
+    pub first_end: i64,
+    /// End of the last window covering the pane.
+    pub last_end: i64,
+    /// The aggregates of `members`.
+    pub aggregates: Aggregates,
+    /// Indexes of the records in it, ascending.
+    pub members: Vec<u32>,
+}
+
+/// A decoded record for a window kind that folds in order (sessions),
+/// ready to be added on the partition task.
+#[derive(Debug)]
+pub struct InOrderRecord {
+    /// Index in the batch.
+    pub index: u32,
+    /// Group key.
+    pub key: String,
+    /// Event time.
+    pub event_time: i64,
+    /// End of the first window it would join (lateness is decided by it).
+    pub first_end: i64,
+    /// The transformed record (read by the aggregates).
+    pub record: Record,
+}
+
+/// What the step gathered from one batch.
+#[derive(Debug, Default)]
+pub struct Panes {
+    /// Largest event time in the batch (`NO_TIME` if none).
+    pub max_event_time: i64,
+    /// Partials in order of first appearance.
+    pub partials: Vec<WindowPartial>,
+    /// Records already late within this batch (indexes, ascending).
+    pub late: Vec<u32>,
+    /// Window kinds that fold in order (sessions) only: every extracted
+    /// record, in order; the partition task adds them one by one.
+    pub in_order: Vec<InOrderRecord>,
+    /// Partials by (key, pane start): positions in `partials`, which hold
+    /// the keys (no second copy of a key).
+    index: HashTable<usize>,
+}
+
+impl Panes {
+    /// Nothing gathered yet.
+    pub fn new() -> Self {
+        Self {
+            max_event_time: NO_TIME,
+            ..Self::default()
+        }
+    }
+}
+
+/// The hash under which the batch index files the partial of (key, pane
+/// start).
+fn slot_hash(key: &str, pane_start: i64) -> u64 {
+    let mut h = FxHasher::default();
+    key.hash(&mut h);
+    pane_start.hash(&mut h);
+    h.finish()
+}
+
+impl Collect for Panes {
+    fn max_event_time(&self) -> i64 {
+        self.max_event_time
+    }
+
+    fn collect(&mut self, plan: &Plan, k: Keyed<'_>) -> Result<(), (Stage, String)> {
+        let mut buf = itoa::Buffer::new();
+        let (key, event_time) = k.key_and_time(plan, &mut buf)?;
+        let pane = match plan.window.assign(event_time) {
+            Ok(Assignment::Pane(pane)) => pane,
+            Ok(Assignment::InOrder { first_end }) => {
+                // Late records never raise the largest event time, so this
+                // prefix is right whichever records turn out late.
+                self.max_event_time = self.max_event_time.max(event_time);
+                let key = key.into_owned();
+                self.in_order.push(InOrderRecord {
+                    index: k.index,
+                    key,
+                    event_time,
+                    first_end,
+                    record: k.record,
+                });
+                return Ok(());
+            }
+            Err(e) => return Err((Stage::Extract, e.to_string())),
+        };
+        if plan.lateness.is_closed(pane.first_end, self.max_event_time) {
+            self.late.push(k.index);
+            return Ok(());
+        }
+        self.max_event_time = self.max_event_time.max(event_time);
+        let hash = slot_hash(&key, pane.start);
+        let partials = &self.partials;
+        let found = self
+            .index
+            .find(hash, |&s| {
+                partials[s].pane_start == pane.start && partials[s].key == key
+            })
+            .copied();
+        let slot = match found {
+            Some(slot) => slot,
+            None => {
+                self.partials.push(WindowPartial {
+                    key: key.into_owned(),
+                    pane_start: pane.start,
+                    first_end: pane.first_end,
+                    last_end: pane.last_end,
+                    aggregates: Aggregates::new(&plan.aggregates),
+                    members: Vec::new(),
+                });
+                let slot = self.partials.len() - 1;
+                let partials = &self.partials;
+                self.index.insert_unique(hash, slot, |&s| {
+                    slot_hash(&partials[s].key, partials[s].pane_start)
+                });
+                slot
+            }
+        };
+        let p = &mut self.partials[slot];
+        // `check` accepted the record, so this cannot fail; should it, the
+        // record is dead-lettered rather than lost.
+        p.aggregates
+            .add(&plan.aggregates, &k.record, event_time, k.raw.offset)
+            .map_err(|e| (Stage::Extract, e))?;
+        p.members.push(k.index);
+        Ok(())
+    }
+}
+
+/// The windowed aggregation's step over a plan.
+#[derive(Debug)]
+pub struct WindowStep {
+    plan: Arc<Plan>,
+}
+
+impl WindowStep {
+    /// The step of `plan`.
+    pub fn new(plan: Arc<Plan>) -> Self {
+        Self { plan }
+    }
+}
+
+impl Step for WindowStep {
+    type Output = Batch<Panes>;
+
+    fn run(&self, records: Vec<RawRecord>) -> Batch<Panes> {
+        process(&self.plan, records, Panes::new())
+    }
+}

@@ -1,0 +1,35 @@
+//! What every partition task of one consumer shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::offsets::CommitBoard;
+use crate::sink::Sink;
+use crate::telemetry::PipelineMetrics;
+
+/// The surroundings of the partition tasks of one consumer.
+pub struct Env {
+    /// Pipeline name (logs, dead-letter headers).
+    pub pipeline: String,
+    /// The topic read.
+    pub topic: String,
+    /// Where outputs are written.
+    pub sink: Arc<dyn Sink>,
+    /// Where each task publishes its commit point.
+    pub board: CommitBoard,
+    /// The pipeline's metrics.
+    pub metrics: PipelineMetrics,
+    /// Most batches of one partition on the rayon pool at once.
+    pub max_in_flight: usize,
+    /// Most unacknowledged outputs of one partition before it takes no
+    /// more input.
+    pub max_pending_outputs: usize,
+    /// After this long without records, the operator is told the
+    /// partition is idle.
+    pub idle_timeout: Option<Duration>,
+    /// Cancelled on a fatal error anywhere in the pipeline: tasks stop at
+    /// once, without a drain.
+    pub cancel: CancellationToken,
+}
