@@ -9,3 +9,6 @@ mod partition;
 pub use env::Env;
 pub use error::PartitionError;
 pub use partition::{DrainRequest, PartitionTask};
+
+#[cfg(test)]
+mod tests;
