@@ -10,7 +10,7 @@ use std::time::Duration;
 use apache_avro::types::Value;
 use common::*;
 use streamfold::codec::Decoder;
-use streamfold::config::Format;
+use streamfold::config::{AggregateConfig, Format};
 use streamfold::generate::{GeneratorOptions, Payment, PaymentGenerator};
 use streamfold::pipeline::Plan;
 use streamfold::telemetry::Metrics;
@@ -79,12 +79,15 @@ async fn every_aggregation_matches_an_independent_computation() {
 
     let path = setup.write_config("5s", "");
     without_pseudonymise(&path);
-    let text = std::fs::read_to_string(&path).unwrap();
-    let start = text.find("aggregates = [").unwrap();
-    let end = start + text[start..].find("]\n").unwrap() + 2;
-    let text = format!("{}{}\n{}", &text[..start], AGGREGATES, &text[end..])
-        .replace("output_schema = ", "# output_schema = ");
-    std::fs::write(&path, text).unwrap();
+    #[derive(serde::Deserialize)]
+    struct Aggregates {
+        aggregates: Vec<AggregateConfig>,
+    }
+    let Aggregates { aggregates } = toml::from_str(AGGREGATES).unwrap();
+    edit_config(&path, |c| {
+        c.pipeline.aggregates = aggregates;
+        c.pipeline.output_schema = None;
+    });
     let loaded = streamfold::config::load(&path).unwrap();
     let schema = Plan::build(&loaded, Vec::new()).unwrap().output_schema();
 

@@ -9,7 +9,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use streamfold::config::WindowConfig;
 use streamfold::generate::{GeneratorOptions, PaymentGenerator};
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
 
 fn fixed(size: i64, advance: i64) -> impl Expect {
     move |e, o| expected_hopping(e, o, 5_000, |p| p.merchant_id.clone(), size, advance)
@@ -18,7 +23,7 @@ fn fixed(size: i64, advance: i64) -> impl Expect {
 #[test]
 fn sigkill_mid_stream_loses_no_window_and_repeats_only_identical_ones() {
     crash_and_restart(
-        "window = { kind = \"tumbling\", size = \"1m\" }",
+        WindowConfig::Tumbling { size: secs(60) },
         false,
         fixed(60_000, 60_000),
     );
@@ -27,7 +32,10 @@ fn sigkill_mid_stream_loses_no_window_and_repeats_only_identical_ones() {
 #[test]
 fn sigkill_mid_stream_with_hopping_windows() {
     crash_and_restart(
-        "window = { kind = \"hopping\", size = \"1m\", advance = \"15s\" }",
+        WindowConfig::Hopping {
+            size: secs(60),
+            advance: secs(15),
+        },
         false,
         fixed(60_000, 15_000),
     );
@@ -35,20 +43,16 @@ fn sigkill_mid_stream_with_hopping_windows() {
 
 #[test]
 fn sigkill_mid_stream_with_session_windows() {
-    crash_and_restart(
-        "window = { kind = \"session\", gap = \"10s\" }",
-        true,
-        |e, o| expected_sessions(e, o, 5_000, 10_000),
-    );
+    crash_and_restart(WindowConfig::Session { gap: secs(10) }, true, |e, o| {
+        expected_sessions(e, o, 5_000, 10_000)
+    });
 }
 
 #[test]
 fn sigkill_mid_stream_with_sliding_windows() {
-    crash_and_restart(
-        "window = { kind = \"sliding\", size = \"2s\" }",
-        false,
-        |e, o| expected_sliding(e, o, 5_000, 2_000),
-    );
+    crash_and_restart(WindowConfig::Sliding { size: secs(2) }, false, |e, o| {
+        expected_sliding(e, o, 5_000, 2_000)
+    });
 }
 
 /// nisshi drops offset-commit metadata: streamfold detects that at
@@ -58,7 +62,10 @@ fn sigkill_on_a_real_broker_that_drops_commit_metadata() {
     let setup = Setup::real(4);
     run_crashes(
         &setup,
-        "window = { kind = \"hopping\", size = \"1m\", advance = \"15s\" }",
+        WindowConfig::Hopping {
+            size: secs(60),
+            advance: secs(15),
+        },
         false,
         fixed(60_000, 15_000),
     );
@@ -69,18 +76,17 @@ fn sigkill_on_a_real_broker_that_drops_commit_metadata() {
     );
 }
 
-fn crash_and_restart(window: &str, bursty: bool, expect: impl Expect) {
+fn crash_and_restart(window: WindowConfig, bursty: bool, expect: impl Expect) {
     run_crashes(&Setup::new(4), window, bursty, expect);
 }
 
-fn run_crashes(setup: &Setup, window: &str, bursty: bool, expect: impl Expect) {
+fn run_crashes(setup: &Setup, window: WindowConfig, bursty: bool, expect: impl Expect) {
     let config = setup.write_config("5s", "[batch]\nmax_records = 100\nmax_wait = \"10ms\"\n");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("window = { kind = \"tumbling\", size = \"1m\" }", window)
-        .replace("output_schema = ", "# output_schema = ")
-        .replace("interval = \"200ms\"", "interval = \"500ms\"");
-    std::fs::write(&config, text).unwrap();
+    edit_config(&config, |c| {
+        c.pipeline.window = window;
+        c.pipeline.output_schema = None;
+        c.commit.interval = Duration::from_millis(500);
+    });
     let options = GeneratorOptions {
         seed: 11,
         merchants: 8,

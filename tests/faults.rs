@@ -357,11 +357,7 @@ fn a_missing_output_topic_exits_2_before_anything_is_created_or_committed() {
     let setup = Setup::real(2);
     let config = setup.write_config("5s", "");
     let missing = format!("no-such-topic-{}", fastrand::u32(..));
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        &format!("output_topic = \"{}\"", setup.output),
-        &format!("output_topic = \"{missing}\""),
-    );
-    std::fs::write(&config, text).unwrap();
+    edit_config(&config, |c| c.pipeline.output_topic = missing.clone());
     let mut run = start(&setup, &config, 0);
     let status = run.exit_within(Duration::from_secs(30), &setup);
     let log = std::fs::read_to_string(setup.dir.join("run-0.log")).unwrap();
@@ -421,11 +417,11 @@ fn delete_topic(servers: &str, topic: &str) {
 /// and never creates one.
 fn write_config_failing_fast(setup: &Setup) -> std::path::PathBuf {
     let config = setup.write_config("5s", "");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "session_timeout = \"6s\"",
-        "session_timeout = \"6s\"\nproducer_properties = { \"topic.metadata.propagation.max.ms\" = \"1000\", \"allow.auto.create.topics\" = \"false\" }",
-    );
-    std::fs::write(&config, text).unwrap();
+    edit_config(&config, |c| {
+        let p = &mut c.kafka.producer_properties;
+        p.insert("topic.metadata.propagation.max.ms".into(), "1000".into());
+        p.insert("allow.auto.create.topics".into(), "false".into());
+    });
     config
 }
 

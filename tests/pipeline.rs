@@ -237,11 +237,10 @@ async fn late_records_go_to_their_side_topic_with_headers() {
 
     let path = setup.write_config("10s", "");
     without_pseudonymise(&path);
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "late_records = \"dead-letter\"",
-        &format!("late_records = \"side-topic\"\nlate_topic = \"{late_topic}\""),
-    );
-    std::fs::write(&path, text).unwrap();
+    edit_config(&path, |c| {
+        c.pipeline.late_records = streamfold::config::LatePolicy::SideTopic;
+        c.pipeline.late_topic = Some(late_topic.clone());
+    });
     let loaded = streamfold::config::load(&path).unwrap();
     let shutdown = CancellationToken::new();
     let pipeline = {

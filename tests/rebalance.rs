@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
+use streamfold::config::AssignmentStrategy;
 use streamfold::generate::GeneratorOptions;
 use streamfold::telemetry::Metrics;
 use tokio::task::JoinHandle;
@@ -48,15 +49,11 @@ async fn rows(setup: &Setup, at_least: usize, wait: Duration) -> Vec<WindowRow> 
     .unwrap()
 }
 
-async fn join_and_leave(strategy: &str) {
+async fn join_and_leave(strategy: AssignmentStrategy) {
     let setup = Setup::new(4);
     let path = setup.write_config("5s", "[batch]\nmax_records = 100\nmax_wait = \"10ms\"\n");
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "session_timeout = \"6s\"",
-        &format!("session_timeout = \"6s\"\npartition_assignment_strategy = \"{strategy}\""),
-    );
-    std::fs::write(&path, text).unwrap();
     without_pseudonymise(&path);
+    edit_config(&path, |c| c.kafka.partition_assignment_strategy = strategy);
     let loaded = streamfold::config::load(&path).unwrap();
 
     let options = GeneratorOptions {
@@ -131,10 +128,10 @@ async fn join_and_leave(strategy: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_joins_and_leaves_with_range_assignment() {
-    join_and_leave("range").await;
+    join_and_leave(AssignmentStrategy::Range).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_joins_and_leaves_with_cooperative_sticky_assignment() {
-    join_and_leave("cooperative-sticky").await;
+    join_and_leave(AssignmentStrategy::CooperativeSticky).await;
 }

@@ -10,16 +10,17 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+use streamfold::config::AssignmentStrategy;
 use streamfold::generate::GeneratorOptions;
 
 #[test]
 fn members_join_leave_and_die_with_range_assignment() {
-    scale_out("range");
+    scale_out(AssignmentStrategy::Range);
 }
 
 #[test]
 fn members_join_leave_and_die_with_cooperative_sticky_assignment() {
-    scale_out("cooperative-sticky");
+    scale_out(AssignmentStrategy::CooperativeSticky);
 }
 
 fn log(setup: &Setup, run: usize) -> String {
@@ -55,17 +56,13 @@ fn terminate(run: &mut Run) {
     assert!(status.success());
 }
 
-fn scale_out(strategy: &str) {
+fn scale_out(strategy: AssignmentStrategy) {
     let setup = Setup::real(8);
     let config = setup.write_config("5s", "[batch]\nmax_records = 100\nmax_wait = \"10ms\"\n");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(
-            "session_timeout = \"6s\"",
-            &format!("session_timeout = \"6s\"\npartition_assignment_strategy = \"{strategy}\""),
-        )
-        .replace("output_schema = ", "# output_schema = ");
-    std::fs::write(&config, text).unwrap();
+    edit_config(&config, |c| {
+        c.kafka.partition_assignment_strategy = strategy;
+        c.pipeline.output_schema = None;
+    });
     let options = GeneratorOptions {
         seed: 3,
         merchants: 16,
@@ -139,7 +136,7 @@ fn scale_out(strategy: &str) {
         "member 0 never drained revoked partitions:\n{first}"
     );
     eprintln!(
-        "{strategy}: {} windows, {repeated} repeated (identical), 3 members",
+        "{strategy:?}: {} windows, {repeated} repeated (identical), 3 members",
         expected.windows.len()
     );
 }

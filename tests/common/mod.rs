@@ -298,15 +298,26 @@ drain_deadline = "3s"
     }
 }
 
+/// Loads the config at `path` as the typed [`Config`] (checked as
+/// `streamfold` checks it), changes it, and writes it back.
+///
+/// [`Config`]: streamfold::config::Config
+pub fn edit_config(path: &Path, change: impl FnOnce(&mut streamfold::config::Config)) {
+    let mut loaded = streamfold::config::load(path).unwrap();
+    change(&mut loaded.config);
+    let text = toml::to_string(&loaded.config).expect("a typed config serialises");
+    std::fs::write(path, text).unwrap();
+}
+
 /// Removes the pseudonymise step from a written config, for in-process
 /// runs that must not depend on the environment (tests add it back through
 /// the library API where they need it).
 pub fn without_pseudonymise(path: &Path) {
-    let text = std::fs::read_to_string(path).unwrap().replace(
-        "[[pipeline.transforms]]\ntype = \"pseudonymise\"\nfield = \"card_id\"\n",
-        "",
-    );
-    std::fs::write(path, text).unwrap();
+    edit_config(path, |c| {
+        c.pipeline
+            .transforms
+            .retain(|t| !matches!(t, streamfold::config::TransformConfig::Pseudonymise { .. }))
+    });
 }
 
 impl Drop for Setup {
