@@ -4,8 +4,10 @@
 
 use rdkafka::error::KafkaError;
 
-use super::PartitionError;
+use std::sync::Arc;
+
 use super::partition::PartitionTask;
+use super::{Env, PartitionError};
 use crate::operator::Operator;
 use crate::record::Stage;
 use crate::sink::{Output, Tag, Undelivered};
@@ -31,6 +33,7 @@ impl<O: Operator> PartitionTask<O> {
     /// for it), keeping it until it is acknowledged.
     pub(super) async fn dead_letter(
         &mut self,
+        env: &Env,
         output: Output,
         offset: i64,
         stage: Stage,
@@ -45,17 +48,24 @@ impl<O: Operator> PartitionTask<O> {
         let number = self.next_letter;
         self.next_letter += 1;
         self.letters.insert(number, letter.clone());
-        self.write_letter(number, letter).await
+        self.write_letter(env, number, letter).await
     }
 
     /// Hands a dead letter to the sink, cut to fit its message size.
-    async fn write_letter(&mut self, number: u64, letter: Letter) -> Result<(), PartitionError> {
+    async fn write_letter(
+        &mut self,
+        env: &Env,
+        number: u64,
+        letter: Letter,
+    ) -> Result<(), PartitionError> {
         let tag = Tag::DeadLetter {
             offset: letter.offset,
             stage: letter.stage,
             letter: number,
         };
-        let cut = self.send(tag, &letter.output, letter.headers_only).await?;
+        let cut = self
+            .send(env, tag, &letter.output, letter.headers_only)
+            .await?;
         if cut {
             tracing::warn!(
                 partition = self.partition,
@@ -70,9 +80,10 @@ impl<O: Operator> PartitionTask<O> {
     /// Writes again the dead letters whose delivery failed in a way
     /// another attempt can mend.
     pub(super) async fn resend_letters(&mut self) -> Result<(), PartitionError> {
+        let env = Arc::clone(&self.env);
         for number in std::mem::take(&mut self.resend) {
             if let Some(letter) = self.letters.get(&number).cloned() {
-                self.write_letter(number, letter).await?;
+                self.write_letter(&env, number, letter).await?;
             }
         }
         Ok(())

@@ -250,8 +250,11 @@ impl<O: Operator> PartitionTask<O> {
 
     /// Hands what the operator wrote to the sink, in order.
     async fn write_outputs(&mut self) -> Result<(), PartitionError> {
-        let outputs = std::mem::take(&mut self.outputs);
-        for output in outputs {
+        let env = Arc::clone(&self.env);
+        // Taken and put back, so the buffer keeps its capacity.
+        let mut outputs = std::mem::take(&mut self.outputs);
+        let mut result = Ok(());
+        for output in outputs.drain(..) {
             let tag = match &output {
                 Output::Final(w) => Tag::Window(span(w)),
                 Output::Update(w) => Tag::Update(span(w)),
@@ -260,18 +263,29 @@ impl<O: Operator> PartitionTask<O> {
                 },
                 Output::DeadLetter { record, stage, .. } => {
                     let (offset, stage) = (record.offset, *stage);
-                    self.dead_letter(output, offset, stage).await?;
+                    result = self.dead_letter(&env, output, offset, stage).await;
+                    if result.is_err() {
+                        break;
+                    }
                     continue;
                 }
                 Output::Late { record, .. } => {
                     let offset = record.offset;
-                    self.dead_letter(output, offset, Stage::Late).await?;
+                    result = self.dead_letter(&env, output, offset, Stage::Late).await;
+                    if result.is_err() {
+                        break;
+                    }
                     continue;
                 }
             };
-            self.send(tag, &output, false).await?;
+            if let Err(e) = self.send(&env, tag, &output, false).await {
+                result = Err(e);
+                break;
+            }
         }
-        Ok(())
+        outputs.clear();
+        self.outputs = outputs;
+        result
     }
 
     /// Hands a record to the sink, waiting for acknowledgements while its
@@ -279,11 +293,11 @@ impl<O: Operator> PartitionTask<O> {
     /// it was cut to fit.
     pub(super) async fn send(
         &mut self,
+        env: &Env,
         tag: Tag,
         output: &Output,
         headers_only: bool,
     ) -> Result<bool, PartitionError> {
-        let env = Arc::clone(&self.env);
         let origin = Origin {
             pipeline: &env.pipeline,
             topic: &env.topic,
