@@ -8,6 +8,8 @@
 //! - [`transform`]: per-record steps run on rayon (built-in and user-defined).
 //! - [`window`]: window assignment, watermarks and lateness, open windows.
 //! - [`aggregate`]: mergeable partial aggregates.
+//! - [`checkpoint`]: a partition's window state at an offset, versioned,
+//!   fingerprinted, cut into chunks of a compacted topic.
 //! - [`offsets`]: the commit frontier that makes at-least-once precise.
 //! - [`pipeline`]: the plan resolved from config, once, before any record.
 //! - [`operator`]: what runs on a partition's records (the windowed
@@ -24,6 +26,7 @@
 
 pub mod aggregate;
 pub mod broker;
+pub mod checkpoint;
 pub mod cli;
 pub mod codec;
 pub mod config;

@@ -8,7 +8,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
+use streamfold::config::{DeriveConfig, EmitConfig, EventTimeConfig, GroupBy, WindowConfig};
 use streamfold::generate::{GeneratorOptions, PaymentGenerator};
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
 use streamfold::telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +32,7 @@ fn events(n: usize) -> Vec<(i32, Event)> {
     payments_with_closers(&options, n, 2)
 }
 
-async fn run_and_compare(window: &str, size: i64, advance: i64) {
+async fn run_and_compare(window: WindowConfig, size: i64, advance: i64) {
     let events = events(4_000);
     compare(window, events, |events, offsets| {
         expected_hopping(
@@ -42,7 +47,7 @@ async fn run_and_compare(window: &str, size: i64, advance: i64) {
     .await;
 }
 
-async fn compare(window: &str, events: Vec<(i32, Event)>, expect: impl Expect) {
+async fn compare(window: WindowConfig, events: Vec<(i32, Event)>, expect: impl Expect) {
     let setup = Setup::new(2);
     let offsets = publish(&setup.servers(), &setup.input, &events);
     let expected = expect(&events, &offsets);
@@ -51,11 +56,10 @@ async fn compare(window: &str, events: Vec<(i32, Event)>, expect: impl Expect) {
 
     let path = setup.write_config("5s", "[batch]\nmax_records = 200\nmax_wait = \"10ms\"\n");
     without_pseudonymise(&path);
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("window = { kind = \"tumbling\", size = \"1m\" }", window)
-        .replace("output_schema = ", "# output_schema = ");
-    std::fs::write(&path, text).unwrap();
+    edit_config(&path, |c| {
+        c.pipeline.window = window;
+        c.pipeline.output_schema = None;
+    });
     let loaded = streamfold::config::load(&path).unwrap();
     let want = expected.windows.len();
     let read = run_until(
@@ -73,7 +77,10 @@ async fn compare(window: &str, events: Vec<(i32, Event)>, expect: impl Expect) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hopping_windows_match_an_independent_computation() {
     run_and_compare(
-        "window = { kind = \"hopping\", size = \"1m\", advance = \"20s\" }",
+        WindowConfig::Hopping {
+            size: secs(60),
+            advance: secs(20),
+        },
         60_000,
         20_000,
     )
@@ -83,7 +90,10 @@ async fn hopping_windows_match_an_independent_computation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hopping_windows_with_size_not_a_multiple_of_advance() {
     run_and_compare(
-        "window = { kind = \"hopping\", size = \"50s\", advance = \"20s\" }",
+        WindowConfig::Hopping {
+            size: secs(50),
+            advance: secs(20),
+        },
         50_000,
         20_000,
     )
@@ -92,12 +102,7 @@ async fn hopping_windows_with_size_not_a_multiple_of_advance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tumbling_windows_match_an_independent_computation() {
-    run_and_compare(
-        "window = { kind = \"tumbling\", size = \"1m\" }",
-        60_000,
-        60_000,
-    )
-    .await;
+    run_and_compare(WindowConfig::Tumbling { size: secs(60) }, 60_000, 60_000).await;
 }
 
 /// Sparse activity: merchants pause long enough for sessions to end, and
@@ -120,18 +125,16 @@ fn bursty(n: usize) -> Vec<(i32, Event)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_windows_match_an_independent_computation() {
     let events = bursty(4_000);
-    compare(
-        "window = { kind = \"session\", gap = \"15s\" }",
-        events,
-        |e, o| expected_sessions(e, o, 5_000, 15_000),
-    )
+    compare(WindowConfig::Session { gap: secs(15) }, events, |e, o| {
+        expected_sessions(e, o, 5_000, 15_000)
+    })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sliding_windows_match_an_independent_computation() {
     compare(
-        "window = { kind = \"sliding\", size = \"10s\" }",
+        WindowConfig::Sliding { size: secs(10) },
         events(2_000),
         |e, o| expected_sliding(e, o, 5_000, 10_000),
     )
@@ -158,17 +161,14 @@ async fn idle_partitions_close_their_windows_with_idle_timeout() {
         .map(|p| (0, Event::Payment(p)))
         .collect();
     publish(&setup.servers(), &setup.input, &events);
-    for (idle, want) in [("", 0), ("idle_timeout = \"300ms\"\n", 1)] {
+    for (idle, want) in [(None, 0), (Some(Duration::from_millis(300)), 1)] {
         let path = setup.write_config("0s", "");
         without_pseudonymise(&path);
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace(
-                "window = { kind = \"tumbling\", size = \"1m\" }",
-                &format!("window = {{ kind = \"tumbling\", size = \"2s\" }}\n{idle}"),
-            )
-            .replace("group_id = \"group-", &format!("group_id = \"g{want}-"));
-        std::fs::write(&path, text).unwrap();
+        edit_config(&path, |c| {
+            c.pipeline.window = WindowConfig::Tumbling { size: secs(2) };
+            c.pipeline.idle_timeout = idle;
+            c.kafka.group_id = format!("g{want}-{}", c.kafka.group_id);
+        });
         let loaded = streamfold::config::load(&path).unwrap();
         let shutdown = CancellationToken::new();
         let pipeline = {
@@ -205,14 +205,10 @@ async fn composite_group_keys() {
 
     let path = setup.write_config("5s", "");
     without_pseudonymise(&path);
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace(
-            "group_by = \"merchant_id\"",
-            "group_by = [\"merchant_id\", \"country\"]",
-        )
-        .replace("output_schema = ", "# output_schema = ");
-    std::fs::write(&path, text).unwrap();
+    edit_config(&path, |c| {
+        c.pipeline.group_by = GroupBy::Many(vec!["merchant_id".into(), "country".into()]);
+        c.pipeline.output_schema = None;
+    });
     let loaded = streamfold::config::load(&path).unwrap();
     let schema = streamfold::pipeline::Plan::build(&loaded, Vec::new())
         .unwrap()
@@ -275,17 +271,10 @@ async fn processing_time_windows_follow_the_clock() {
         .collect();
     let path = setup.write_config("0s", "");
     without_pseudonymise(&path);
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace(
-            "event_time = { source = \"field\", field = \"event_time\" }",
-            "event_time = { source = \"processing-time\" }",
-        )
-        .replace(
-            "window = { kind = \"tumbling\", size = \"1m\" }",
-            "window = { kind = \"tumbling\", size = \"2s\" }",
-        );
-    std::fs::write(&path, text).unwrap();
+    edit_config(&path, |c| {
+        c.pipeline.event_time = EventTimeConfig::ProcessingTime;
+        c.pipeline.window = WindowConfig::Tumbling { size: secs(2) };
+    });
     let loaded = streamfold::config::load(&path).unwrap();
     let now = || {
         std::time::SystemTime::now()
@@ -344,13 +333,15 @@ async fn where_filter_and_derived_group_key() {
 
     let path = setup.write_config("5s", "");
     without_pseudonymise(&path);
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace(
-            "group_by = \"merchant_id\"",
-            "group_by = \"segment\"\nwhere = \"currency != 'JPY'\"\nderive = [{ name = \"segment\", expr = \"merchant_id + (amount_eur > 1000.0 ? '-big' : '-small')\" }]",
-        );
-    std::fs::write(&path, text).unwrap();
+    edit_config(&path, |c| {
+        let p = &mut c.pipeline;
+        p.group_by = GroupBy::One("segment".into());
+        p.filter = Some("currency != 'JPY'".into());
+        p.derive = vec![DeriveConfig {
+            name: "segment".into(),
+            expr: "merchant_id + (amount_eur > 1000.0 ? '-big' : '-small')".into(),
+        }];
+    });
     let loaded = streamfold::config::load(&path).unwrap();
     let metrics = Metrics::new();
     let want = expected.windows.len();
@@ -385,11 +376,11 @@ async fn on_update_emits_updates_then_the_final_result() {
     let expected = expected(&events, &offsets, 5_000, |p| p.merchant_id.clone());
     let path = setup.write_config("5s", "[batch]\nmax_records = 100\nmax_wait = \"5ms\"\n");
     without_pseudonymise(&path);
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "[commit]",
-        "[pipeline.emit]\nmode = \"on-update\"\nmin_interval = \"0s\"\n\n[commit]",
-    );
-    std::fs::write(&path, text).unwrap();
+    edit_config(&path, |c| {
+        c.pipeline.emit = EmitConfig::OnUpdate {
+            min_interval: Duration::ZERO,
+        };
+    });
     let loaded = streamfold::config::load(&path).unwrap();
     let want = expected.windows.len();
     let read = run_until(
@@ -501,11 +492,10 @@ async fn repartition_groups_records_spread_over_partitions() {
     setup.broker.create_topic(&internal, 3).unwrap();
     let path = setup.write_config("10m", "[batch]\nmax_records = 200\nmax_wait = \"10ms\"\n");
     without_pseudonymise(&path);
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "late_records = ",
-        &format!("repartition = true\nrepartition_topic = \"{internal}\"\nlate_records = "),
-    );
-    std::fs::write(&path, text).unwrap();
+    edit_config(&path, |c| {
+        c.pipeline.repartition = true;
+        c.pipeline.repartition_topic = Some(internal.clone());
+    });
     let loaded = streamfold::config::load(&path).unwrap();
 
     let shutdown = CancellationToken::new();

@@ -7,10 +7,11 @@
 //! offset), HyperLogLog keeps register maxima, DDSketch keeps bucket counts.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, Hasher};
 
 use apache_avro::types::Value;
 use hyperloglogplus::{HyperLogLog, HyperLogLogPF};
+use serde::{Deserialize, Serialize};
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
 use super::spec::{AggKind, AggSpec};
@@ -18,7 +19,7 @@ use super::{SCALE, int_to_micros, to_micros};
 use crate::record::{FieldError, FieldType, Record};
 
 /// A value that can be counted, compared and hashed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Scalar {
     /// A string or enum symbol.
     Str(String),
@@ -68,7 +69,7 @@ impl Scalar {
 }
 
 /// A value with the position that orders first/last.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Stamped {
     /// Event time.
     pub time: i64,
@@ -122,10 +123,23 @@ impl Hasher for Prehashed {
     }
 }
 
-type Hll = HyperLogLogPF<u64, BuildHasherDefault<Prehashed>>;
+/// Builds [`Prehashed`] hashers; a unit type, so that a checkpoint of a
+/// HyperLogLog (which includes its hasher builder) holds nothing of it.
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
+pub struct PrehashedBuilder;
+
+impl BuildHasher for PrehashedBuilder {
+    type Hasher = Prehashed;
+
+    fn build_hasher(&self) -> Prehashed {
+        Prehashed::default()
+    }
+}
+
+type Hll = HyperLogLogPF<u64, PrehashedBuilder>;
 
 /// A DDSketch (which has no `Debug` of its own).
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Sketch(DDSketch);
 
 impl std::fmt::Debug for Sketch {
@@ -134,8 +148,9 @@ impl std::fmt::Debug for Sketch {
     }
 }
 
-/// The partial state of one aggregate.
-#[derive(Debug, Clone)]
+/// The partial state of one aggregate. Serialised exactly (checkpoints):
+/// a state read back merges and finishes as the one written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum AggState {
     /// Records seen.
     Count(u64),
@@ -209,7 +224,7 @@ impl AggState {
             AggKind::Last => Self::Last(None),
             AggKind::CountDistinct { precision: None } => Self::Distinct(HashSet::new()),
             AggKind::CountDistinct { precision: Some(p) } => Self::Hll(Box::new(
-                Hll::new(*p, BuildHasherDefault::default()).expect("precision checked at start-up"),
+                Hll::new(*p, PrehashedBuilder).expect("precision checked at start-up"),
             )),
             AggKind::Quantiles { relative_error, .. } => Self::Sketch(Box::new(Sketch(
                 DDSketch::new(SketchConfig::new(*relative_error, 4096, 1e-9)),
@@ -413,7 +428,7 @@ fn opt(a: Option<i64>, b: Option<i64>, f: fn(i64, i64) -> i64) -> Option<i64> {
 }
 
 /// The states of all aggregates of a pipeline for one window.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Aggregates {
     states: Vec<AggState>,
 }

@@ -211,6 +211,7 @@ pub fn load_lenient(path: &Path) -> Result<(Vec<LoadedConfig>, Vec<Problem>), Co
             pipeline: p,
             batch: file.batch.clone(),
             commit: file.commit.clone(),
+            state: file.state.clone(),
             log: file.log.clone(),
         };
         for mut problem in check(&config, &shown) {
@@ -481,6 +482,12 @@ fn check(c: &Config, file: &str) -> Vec<Problem> {
                 humantime::format_duration(k.session_timeout),
                 humantime::format_duration(c.commit.drain_deadline)
             ),
+        );
+    }
+    if c.state.checkpoints && c.state.checkpoint_interval.is_zero() {
+        bad(
+            "state.checkpoint_interval",
+            "expected a duration above zero, found 0s".into(),
         );
     }
     out

@@ -8,7 +8,7 @@ use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
 /// A configuration file: one `[pipeline]`, or several `[[pipelines]]`
-/// sharing the Kafka, batch, commit and log settings.
+/// sharing the Kafka, batch, commit, state and log settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -26,6 +26,9 @@ pub struct FileConfig {
     /// When offsets are committed and how long a drain may take.
     #[serde(default)]
     pub commit: CommitConfig,
+    /// Checkpoints of open windows.
+    #[serde(default)]
+    pub state: StateConfig,
     /// Log output.
     #[serde(default)]
     pub log: LogConfig,
@@ -45,6 +48,9 @@ pub struct Config {
     /// When offsets are committed and how long a drain may take.
     #[serde(default)]
     pub commit: CommitConfig,
+    /// Checkpoints of open windows.
+    #[serde(default)]
+    pub state: StateConfig,
     /// Log output.
     #[serde(default)]
     pub log: LogConfig,
@@ -595,6 +601,54 @@ pub enum ResumeState {
     Topic,
 }
 
+/// Checkpoints: each partition's open windows written to a compacted
+/// topic, so that the committed offset passes records of windows still
+/// open (restarts read one checkpoint interval again, not whole windows).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Keep checkpoints (default `true`); `false` commits no further than
+    /// the first record of the oldest open window, as before checkpoints.
+    #[serde(default = "defaults::checkpoints")]
+    pub checkpoints: bool,
+    /// How often each partition's state is checkpointed (and so, at most,
+    /// how far behind the log end its committed offset trails).
+    #[serde(default = "defaults::checkpoint_interval", with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// The compacted topic of checkpoints (default
+    /// `<group_id>-checkpoints`), created if missing.
+    #[serde(default)]
+    pub checkpoint_topic: Option<String>,
+    /// What to do with a checkpoint of other window, group key, event time
+    /// or aggregate settings, or of another format.
+    #[serde(default)]
+    pub on_plan_change: OnPlanChange,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            checkpoints: defaults::checkpoints(),
+            checkpoint_interval: defaults::checkpoint_interval(),
+            checkpoint_topic: None,
+            on_plan_change: OnPlanChange::default(),
+        }
+    }
+}
+
+/// What to do with a checkpoint that does not fit the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnPlanChange {
+    /// Stop, naming what changed.
+    #[default]
+    Refuse,
+    /// Drop the checkpoint and start the partition's window state afresh
+    /// at the committed offset: windows open then are emitted from their
+    /// records after it.
+    StartAfresh,
+}
+
 /// Log format and level.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -647,6 +701,12 @@ pub(crate) mod defaults {
     }
     pub fn max_event_time_ahead() -> Duration {
         Duration::from_secs(3600)
+    }
+    pub fn checkpoints() -> bool {
+        true
+    }
+    pub fn checkpoint_interval() -> Duration {
+        Duration::from_secs(10)
     }
     pub fn late_records() -> LatePolicy {
         LatePolicy::DeadLetter

@@ -10,6 +10,8 @@ use super::CommitPoint;
 struct Entry {
     point: CommitPoint,
     committed: bool,
+    /// The checkpoint of the last point committed, if it had one.
+    committed_checkpoint: Option<u64>,
 }
 
 /// Latest commit point per partition, and whether it was committed yet.
@@ -39,6 +41,7 @@ impl CommitBoard {
                     Entry {
                         point,
                         committed: false,
+                        committed_checkpoint: None,
                     },
                 );
             }
@@ -61,7 +64,18 @@ impl CommitBoard {
             && e.point == point
         {
             e.committed = true;
+            if point.checkpoint.is_some() {
+                e.committed_checkpoint = point.checkpoint;
+            }
         }
+    }
+
+    /// The checkpoint of the last point of `partition` committed (the
+    /// one a restart would restore), if any.
+    pub fn committed_checkpoint(&self, partition: i32) -> Option<u64> {
+        self.lock()
+            .get(&partition)
+            .and_then(|e| e.committed_checkpoint)
     }
 
     /// Forgets a partition that is no longer owned.

@@ -30,6 +30,20 @@ pub struct CommitPoint {
     /// Every window ending at or before this was emitted and acknowledged
     /// (`NO_TIME` if none yet).
     pub settled: i64,
+    /// The checkpoint that holds the state at `offset`, when the pipeline
+    /// keeps checkpoints: then the open windows come from it, not from
+    /// reading their records again.
+    pub checkpoint: Option<u64>,
+}
+
+/// A checkpoint written and not yet a commit point.
+#[derive(Debug, Clone, Copy)]
+struct Written {
+    point: CommitPoint,
+    /// Which write of the checkpoint (one checkpoint may be written again).
+    attempt: u64,
+    /// Chunks not acknowledged yet.
+    chunks_left: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +68,9 @@ pub struct Frontier {
     closed: i64,
     settled: i64,
     last: Option<CommitPoint>,
+    /// With checkpoints, commit points are those of checkpoints; `None`
+    /// without.
+    checkpoints: Option<std::collections::VecDeque<Written>>,
 }
 
 impl Frontier {
@@ -68,7 +85,65 @@ impl Frontier {
             closed: settled,
             settled,
             last: None,
+            checkpoints: None,
         }
+    }
+
+    /// A frontier whose commit points are checkpoints: the state at an
+    /// offset is in a checkpoint, so the point need not wait for open
+    /// windows. `resume` is the checkpoint restored, if any.
+    pub fn with_checkpoints(settled: i64, resume: Option<CommitPoint>) -> Self {
+        Self {
+            last: resume,
+            checkpoints: Some(std::collections::VecDeque::new()),
+            ..Self::new(settled)
+        }
+    }
+
+    /// Checkpoint `point.checkpoint` of the state at `point.offset` was
+    /// handed to the producer in `chunks` records; `point.settled` is the
+    /// watermark its windows were closed up to. It becomes the commit point
+    /// once its chunks, every window result it reflects (those ending at or
+    /// before that watermark) and every dead letter of a record before its
+    /// offset are acknowledged.
+    pub fn checkpoint_written(&mut self, point: CommitPoint, attempt: u64, chunks: u32) {
+        if let Some(c) = &mut self.checkpoints {
+            c.push_back(Written {
+                point,
+                attempt,
+                chunks_left: chunks,
+            });
+        }
+    }
+
+    /// One chunk of write `attempt` of a checkpoint was acknowledged.
+    pub fn checkpoint_acknowledged(&mut self, attempt: u64) {
+        if let Some(w) = self
+            .checkpoints
+            .iter_mut()
+            .flatten()
+            .find(|w| w.attempt == attempt)
+        {
+            w.chunks_left = w.chunks_left.saturating_sub(1);
+        }
+    }
+
+    /// Write `attempt` of a checkpoint will not be acknowledged (a chunk
+    /// was refused).
+    pub fn checkpoint_lost(&mut self, attempt: u64) {
+        if let Some(c) = &mut self.checkpoints {
+            c.retain(|w| w.attempt != attempt);
+        }
+    }
+
+    /// Every window ending at or before this has been emitted.
+    pub fn closed(&self) -> i64 {
+        self.closed
+    }
+
+    /// Whether a checkpoint is written and not yet a commit point.
+    pub fn checkpoint_pending(&self) -> bool {
+        self.checkpoints.as_ref().is_some_and(|c| !c.is_empty())
     }
 
     /// Windows ending at or before this are settled: a record for one of
@@ -165,10 +240,25 @@ impl Frontier {
                 self.windows_by_first.remove(&first);
             }
         }
+        if let Some(pending) = &mut self.checkpoints {
+            let held_from = self.dead_letters.first_key_value().map(|(o, _)| *o);
+            while let Some(w) = pending.front() {
+                let ready = w.chunks_left == 0
+                    && w.point.settled <= self.settled
+                    && held_from.is_none_or(|o| o >= w.point.offset);
+                if !ready {
+                    break;
+                }
+                self.last = Some(w.point);
+                pending.pop_front();
+            }
+            return self.last;
+        }
         let mut point = CommitPoint {
             offset: position,
             max_event_time: position_met,
             settled: self.settled,
+            checkpoint: None,
         };
         if let Some((&offset, &(_, met))) = self.windows_by_first.first_key_value()
             && offset < point.offset
@@ -211,53 +301,66 @@ fn time(t: i64) -> String {
     }
 }
 
-/// Commit metadata: `streamfold/1 met=<largest event time before offset> settled=<bound>`.
+/// Commit metadata: `streamfold/1 met=<largest event time before offset>
+/// settled=<bound>`, and ` ckpt=<n>` when checkpoint `n` holds the state
+/// at the offset.
 pub fn encode_metadata(p: &CommitPoint) -> String {
-    format!(
+    let mut s = format!(
         "streamfold/1 met={} settled={}",
         time(p.max_event_time),
         time(p.settled)
-    )
+    );
+    if let Some(n) = p.checkpoint {
+        s.push_str(&format!(" ckpt={n}"));
+    }
+    s
 }
 
-/// Reads commit metadata written by [`encode_metadata`]: `(max event time,
-/// settled)`. `None` when the metadata is absent or not ours (the broker
+/// Reads commit metadata written by [`encode_metadata`], for a commit at
+/// `offset`. `None` when the metadata is absent or not ours (the broker
 /// dropped it, or another tool committed).
-pub fn decode_metadata(s: &str) -> Option<(i64, i64)> {
+pub fn decode_metadata(offset: i64, s: &str) -> Option<CommitPoint> {
     let rest = s.strip_prefix("streamfold/1 ")?;
     let mut met = None;
     let mut settled = None;
+    let mut checkpoint = None;
     for part in rest.split(' ') {
         let (k, v) = part.split_once('=')?;
-        let v = if v == "-" { NO_TIME } else { v.parse().ok()? };
         match k {
-            "met" => met = Some(v),
-            "settled" => settled = Some(v),
+            "ckpt" => checkpoint = Some(v.parse().ok()?),
+            "met" | "settled" => {
+                let v = if v == "-" { NO_TIME } else { v.parse().ok()? };
+                if k == "met" {
+                    met = Some(v);
+                } else {
+                    settled = Some(v);
+                }
+            }
             _ => {}
         }
     }
-    Some((met?, settled?))
+    Some(CommitPoint {
+        offset,
+        max_event_time: met?,
+        settled: settled?,
+        checkpoint,
+    })
 }
 
 /// A whole commit point as one string, for the resume-state topic:
-/// `streamfold/1 met=<..> settled=<..> offset=<offset>`.
+/// the metadata and ` offset=<offset>`.
 pub fn encode_state(p: &CommitPoint) -> String {
     format!("{} offset={}", encode_metadata(p), p.offset)
 }
 
 /// Reads a commit point written by [`encode_state`].
 pub fn decode_state(s: &str) -> Option<CommitPoint> {
-    let (max_event_time, settled) = decode_metadata(s)?;
     let offset = s
         .split(' ')
         .find_map(|part| part.strip_prefix("offset="))?
         .parse()
         .ok()?;
-    Some(CommitPoint {
-        offset,
-        max_event_time,
-        settled,
-    })
+    decode_metadata(offset, s)
 }
 
 #[cfg(test)]
@@ -271,9 +374,19 @@ mod tests {
             offset: 42,
             max_event_time: 1_700_000_000_000,
             settled: NO_TIME,
+            checkpoint: None,
         };
         assert_eq!(decode_state(&encode_state(&p)), Some(p));
         assert_eq!(decode_state(&encode_metadata(&p)), None, "no offset");
+        let with = CommitPoint {
+            checkpoint: Some(7),
+            ..p
+        };
+        assert_eq!(
+            encode_state(&with),
+            "streamfold/1 met=1700000000000 settled=- ckpt=7 offset=42"
+        );
+        assert_eq!(decode_state(&encode_state(&with)), Some(with));
     }
 
     #[test]
@@ -287,12 +400,13 @@ mod tests {
                 offset: 3,
                 max_event_time: m,
                 settled: e,
+                checkpoint: None,
             };
-            assert_eq!(decode_metadata(&encode_metadata(&p)), Some((m, e)));
+            assert_eq!(decode_metadata(3, &encode_metadata(&p)), Some(p));
         }
-        assert_eq!(decode_metadata(""), None);
-        assert_eq!(decode_metadata("streamfold/1 met=5"), None);
-        assert_eq!(decode_metadata("something else"), None);
+        assert_eq!(decode_metadata(0, ""), None);
+        assert_eq!(decode_metadata(0, "streamfold/1 met=5"), None);
+        assert_eq!(decode_metadata(0, "something else"), None);
     }
 
     /// Window W (end 60) has records at offsets 0 and 2 and is emitted and
@@ -319,6 +433,49 @@ mod tests {
         f.window_acknowledged(120);
         let p = f.commit_point().unwrap();
         assert_eq!((p.offset, p.max_event_time, p.settled), (4, 95, 130));
+    }
+
+    #[test]
+    fn with_checkpoints_the_commit_is_a_checkpoint_whose_outputs_are_acknowledged() {
+        let mut f = Frontier::with_checkpoints(NO_TIME, None);
+        // An open window does not hold a checkpointed partition back.
+        f.window_opened(60, 0, NO_TIME);
+        f.advance(10, 50);
+        f.hold(3, 20);
+        f.window_emitted(40);
+        f.windows_closed(45);
+        let c = CommitPoint {
+            offset: 10,
+            max_event_time: 50,
+            settled: 45,
+            checkpoint: Some(0),
+        };
+        f.checkpoint_written(c, 10, 2);
+        assert!(f.checkpoint_pending());
+        assert_eq!(f.commit_point(), None);
+        f.checkpoint_acknowledged(10);
+        assert_eq!(f.commit_point(), None, "one chunk of two");
+        f.checkpoint_acknowledged(10);
+        assert_eq!(
+            f.commit_point(),
+            None,
+            "the result of [.., 40) is not acknowledged"
+        );
+        f.window_acknowledged(40);
+        assert_eq!(f.commit_point(), None, "the dead letter of offset 3 is not");
+        f.release(3);
+        assert_eq!(f.commit_point(), Some(c));
+        assert!(!f.checkpoint_pending());
+        // A lost checkpoint never becomes the point; the last one stays.
+        let d = CommitPoint {
+            offset: 20,
+            checkpoint: Some(1),
+            ..c
+        };
+        f.checkpoint_written(d, 11, 1);
+        f.checkpoint_lost(11);
+        assert!(!f.checkpoint_pending());
+        assert_eq!(f.commit_point(), Some(c));
     }
 
     #[derive(Debug, Clone)]

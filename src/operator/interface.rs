@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::checkpoint::CheckpointError;
 use crate::offsets::Frontier;
 use crate::record::{RawRecord, Stage};
 use crate::sink::{EncodedWindow, Output};
@@ -67,6 +68,25 @@ pub trait Operator: Send + 'static {
 
     /// The task is ending: take back what the operator added to gauges.
     fn stop(&mut self, _metrics: &PipelineMetrics) {}
+
+    /// Its state for a checkpoint, or `None` when it keeps none worth one
+    /// (its partitions then commit as their outputs are acknowledged).
+    fn save(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Takes back the state [`Operator::save`] gave, from a checkpoint,
+    /// before any record.
+    ///
+    /// # Errors
+    /// When the state cannot be read or is of another kind.
+    fn restore(
+        &mut self,
+        _state: &[u8],
+        _metrics: &PipelineMetrics,
+    ) -> Result<(), CheckpointError> {
+        Ok(())
+    }
 }
 
 /// Failures of an operator that stop its pipeline.

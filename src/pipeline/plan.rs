@@ -46,6 +46,9 @@ impl Late {
 pub struct Plan {
     /// Pipeline name (logs, metrics, dead-letter headers).
     pub name: String,
+    /// The settings that shape its window state, which a checkpoint must
+    /// have been written for.
+    pub fingerprint: crate::checkpoint::Fingerprint,
     /// Topic read.
     pub input_topic: String,
     /// Topic the window results go to.
@@ -275,6 +278,7 @@ impl Plan {
             {
                 Ok(Self {
                     name: p.name.clone(),
+                    fingerprint: crate::checkpoint::Fingerprint::of(p),
                     input_topic: p.input_topic.clone(),
                     output_topic: p.output_topic.clone(),
                     dead_letter_topic: p.dead_letter_topic.clone(),

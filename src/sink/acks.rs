@@ -27,6 +27,8 @@ pub enum Tag {
     Forward { offset: i64 },
     /// The final result of a window.
     Window(WindowSpan),
+    /// A chunk of a checkpoint, by write attempt.
+    Checkpoint { attempt: u64 },
 }
 
 /// The bounds of a window result.

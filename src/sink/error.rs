@@ -8,6 +8,9 @@ pub enum SendError {
     /// The producer queue is full: wait for acknowledgements and retry.
     #[error("producer queue is full")]
     QueueFull,
+    /// A checkpoint was written by a sink that has no checkpoint topic.
+    #[error("this sink writes no checkpoints")]
+    NoCheckpointTopic,
     /// Anything else: the pipeline cannot go on safely.
     #[error("cannot produce to {topic}: {source}")]
     Produce {

@@ -9,6 +9,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 
 use super::dead_letter::{self, DeadLetter, Fitted};
 use super::{Delivery, EncodedWindow, Origin, Output, SendError, Sink};
+use crate::checkpoint::Chunk;
 use crate::record::{RawRecord, Stage};
 
 /// Hands each delivery report to the [`Acks`](super::Acks) of the
@@ -44,6 +45,8 @@ pub struct KafkaSink {
     late_topic: Option<String>,
     /// The producer's `message.max.bytes`: dead letters are cut to fit it.
     max_message_bytes: usize,
+    /// The checkpoint topic and its number of partitions.
+    checkpoints: Option<(String, i32)>,
 }
 
 impl KafkaSink {
@@ -65,7 +68,15 @@ impl KafkaSink {
             dead_letter_topic: dead_letter_topic.to_string(),
             late_topic: late_topic.map(str::to_string),
             max_message_bytes,
+            checkpoints: None,
         }
+    }
+
+    /// Writes checkpoints to `topic`, which has `partitions` partitions:
+    /// those of input partition `p` to partition `p % partitions`.
+    pub fn with_checkpoints(mut self, topic: &str, partitions: i32) -> Self {
+        self.checkpoints = Some((topic.to_string(), partitions.max(1)));
+        self
     }
 
     /// The underlying producer (for flushing at shutdown).
@@ -213,6 +224,22 @@ impl Sink for KafkaSink {
                 self.send_dead_letter(&letter(record, Stage::Late, reason), headers_only, delivery)
             }
         }
+    }
+
+    fn write_checkpoint(
+        &self,
+        partition: i32,
+        chunk: &Chunk,
+        delivery: Box<Delivery>,
+    ) -> Result<(), SendError> {
+        let Some((topic, partitions)) = &self.checkpoints else {
+            return Err(SendError::NoCheckpointTopic);
+        };
+        let record = BaseRecord::with_opaque_to(topic, delivery)
+            .partition(partition % partitions)
+            .key(chunk.key.as_bytes())
+            .payload(&chunk.value[..]);
+        self.send(topic, record)
     }
 
     fn in_flight(&self) -> usize {

@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use rdkafka::error::KafkaError;
 
 use super::{Delivery, Origin, Output, SendError, Sink};
+use crate::checkpoint::Chunk;
 use crate::codec::WindowOutput;
 
 /// One record written to a [`MemorySink`].
@@ -25,6 +26,8 @@ pub struct Written {
 #[derive(Debug, Default)]
 struct State {
     written: Vec<Written>,
+    /// Checkpoint chunks, by partition.
+    checkpoints: Vec<(i32, Chunk)>,
     /// Delivery reports not given yet (only while holding).
     held: Vec<Delivery>,
     hold: bool,
@@ -97,7 +100,46 @@ impl MemorySink {
     }
 }
 
+impl MemorySink {
+    /// Every checkpoint chunk written, in order, with its partition.
+    pub fn checkpoints(&self) -> Vec<(i32, Chunk)> {
+        self.state().checkpoints.clone()
+    }
+
+    /// Acknowledges (or fails) one delivery as the sink is set to.
+    fn settle(&self, mut s: MutexGuard<'_, State>, delivery: Delivery) {
+        if let Some(e) = s.failures.pop_front() {
+            drop(s);
+            delivery.report(Err(e));
+        } else if s.hold {
+            s.held.push(delivery);
+        } else {
+            drop(s);
+            delivery.report(Ok(()));
+        }
+    }
+
+    fn full(s: &State) -> bool {
+        s.capacity.is_some_and(|c| s.held.len() >= c)
+    }
+}
+
 impl Sink for MemorySink {
+    fn write_checkpoint(
+        &self,
+        partition: i32,
+        chunk: &Chunk,
+        delivery: Box<Delivery>,
+    ) -> Result<(), SendError> {
+        let mut s = self.state();
+        if Self::full(&s) {
+            return Err(SendError::QueueFull);
+        }
+        s.checkpoints.push((partition, chunk.clone()));
+        self.settle(s, *delivery);
+        Ok(())
+    }
+
     fn write(
         &self,
         origin: &Origin<'_>,
@@ -106,7 +148,7 @@ impl Sink for MemorySink {
         delivery: Box<Delivery>,
     ) -> Result<bool, SendError> {
         let mut s = self.state();
-        if s.capacity.is_some_and(|c| s.held.len() >= c) {
+        if Self::full(&s) {
             return Err(SendError::QueueFull);
         }
         s.written.push(Written {
@@ -114,15 +156,7 @@ impl Sink for MemorySink {
             output: output.clone(),
             headers_only,
         });
-        if let Some(e) = s.failures.pop_front() {
-            drop(s);
-            (*delivery).report(Err(e));
-        } else if s.hold {
-            s.held.push(*delivery);
-        } else {
-            drop(s);
-            (*delivery).report(Ok(()));
-        }
+        self.settle(s, *delivery);
         Ok(false)
     }
 

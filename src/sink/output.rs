@@ -3,6 +3,7 @@
 //! instead of a string.
 
 use super::{Delivery, SendError};
+use crate::checkpoint::Chunk;
 use crate::codec::WindowOutput;
 use crate::record::{RawRecord, Stage};
 
@@ -85,6 +86,18 @@ pub trait Sink: Send + Sync {
         headers_only: bool,
         delivery: Box<Delivery>,
     ) -> Result<bool, SendError>;
+
+    /// Hands one chunk of a checkpoint of `partition` over to be written
+    /// to the checkpoint topic.
+    ///
+    /// # Errors
+    /// As [`Sink::write`].
+    fn write_checkpoint(
+        &self,
+        partition: i32,
+        chunk: &Chunk,
+        delivery: Box<Delivery>,
+    ) -> Result<(), SendError>;
 
     /// Records handed over and not yet reported.
     fn in_flight(&self) -> usize;

@@ -15,8 +15,10 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoints::{CheckpointTopic, RestoreError};
 use super::resume::StateTopic;
 use super::{PipelineError, Shared, Stage};
+use crate::checkpoint::Checkpoint;
 use crate::offsets::{CommitPoint, decode_metadata, encode_metadata};
 use crate::operator::{Operator, Repartition, Windowed};
 use crate::record::RawRecord;
@@ -69,6 +71,8 @@ pub(crate) struct SourceContext {
     feeds: Mutex<HashMap<i32, Feed>>,
     /// Where resume state goes when the broker drops commit metadata.
     state: Option<StateTopic>,
+    /// Where checkpoints are read from, when the pipeline keeps them.
+    checkpoints: Option<CheckpointTopic>,
 }
 
 impl ClientContext for SourceContext {
@@ -161,12 +165,14 @@ impl SourceContext {
         shared: Arc<Shared>,
         runtime: tokio::runtime::Handle,
         state: Option<StateTopic>,
+        checkpoints: Option<CheckpointTopic>,
     ) -> Self {
         Self {
             shared,
             runtime,
             feeds: Mutex::new(HashMap::new()),
             state,
+            checkpoints,
         }
     }
 
@@ -259,20 +265,15 @@ impl SourceContext {
             }
             None => HashMap::new(),
         };
-        self.connected(true);
-        let mut feeds = self.feeds();
-        for p in partitions {
+        let mut resumes: HashMap<i32, CommitPoint> = HashMap::new();
+        for &p in &partitions {
             let stored = stored.get(&p).copied();
             let from_commit = committed.find_partition(&topic, p).and_then(|e| {
                 let Offset::Offset(offset) = e.offset() else {
                     return None;
                 };
-                match decode_metadata(e.metadata()) {
-                    Some((max_event_time, settled)) => Some(CommitPoint {
-                        offset,
-                        max_event_time,
-                        settled,
-                    }),
+                match decode_metadata(offset, e.metadata()) {
+                    Some(point) => Some(point),
                     None if stored.is_some() => None,
                     None => {
                         tracing::warn!(
@@ -291,23 +292,44 @@ impl SourceContext {
                 (Some(a), Some(b)) => Some(if b.offset > a.offset { b } else { a }),
                 (a, b) => a.or(b),
             };
+            if let Some(point) = resume {
+                resumes.insert(p, point);
+            }
+        }
+        let Some(mut checkpoints) = self.read_checkpoints(&topic, &partitions, &resumes) else {
+            return;
+        };
+        self.connected(true);
+        let mut feeds = self.feeds();
+        for p in partitions {
+            let resume = resumes.get(&p).copied();
+            let checkpoint = checkpoints.remove(&p);
             if let Some(point) = resume
                 && let Err(e) = tpl.set_partition_offset(&topic, p, Offset::Offset(point.offset))
             {
                 tracing::warn!(partition = p, error = %e, "cannot set the start offset");
             }
-            tracing::info!(partition = p, ?resume, "partition assigned");
+            tracing::info!(
+                partition = p,
+                ?resume,
+                checkpoint_bytes = checkpoint.as_ref().map(|c| c.state.len()),
+                "partition assigned"
+            );
             let (tx, rx) = mpsc::channel(self.shared.batch.queue);
             let (drain_tx, drain_rx) = oneshot::channel();
             let plan = Arc::clone(&self.shared.plan);
-            match self.shared.stage {
+            let started = match self.shared.stage {
                 Stage::Aggregate => {
                     let met = resume.map_or(NO_TIME, |r| r.max_event_time);
-                    self.spawn(p, Windowed::new(plan, met), resume, rx, drain_rx);
+                    let operator = Windowed::new(plan, met);
+                    self.spawn(p, operator, resume, checkpoint, rx, drain_rx)
                 }
                 Stage::Repartition => {
-                    self.spawn(p, Repartition::new(plan), resume, rx, drain_rx);
+                    self.spawn(p, Repartition::new(plan), resume, None, rx, drain_rx)
                 }
+            };
+            if !started {
+                return;
             }
             if let Some(point) = resume {
                 self.shared.env.board.publish(p, point);
@@ -334,15 +356,33 @@ impl SourceContext {
     /// tracker: a task that ends by an error, or panics (a bug in window
     /// or aggregate code), fails the pipeline rather than leave its
     /// partition silently stalled.
+    /// Returns `false` when the checkpoint could not be restored (the
+    /// pipeline fails).
     fn spawn<O: Operator>(
         &self,
         p: i32,
         operator: O,
         resume: Option<CommitPoint>,
+        checkpoint: Option<Checkpoint>,
         rx: mpsc::Receiver<Vec<RawRecord>>,
         drain: oneshot::Receiver<DrainRequest>,
-    ) {
-        let task = PartitionTask::new(p, Arc::clone(&self.shared.env), operator, resume);
+    ) -> bool {
+        let mut task = PartitionTask::new(p, Arc::clone(&self.shared.env), operator, resume);
+        if let Some(c) = &checkpoint
+            && let Err(source) = task.restore(c)
+        {
+            self.shared
+                .fail(PipelineError::Restore(RestoreError::Unusable {
+                    topic: self
+                        .checkpoints
+                        .as_ref()
+                        .map_or_else(String::new, |t| t.name().to_string()),
+                    partition: p,
+                    seq: c.seq,
+                    source,
+                }));
+            return false;
+        }
         let shared = Arc::clone(&self.shared);
         let run = async move {
             use futures_util::FutureExt as _;
@@ -358,6 +398,58 @@ impl SourceContext {
             shared.fail(error);
         };
         self.shared.tasks.spawn_on(run, &self.runtime);
+        true
+    }
+
+    /// The checkpoints `resumes` name, read from the checkpoint topic
+    /// (waiting out broker outages). `None` when the pipeline failed (a
+    /// checkpoint that cannot be restored) or is stopping.
+    fn read_checkpoints(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        resumes: &HashMap<i32, CommitPoint>,
+    ) -> Option<HashMap<i32, Checkpoint>> {
+        let mut out = HashMap::new();
+        let Some(ckpt) = &self.checkpoints else {
+            return Some(out);
+        };
+        if self.shared.stage != Stage::Aggregate {
+            return Some(out);
+        }
+        let read = crate::retry::blocking(
+            "reading checkpoints",
+            super::resume::StateError::transient,
+            || self.shared.stopping(),
+            |_| self.waiting_for_broker(),
+            || ckpt.read(topic, resumes),
+        );
+        let found = match read {
+            Ok(found) => found,
+            Err(e) => {
+                if !self.shared.stopping() {
+                    self.shared
+                        .fail(PipelineError::Restore(RestoreError::Read(e)));
+                }
+                return None;
+            }
+        };
+        for &p in partitions {
+            let Some(resume) = resumes.get(&p) else {
+                continue;
+            };
+            match ckpt.pick(&found, topic, p, resume) {
+                Ok(Some(c)) => {
+                    out.insert(p, c);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.shared.fail(PipelineError::Restore(e));
+                    return None;
+                }
+            }
+        }
+        Some(out)
     }
 
     fn stop(&self, partitions: &[i32]) {

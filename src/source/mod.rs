@@ -1,11 +1,13 @@
 //! Source: the Kafka consumer, its rebalance handling, and one task per
 //! assigned partition.
 
+mod checkpoints;
 mod consumer;
 mod resume;
 mod run;
 
 pub use crate::task::PartitionError;
+pub use checkpoints::RestoreError;
 pub use resume::StateError;
 pub use run::{RunError, run};
 
@@ -84,6 +86,9 @@ pub enum PipelineError {
     /// A partition task panicked (a bug in window or aggregate code).
     #[error("partition {partition}: its task panicked: {message}")]
     TaskPanicked { partition: i32, message: String },
+    /// A partition's committed checkpoint cannot be restored.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
     /// The consumer thread panicked.
     #[error("the consumer thread panicked")]
     ConsumerPanicked,

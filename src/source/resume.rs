@@ -158,81 +158,97 @@ impl StateTopic {
         partitions: &[i32],
         depth: i64,
     ) -> Result<HashMap<i32, CommitPoint>, StateError> {
-        let kafka = |what, source| StateError::Kafka {
-            what,
-            topic: self.topic.clone(),
-            source,
-        };
-        let mut tpl = TopicPartitionList::new();
-        let mut ends: HashMap<i32, i64> = HashMap::new();
-        let mut keys: HashMap<Vec<u8>, i32> = HashMap::new();
-        for &p in partitions {
-            keys.insert(format!("{input_topic}/{p}").into_bytes(), p);
-            let sp = p % self.partitions;
-            if ends.contains_key(&sp) {
-                continue;
-            }
-            let (low, high) = self
-                .reader
-                .fetch_watermarks(&self.topic, sp, TIMEOUT)
-                .map_err(|e| kafka("read the offsets of", e))?;
-            if high > low {
-                let from = high.saturating_sub(depth).max(low);
-                tpl.add_partition_offset(&self.topic, sp, Offset::Offset(from))
-                    .map_err(|e| kafka("set the start offset in", e))?;
-                ends.insert(sp, high);
-            }
-        }
+        let keys: HashMap<Vec<u8>, i32> = partitions
+            .iter()
+            .map(|&p| (format!("{input_topic}/{p}").into_bytes(), p))
+            .collect();
+        let own: Vec<i32> = partitions.iter().map(|p| p % self.partitions).collect();
         let mut newest = HashMap::new();
-        if ends.is_empty() {
-            return Ok(newest);
-        }
-        self.reader
-            .assign(&tpl)
-            .map_err(|e| kafka("assign the partitions of", e))?;
-        let deadline = Instant::now() + TIMEOUT;
-        while !ends.is_empty() {
-            if Instant::now() >= deadline {
-                let _ = self.reader.unassign();
-                return Err(StateError::Slow {
-                    what: "reading",
-                    topic: self.topic.clone(),
-                });
+        read_tail(&self.reader, &self.topic, &own, depth, |key, value| {
+            if let Some(p) = key.and_then(|k| keys.get(k))
+                && let Some(point) = value
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(decode_state)
+            {
+                newest.insert(*p, point);
             }
-            match self.reader.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => {
-                    if let Some(p) = m.key().and_then(|k| keys.get(k))
-                        && let Some(point) = m
-                            .payload()
-                            .and_then(|v| std::str::from_utf8(v).ok())
-                            .and_then(decode_state)
-                    {
-                        newest.insert(*p, point);
-                    }
-                    if ends
-                        .get(&m.partition())
-                        .is_some_and(|h| m.offset() >= h - 1)
-                    {
-                        ends.remove(&m.partition());
-                    }
-                }
-                // The reader is idle between reads, and librdkafka queues
-                // the connection errors it saw meanwhile (an outage leaves
-                // many): they say nothing of this read, which the deadline
-                // bounds.
-                Some(Err(e)) if crate::retry::transient(&e) => {}
-                Some(Err(e)) => {
-                    let _ = self.reader.unassign();
-                    return Err(kafka("read", e));
-                }
-                None => {}
-            }
-        }
-        self.reader
-            .unassign()
-            .map_err(|e| kafka("unassign the partitions of", e))?;
+        })?;
         Ok(newest)
     }
+}
+
+/// Reads partitions `partitions` of `topic` with `reader`, from `depth`
+/// records before their end (or their start) to their end, handing each
+/// record's key and value to `record` in offset order. Blocks; gives up
+/// when no record came for 10 s.
+pub(crate) fn read_tail(
+    reader: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+    depth: i64,
+    mut record: impl FnMut(Option<&[u8]>, Option<&[u8]>),
+) -> Result<(), StateError> {
+    let kafka = |what, source| StateError::Kafka {
+        what,
+        topic: topic.to_string(),
+        source,
+    };
+    let mut tpl = TopicPartitionList::new();
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    for &sp in partitions {
+        if ends.contains_key(&sp) {
+            continue;
+        }
+        let (low, high) = reader
+            .fetch_watermarks(topic, sp, TIMEOUT)
+            .map_err(|e| kafka("read the offsets of", e))?;
+        if high > low {
+            let from = high.saturating_sub(depth).max(low);
+            tpl.add_partition_offset(topic, sp, Offset::Offset(from))
+                .map_err(|e| kafka("set the start offset in", e))?;
+            ends.insert(sp, high);
+        }
+    }
+    if ends.is_empty() {
+        return Ok(());
+    }
+    reader
+        .assign(&tpl)
+        .map_err(|e| kafka("assign the partitions of", e))?;
+    let mut deadline = Instant::now() + TIMEOUT;
+    while !ends.is_empty() {
+        if Instant::now() >= deadline {
+            let _ = reader.unassign();
+            return Err(StateError::Slow {
+                what: "reading",
+                topic: topic.to_string(),
+            });
+        }
+        match reader.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                deadline = Instant::now() + TIMEOUT;
+                record(m.key(), m.payload());
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|h| m.offset() >= h - 1)
+                {
+                    ends.remove(&m.partition());
+                }
+            }
+            // The reader is idle between reads, and librdkafka queues the
+            // connection errors it saw meanwhile (an outage leaves many):
+            // they say nothing of this read, which the deadline bounds.
+            Some(Err(e)) if crate::retry::transient(&e) => {}
+            Some(Err(e)) => {
+                let _ = reader.unassign();
+                return Err(kafka("read", e));
+            }
+            None => {}
+        }
+    }
+    reader
+        .unassign()
+        .map_err(|e| kafka("unassign the partitions of", e))
 }
 
 /// Whether the broker keeps offset-commit metadata: commits a marker for

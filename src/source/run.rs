@@ -13,6 +13,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
+use super::checkpoints::CheckpointTopic;
 use super::consumer::{SourceConsumer, SourceContext};
 use super::resume::{StateTopic, broker_keeps_metadata};
 use super::{Shared, Stage, Transient};
@@ -20,7 +21,7 @@ use crate::config::{ClientConfigError, Config, ConfigError, LoadedConfig, Resume
 use crate::offsets::CommitBoard;
 use crate::pipeline::Plan;
 use crate::sink::{KafkaSink, Sink, SinkContext, SinkProducer};
-use crate::task::Env;
+use crate::task::{CheckpointSettings, Env};
 use crate::telemetry::Metrics;
 use crate::transform::Transform;
 
@@ -130,6 +131,7 @@ pub async fn run(
         &plan.input_topic,
         &internal,
         "repartition",
+        &[],
         &shutdown,
     )
     .await?;
@@ -223,6 +225,7 @@ async fn ensure_topic(
     like: &str,
     name: &str,
     role: &'static str,
+    settings: &[(&str, &str)],
     shutdown: &CancellationToken,
 ) -> Result<i32, RunError> {
     let servers = config.kafka.bootstrap_servers.clone();
@@ -284,7 +287,10 @@ async fn ensure_topic(
             "cannot read the partition count of topic {like:?} to create it like that"
         )));
     };
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
+    for (k, v) in settings {
+        topic = topic.set(k, v);
+    }
     let results = admin
         .create_topics([&topic], &AdminOptions::new())
         .await
@@ -297,6 +303,52 @@ async fn ensure_topic(
     }
     tracing::info!(topic = name, role, partitions, replication, "created topic");
     Ok(partitions)
+}
+
+/// The checkpoint topic of the aggregate stage, created (compacted) if
+/// missing, and a reader of it; `None` with `state.checkpoints = false`.
+async fn checkpoint_topic(
+    config: &Config,
+    plan: &Plan,
+    input_topic: &str,
+    shutdown: &CancellationToken,
+) -> Result<Option<CheckpointTopic>, RunError> {
+    if !config.state.checkpoints {
+        return Ok(None);
+    }
+    let name = config
+        .state
+        .checkpoint_topic
+        .clone()
+        .unwrap_or_else(|| format!("{}-checkpoints", config.kafka.group_id));
+    let partitions = ensure_topic(
+        config,
+        input_topic,
+        &name,
+        "checkpoints",
+        &[("cleanup.policy", "compact")],
+        shutdown,
+    )
+    .await?;
+    let mut reader_config = config.clone();
+    reader_config.kafka.group_id = format!("{}.checkpoint-reader", config.kafka.group_id);
+    let reader = reader_config
+        .consumer_config()?
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .map_err(client_error(config, "checkpoint reader"))?;
+    tracing::info!(
+        topic = %name,
+        interval = %humantime::format_duration(config.state.checkpoint_interval),
+        "window state is checkpointed"
+    );
+    Ok(Some(CheckpointTopic::new(
+        name,
+        partitions,
+        reader,
+        plan.fingerprint.clone(),
+        config.state.on_plan_change,
+    )))
 }
 
 /// The state topic for this consumer's resume state, when the config asks
@@ -340,7 +392,8 @@ async fn state_topic(
         .state_topic
         .clone()
         .unwrap_or_else(|| format!("{}-resume", config.kafka.group_id));
-    let partitions = ensure_topic(config, input_topic, &name, "resume state", shutdown).await?;
+    let partitions =
+        ensure_topic(config, input_topic, &name, "resume state", &[], shutdown).await?;
     let producer: FutureProducer = config
         .producer_config()?
         .create()
@@ -399,13 +452,21 @@ async fn run_stage(
     };
     // Longest a healthy poll loop goes without polling: a rebalance drain.
     let stall_after = config.commit.drain_deadline * 2 + Duration::from_secs(30);
-    let kafka = Arc::new(KafkaSink::new(
+    let checkpoints = match stage {
+        Stage::Aggregate => checkpoint_topic(config, &plan, &input_topic, &shutdown).await?,
+        Stage::Repartition => None,
+    };
+    let mut kafka = KafkaSink::new(
         producer,
         &output,
         &plan.dead_letter_topic,
         late.as_deref(),
         max_message_bytes,
-    ));
+    );
+    if let Some(c) = &checkpoints {
+        kafka = kafka.with_checkpoints(c.name(), c.partitions());
+    }
+    let kafka = Arc::new(kafka);
     let env = Env {
         pipeline: plan.name.clone(),
         topic: input_topic,
@@ -416,6 +477,10 @@ async fn run_stage(
         max_pending_outputs: config.batch.max_pending_outputs,
         idle_timeout: plan.idle_timeout,
         cancel: CancellationToken::new(),
+        checkpoints: checkpoints.as_ref().map(|_| CheckpointSettings {
+            interval: config.state.checkpoint_interval,
+            plan: plan.fingerprint.clone(),
+        }),
     };
     let shared = Arc::new(Shared {
         plan: Arc::clone(&plan),
@@ -437,6 +502,7 @@ async fn run_stage(
         Arc::clone(&shared),
         tokio::runtime::Handle::current(),
         state,
+        checkpoints,
     );
     let consumer: SourceConsumer = config
         .consumer_config()?

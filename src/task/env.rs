@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::checkpoint::Fingerprint;
 use crate::offsets::CommitBoard;
 use crate::sink::Sink;
 use crate::telemetry::PipelineMetrics;
@@ -32,4 +33,15 @@ pub struct Env {
     /// Cancelled on a fatal error anywhere in the pipeline: tasks stop at
     /// once, without a drain.
     pub cancel: CancellationToken,
+    /// Checkpoints of the operators' state, when the pipeline keeps them.
+    pub checkpoints: Option<CheckpointSettings>,
+}
+
+/// How a consumer's partition tasks checkpoint.
+#[derive(Debug, Clone)]
+pub struct CheckpointSettings {
+    /// How often (`state.checkpoint_interval`).
+    pub interval: Duration,
+    /// What the state is built for.
+    pub plan: Fingerprint,
 }

@@ -1,12 +1,13 @@
 //! The partition driver: one task per assigned partition, running an
 //! operator over its records and writing through a sink.
 
+mod checkpoints;
 mod env;
 mod error;
 mod letters;
 mod partition;
 
-pub use env::Env;
+pub use env::{CheckpointSettings, Env};
 pub use error::PartitionError;
 pub use partition::{DrainRequest, PartitionTask};
 

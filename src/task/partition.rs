@@ -15,8 +15,10 @@ use futures_util::stream::FuturesOrdered;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
+use super::checkpoints::Checkpoints;
 use super::letters::Letter;
 use super::{Env, PartitionError};
+use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::offsets::{CommitPoint, Frontier};
 use crate::operator::{Context, Operator, Step};
 use crate::record::{RawRecord, Stage};
@@ -47,11 +49,11 @@ type StepOutput<O> = <<O as Operator>::Step as Step>::Output;
 pub struct PartitionTask<O: Operator> {
     pub(super) partition: i32,
     pub(super) env: Arc<Env>,
-    operator: O,
+    pub(super) operator: O,
     step: Arc<O::Step>,
     pub(super) frontier: Frontier,
     /// Next offset to process.
-    position: i64,
+    pub(super) position: i64,
     in_flight: FuturesOrdered<BatchFuture<StepOutput<O>>>,
     /// What the operator wrote and the driver has not handed to the sink.
     outputs: Vec<Output>,
@@ -66,19 +68,30 @@ pub struct PartitionTask<O: Operator> {
     pub(super) next_letter: u64,
     /// Numbers of dead letters to write again.
     pub(super) resend: Vec<u64>,
+    /// Checkpoint bookkeeping, when the pipeline keeps checkpoints.
+    pub(super) checkpoints: Option<Checkpoints>,
 }
 
 impl<O: Operator> PartitionTask<O> {
     /// A task running `operator` on `partition`, resuming from `resume`
     /// (the committed point, if any).
     pub fn new(partition: i32, env: Arc<Env>, operator: O, resume: Option<CommitPoint>) -> Self {
+        let settled = resume.map_or(NO_TIME, |p| p.settled);
+        let position = resume.map_or(0, |p| p.offset);
+        let (frontier, checkpoints) = match &env.checkpoints {
+            Some(c) => (
+                Frontier::with_checkpoints(settled, resume),
+                Some(Checkpoints::new(c.interval, resume, operator.event_time())),
+            ),
+            None => (Frontier::new(settled), None),
+        };
         Self {
             partition,
             env,
             step: operator.step(),
             operator,
-            frontier: Frontier::new(resume.map_or(NO_TIME, |p| p.settled)),
-            position: resume.map_or(0, |p| p.offset),
+            frontier,
+            position,
             in_flight: FuturesOrdered::new(),
             outputs: Vec::new(),
             acks: Arc::default(),
@@ -86,7 +99,25 @@ impl<O: Operator> PartitionTask<O> {
             letters: HashMap::new(),
             next_letter: 0,
             resend: Vec::new(),
+            checkpoints,
         }
+    }
+
+    /// Restores the operator's state from `checkpoint` (the one the
+    /// resume point names), before the task runs.
+    ///
+    /// # Errors
+    /// When the operator cannot take the state.
+    pub fn restore(&mut self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+        self.operator
+            .restore(&checkpoint.state, &self.env.metrics)?;
+        if let Some(c) = &mut self.checkpoints {
+            c.restored(checkpoint);
+        }
+        self.env
+            .metrics
+            .checkpoint_restored(self.partition, checkpoint.state.len());
+        Ok(())
     }
 
     /// Runs until drained, until the input closes or until the pipeline
@@ -107,6 +138,7 @@ impl<O: Operator> PartitionTask<O> {
             loop {
                 let can_take = self.in_flight.len() < self.env.max_in_flight
                     && self.pending < self.env.max_pending_outputs;
+                let checkpoint_due = self.checkpoint_due();
                 if !self.resend.is_empty() {
                     self.resend_letters().await?;
                 }
@@ -144,6 +176,9 @@ impl<O: Operator> PartitionTask<O> {
                         self.on_idle(idle.unwrap_or_default()).await?;
                     }
                     _ = gauges.tick() => self.operator.report(&self.env.metrics, self.partition),
+                    () = tokio::time::sleep_until(checkpoint_due), if self.checkpoints.is_some() => {
+                        self.on_checkpoint_due().await?;
+                    }
                     () = self.env.cancel.cancelled() => return Ok(()),
                 }
                 self.publish();
@@ -303,11 +338,19 @@ impl<O: Operator> PartitionTask<O> {
             topic: &env.topic,
             partition: self.partition,
         };
+        self.send_via(tag, |d| env.sink.write(&origin, output, headers_only, d))
+            .await
+    }
+
+    /// Hands a record to the sink with `write`, waiting for
+    /// acknowledgements while its queue is full.
+    pub(super) async fn send_via(
+        &mut self,
+        tag: Tag,
+        mut write: impl FnMut(Box<crate::sink::Delivery>) -> Result<bool, SendError>,
+    ) -> Result<bool, PartitionError> {
         loop {
-            match env
-                .sink
-                .write(&origin, output, headers_only, self.acks.delivery(tag))
-            {
+            match write(self.acks.delivery(tag)) {
                 Ok(cut) => {
                     self.pending += 1;
                     return Ok(cut);
@@ -354,11 +397,17 @@ impl<O: Operator> PartitionTask<O> {
             {
                 return Ok(());
             }
+            if let Tag::Checkpoint { attempt } = tag
+                && self.retry_checkpoint(attempt, &source)
+            {
+                return Ok(());
+            }
             let what = match tag {
                 Tag::DeadLetter { offset, .. } => format!("dead letter for offset {offset}"),
                 Tag::Forward { offset } => format!("repartitioned record of offset {offset}"),
                 Tag::Window(w) => format!("window [{}, {})", w.start, w.end),
                 Tag::Update(w) => format!("update of window [{}, {})", w.start, w.end),
+                Tag::Checkpoint { attempt } => format!("checkpoint (write {attempt})"),
             };
             return Err(PartitionError::Delivery {
                 partition: self.partition,
@@ -388,6 +437,7 @@ impl<O: Operator> PartitionTask<O> {
                 m.produced(Produced::Repartition);
             }
             Tag::Update(_) => m.produced(Produced::Update),
+            Tag::Checkpoint { attempt } => self.frontier.checkpoint_acknowledged(attempt),
             Tag::Window(w) => {
                 self.frontier.window_acknowledged(w.end);
                 m.produced(Produced::Window);
@@ -403,11 +453,30 @@ impl<O: Operator> PartitionTask<O> {
         }
     }
 
-    /// Finishes batches already on the pool, waits for acknowledgements
-    /// until the deadline, and publishes the final commit point.
+    /// Finishes batches already on the pool, writes a last checkpoint,
+    /// waits for acknowledgements until the deadline, and publishes the
+    /// final commit point.
     async fn drain(&mut self, req: DrainRequest) -> Result<(), PartitionError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(req.deadline);
+        if self.settle(deadline).await? && self.checkpoint_allowed() {
+            self.write_checkpoint().await?;
+            self.settle(deadline).await?;
+        }
+        self.publish();
+        tracing::info!(
+            partition = self.partition,
+            open_windows = self.operator.held(),
+            drain_ms = started.elapsed().as_millis() as u64,
+            "partition drained"
+        );
+        let _ = req.done.send(self.partition);
+        Ok(())
+    }
+
+    /// Folds the batches on the pool and waits for every acknowledgement,
+    /// until `deadline`. Returns whether everything settled in time.
+    async fn settle(&mut self, deadline: tokio::time::Instant) -> Result<bool, PartitionError> {
         while !self.in_flight.is_empty() || self.pending > 0 || !self.resend.is_empty() {
             if !self.resend.is_empty() {
                 self.resend_letters().await?;
@@ -427,19 +496,11 @@ impl<O: Operator> PartitionTask<O> {
                         batches = self.in_flight.len(),
                         "drain deadline passed; committing what is acknowledged"
                     );
-                    break;
+                    return Ok(false);
                 }
             }
         }
-        self.publish();
-        tracing::info!(
-            partition = self.partition,
-            open_windows = self.operator.held(),
-            drain_ms = started.elapsed().as_millis() as u64,
-            "partition drained"
-        );
-        let _ = req.done.send(self.partition);
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -12,7 +12,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{DrainRequest, Env, PartitionError, PartitionTask};
+use super::{CheckpointSettings, DrainRequest, Env, PartitionError, PartitionTask};
+use crate::checkpoint::{Assembler, Checkpoint};
 use crate::config::{AggregateConfig, AggregateFn, Format, LatePolicy, WindowConfig, load};
 use crate::offsets::{CommitBoard, CommitPoint};
 use crate::operator::{Operator, Repartition, Windowed};
@@ -85,6 +86,17 @@ const PARTITION: i32 = 3;
 
 impl Harness {
     fn start<O: Operator>(sink: MemorySink, operator: O, resume: Option<CommitPoint>) -> Self {
+        Self::start_with(sink, operator, resume, None, None)
+    }
+
+    /// A task with `checkpoints`, restored from `checkpoint`.
+    fn start_with<O: Operator>(
+        sink: MemorySink,
+        operator: O,
+        resume: Option<CommitPoint>,
+        checkpoints: Option<CheckpointSettings>,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Self {
         let sink = Arc::new(sink);
         let env = Arc::new(Env {
             pipeline: "test".into(),
@@ -96,10 +108,18 @@ impl Harness {
             max_pending_outputs: 1_000,
             idle_timeout: None,
             cancel: CancellationToken::new(),
+            checkpoints,
         });
         let (tx, rx) = mpsc::channel(4);
         let (drain, drain_rx) = oneshot::channel();
-        let task = PartitionTask::new(PARTITION, Arc::clone(&env), operator, resume);
+        let mut task = PartitionTask::new(PARTITION, Arc::clone(&env), operator, resume);
+        if let Some(c) = checkpoint {
+            task.restore(c).expect("the checkpoint restores");
+        }
+        if let Some(point) = resume {
+            env.board.publish(PARTITION, point);
+            env.board.mark_committed(PARTITION, point);
+        }
         let task = tokio::spawn(task.run(rx, drain_rx));
         Self {
             sink,
@@ -143,6 +163,26 @@ impl Harness {
             assert!(
                 Instant::now() < deadline,
                 "timed out waiting for a commit point {what}; last: {:?}",
+                self.env.board.get(PARTITION)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Commits what the task publishes, as the consumer does, until the
+    /// committed point satisfies `cond`.
+    async fn committed(&self, what: &str, cond: impl Fn(CommitPoint) -> bool) -> CommitPoint {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for (p, point) in self.env.board.uncommitted(None) {
+                self.env.board.mark_committed(p, point);
+                if cond(point) {
+                    return point;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for a commit {what}; last: {:?}",
                 self.env.board.get(PARTITION)
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -394,6 +434,7 @@ async fn a_restart_from_a_commit_point_skips_windows_already_settled() {
         offset: 2,
         max_event_time: 3 * SECOND,
         settled: 10 * SECOND,
+        checkpoint: None,
     };
     let operator = Windowed::new(plan(|_| {}), resume.max_event_time);
     let h = Harness::start(MemorySink::new(), operator, Some(resume));
@@ -414,4 +455,95 @@ async fn a_restart_from_a_commit_point_skips_windows_already_settled() {
             .all(|w| !matches!(w.output, Output::Late { .. })),
         "a replayed record of a settled window is not late: {written:#?}"
     );
+}
+
+/// The final results a task wrote, with their payloads.
+fn finals_with_values(sink: &MemorySink) -> Vec<(String, i64, String)> {
+    sink.written()
+        .into_iter()
+        .filter_map(|w| match w.output {
+            Output::Final(e) => Some((
+                e.window.key,
+                e.window.start,
+                String::from_utf8_lossy(&e.payload).into_owned(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn with_checkpoints_the_commit_passes_open_windows_and_a_restore_goes_on_identically() {
+    let plan = plan(|_| {});
+    let settings = CheckpointSettings {
+        interval: Duration::from_millis(20),
+        plan: plan.fingerprint.clone(),
+    };
+    // [0 s, 10 s) closes at 12 s; [10 s, 20 s) stays open, from offset 2.
+    let first = vec![
+        click(0, "ada", SECOND),
+        click(1, "bob", 2 * SECOND),
+        click(2, "ada", 12 * SECOND),
+        click(3, "cy", 13 * SECOND),
+    ];
+    let closer = click(4, "ada", 25 * SECOND);
+
+    let h = Harness::start_with(
+        MemorySink::new(),
+        Windowed::new(Arc::clone(&plan), NO_TIME),
+        None,
+        Some(settings.clone()),
+        None,
+    );
+    h.send(first.clone()).await;
+    let point = h.committed("past the open window", |p| p.offset == 4).await;
+    let seq = point.checkpoint.expect("the commit names its checkpoint");
+    assert_eq!(point.max_event_time, 13 * SECOND);
+    let sink = Arc::clone(&h.sink);
+    h.drain().await.unwrap();
+    let mut found = Assembler::new("clicks");
+    for (p, chunk) in sink.checkpoints() {
+        assert_eq!(p, PARTITION);
+        found.add(chunk.key.as_bytes(), Some(&chunk.value));
+    }
+    let bytes = found
+        .complete(PARTITION)
+        .into_iter()
+        .find(|(s, _)| *s == seq)
+        .expect("the committed checkpoint is whole")
+        .1;
+    let checkpoint = Checkpoint::decode(&bytes).unwrap();
+    assert_eq!((checkpoint.offset, checkpoint.seq), (4, seq));
+
+    // A restart from it reads only what follows offset 4.
+    let again = Harness::start_with(
+        MemorySink::new(),
+        Windowed::new(Arc::clone(&plan), point.max_event_time),
+        Some(point),
+        Some(settings),
+        Some(&checkpoint),
+    );
+    again.send(vec![closer.clone()]).await;
+    again
+        .until("the open windows closed", |w| finals(w).len() == 2)
+        .await;
+    let restored = finals_with_values(&again.sink);
+    again.drain().await.unwrap();
+
+    // One pass over every record, without checkpoints.
+    let one = Harness::windowed(MemorySink::new());
+    let mut all = first;
+    all.push(closer);
+    one.send(all).await;
+    one.until("every window closed", |w| finals(w).len() == 4)
+        .await;
+    let one_pass = finals_with_values(&one.sink);
+    one.drain().await.unwrap();
+    assert_eq!(
+        restored,
+        one_pass[2..],
+        "the windows open at the checkpoint, byte for byte"
+    );
+    assert_eq!(restored[0].0, "ada");
+    assert!(restored[0].2.contains(r#""clicks":1"#), "{restored:?}");
 }

@@ -43,6 +43,10 @@ pub struct Metrics {
     keys_held: IntGaugeVec,
     producer_queue: IntGaugeVec,
     backpressure: CounterVec,
+    checkpoints: IntCounterVec,
+    checkpoint_bytes: HistogramVec,
+    checkpoint_duration: HistogramVec,
+    state_bytes: IntGaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -202,7 +206,31 @@ impl Metrics {
                 &r,
                 "streamfold_revoke_drain_seconds",
                 "Time to drain and commit revoked partitions (and at shutdown).",
+                secs.clone(),
+            ),
+            checkpoints: counter(
+                &r,
+                "streamfold_checkpoints_total",
+                "Checkpoints of window state, written or restored.",
+                &["pipeline", "event"],
+            ),
+            checkpoint_bytes: histogram(
+                &r,
+                "streamfold_checkpoint_bytes",
+                "Size of each checkpoint written.",
+                prometheus::exponential_buckets(1024.0, 4.0, 11).expect("valid buckets"),
+            ),
+            checkpoint_duration: histogram(
+                &r,
+                "streamfold_checkpoint_duration_seconds",
+                "Time to serialise a checkpoint and hand it to the producer.",
                 secs,
+            ),
+            state_bytes: gauge(
+                &r,
+                "streamfold_state_bytes",
+                "Window state held, as the size of the partition's last checkpoint.",
+                PP,
             ),
             assigned: gauge(
                 &r,
@@ -551,6 +579,39 @@ impl PipelineMetrics {
             .m
             .watermark_lag
             .remove_label_values(&[&self.name, &part]);
+        let _ = self.m.state_bytes.remove_label_values(&[&self.name, &part]);
+    }
+
+    /// A checkpoint of `partition` of `bytes` was written in `secs`.
+    pub fn checkpoint_written(&self, partition: i32, bytes: usize, secs: f64) {
+        self.m
+            .checkpoints
+            .with_label_values(&[&self.name, "written"])
+            .inc();
+        self.m
+            .checkpoint_bytes
+            .with_label_values(&self.p())
+            .observe(bytes as f64);
+        self.m
+            .checkpoint_duration
+            .with_label_values(&self.p())
+            .observe(secs);
+        self.m
+            .state_bytes
+            .with_label_values(&[&self.name, &partition.to_string()])
+            .set(bytes as i64);
+    }
+
+    /// A checkpoint of `partition` of `bytes` was restored.
+    pub fn checkpoint_restored(&self, partition: i32, bytes: usize) {
+        self.m
+            .checkpoints
+            .with_label_values(&[&self.name, "restored"])
+            .inc();
+        self.m
+            .state_bytes
+            .with_label_values(&[&self.name, &partition.to_string()])
+            .set(bytes as i64);
     }
 
     /// An offset commit with `result` (ok, failed).

@@ -8,11 +8,14 @@
 //! panes (tumbling, hopping, sliding); or it folds in order: a record's
 //! window depends on every earlier record of its key, so the partition
 //! task adds the records one by one, in offset order (sessions).
+//!
+//! The open windows save and restore themselves (`window/saved.rs`), for
+//! checkpoints.
 
 use crate::aggregate::{AggSpec, Aggregates};
 use crate::record::Record;
 
-use super::{ClosedWindow, EventTimeOutOfRange, Pane, SessionChange};
+use super::{ClosedWindow, EventTimeOutOfRange, Pane, SavedWindows, SessionChange, WrongKind};
 
 impl From<ClosedWindow> for Closed {
     fn from(c: ClosedWindow) -> Self {
@@ -143,4 +146,13 @@ pub trait OpenWindows: Send {
     /// Whether the window of `key` starting at `start` is still open at
     /// `watermark`.
     fn is_open(&self, key: &str, start: i64, watermark: i64) -> bool;
+
+    /// Everything held, for a checkpoint.
+    fn save(&self) -> SavedWindows;
+
+    /// Restores what [`OpenWindows::save`] gave, into empty windows.
+    ///
+    /// # Errors
+    /// When `saved` holds windows of another kind.
+    fn restore(&mut self, saved: SavedWindows) -> Result<(), WrongKind>;
 }

@@ -9,11 +9,13 @@
 //! partition, never on batch boundaries, so a replay decides the same.
 
 mod kind;
+mod saved;
 mod session;
 mod sliding;
 mod store;
 
 pub use kind::{Assignment, Closed, OpenWindows, WindowKind};
+pub use saved::{SavedPane, SavedSession, SavedWindows, WrongKind};
 pub use session::{ClosedSession, SessionChange, SessionStore, Sessions};
 pub use sliding::{Sliding, SlidingStore};
 pub use store::{ClosedWindow, WindowStore};

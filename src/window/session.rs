@@ -12,7 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::{Assignment, Closed, EventTimeOutOfRange, OpenWindows, WindowKind};
+use super::{
+    Assignment, Closed, EventTimeOutOfRange, OpenWindows, SavedSession, SavedWindows, WindowKind,
+    WrongKind,
+};
 use crate::aggregate::{AggSpec, Aggregates};
 use crate::record::Record;
 
@@ -155,6 +158,42 @@ impl SessionStore {
             .is_some_and(|s| s.contains_key(&start))
     }
 
+    /// Every open session, by end, then key.
+    pub fn save(&self) -> Vec<SavedSession> {
+        self.by_end
+            .iter()
+            .map(|(end, key, start)| {
+                let s = &self.sessions[key][start];
+                SavedSession {
+                    key: key.clone(),
+                    start: *start,
+                    end: *end,
+                    first_offset: s.first_offset,
+                    max_event_time_before_first: s.max_event_time_before_first,
+                    aggregates: s.aggregates.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// A store holding what [`SessionStore::save`] gave.
+    pub fn restore(saved: Vec<SavedSession>) -> Self {
+        let mut store = Self::default();
+        for s in saved {
+            store.by_end.insert((s.end, s.key.clone(), s.start));
+            store.sessions.entry(s.key).or_default().insert(
+                s.start,
+                Session {
+                    end: s.end,
+                    aggregates: s.aggregates,
+                    first_offset: s.first_offset,
+                    max_event_time_before_first: s.max_event_time_before_first,
+                },
+            );
+        }
+        store
+    }
+
     /// Number of keys with open state.
     pub fn keys(&self) -> usize {
         self.sessions.len()
@@ -248,6 +287,25 @@ impl OpenWindows for OpenSessions {
 
     fn is_open(&self, key: &str, start: i64, _: i64) -> bool {
         self.store.snapshot_exists(key, start)
+    }
+
+    fn save(&self) -> SavedWindows {
+        SavedWindows::Sessions {
+            sessions: self.store.save(),
+        }
+    }
+
+    fn restore(&mut self, saved: SavedWindows) -> Result<(), WrongKind> {
+        match saved {
+            SavedWindows::Sessions { sessions } => {
+                self.store = SessionStore::restore(sessions);
+                Ok(())
+            }
+            other => Err(WrongKind {
+                expected: "session",
+                found: other.kind(),
+            }),
+        }
     }
 }
 

@@ -19,7 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use rustc_hash::FxHashMap as HashMap;
 use std::ops::Bound;
 
-use super::{Assignment, Closed, ClosedWindow, EventTimeOutOfRange, OpenWindows, Pane, WindowKind};
+use super::{
+    Assignment, Closed, ClosedWindow, EventTimeOutOfRange, OpenWindows, Pane, SavedWindows,
+    WindowKind, WrongKind,
+};
 use crate::aggregate::{AggSpec, Aggregates};
 
 /// Sliding windows holding records at most `size` apart.
@@ -269,6 +272,35 @@ impl OpenWindows for SlidingStore {
 
     fn is_open(&self, _key: &str, start: i64, watermark: i64) -> bool {
         start + self.span() > watermark
+    }
+
+    fn save(&self) -> SavedWindows {
+        let panes = self
+            .by_time
+            .iter()
+            .map(|(t, key)| (key.clone(), *t, self.panes[key][t].clone()))
+            .collect();
+        SavedWindows::Sliding {
+            closed: self.closed,
+            panes,
+        }
+    }
+
+    fn restore(&mut self, saved: SavedWindows) -> Result<(), WrongKind> {
+        match saved {
+            SavedWindows::Sliding { closed, panes } => {
+                *self = Self::new(self.sliding);
+                for (key, t, aggregates) in panes {
+                    self.merge(&key, t, aggregates);
+                }
+                self.closed = closed;
+                Ok(())
+            }
+            other => Err(WrongKind {
+                expected: "sliding",
+                found: other.kind(),
+            }),
+        }
     }
 }
 

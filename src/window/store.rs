@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::{Assignment, Closed, EventTimeOutOfRange, OpenWindows, WindowKind, Windows};
+use super::{
+    Assignment, Closed, EventTimeOutOfRange, OpenWindows, SavedPane, SavedWindows, WindowKind,
+    Windows, WrongKind,
+};
 use crate::aggregate::{AggSpec, Aggregates};
 
 /// The partial aggregates of one key over one pane.
@@ -174,6 +177,35 @@ impl WindowStore {
         out
     }
 
+    /// Every pane held, by key then start, and the watermark windows were
+    /// closed up to.
+    pub fn save(&self) -> (Option<i64>, Vec<SavedPane>) {
+        let mut panes = Vec::with_capacity(self.count);
+        let mut keys: Vec<&KeyPanes> = self.keys.iter().filter(|k| !k.panes.is_empty()).collect();
+        keys.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        for kp in keys {
+            panes.extend(kp.panes.iter().map(|p| SavedPane {
+                key: kp.key.clone(),
+                start: p.start,
+                last_end: p.last_end,
+                aggregates: p.aggregates.clone(),
+            }));
+        }
+        (self.closed, panes)
+    }
+
+    /// A store holding what [`WindowStore::save`] gave.
+    pub fn restore(windows: &Windows, closed: Option<i64>, panes: Vec<SavedPane>) -> Self {
+        let mut store = Self {
+            closed,
+            ..Self::default()
+        };
+        for p in panes {
+            store.merge(windows, &p.key, p.start, p.last_end, p.aggregates);
+        }
+        store
+    }
+
     /// The current aggregates of the open window `[start, start + size)`
     /// of `key`, if any of its panes holds records.
     pub fn snapshot(
@@ -275,6 +307,24 @@ impl OpenWindows for OpenFixed {
 
     fn is_open(&self, _key: &str, start: i64, watermark: i64) -> bool {
         start + self.windows.size() > watermark
+    }
+
+    fn save(&self) -> SavedWindows {
+        let (closed, panes) = self.store.save();
+        SavedWindows::Panes { closed, panes }
+    }
+
+    fn restore(&mut self, saved: SavedWindows) -> Result<(), WrongKind> {
+        match saved {
+            SavedWindows::Panes { closed, panes } => {
+                self.store = WindowStore::restore(&self.windows, closed, panes);
+                Ok(())
+            }
+            other => Err(WrongKind {
+                expected: "tumbling or hopping",
+                found: other.kind(),
+            }),
+        }
     }
 }
 

@@ -455,13 +455,8 @@ pub fn resume_points(
         .iter()
         .enumerate()
         .map(|(p, (offset, metadata))| {
-            if let Some((max_event_time, settled)) = streamfold::offsets::decode_metadata(metadata)
-            {
-                return streamfold::offsets::CommitPoint {
-                    offset: *offset,
-                    max_event_time,
-                    settled,
-                };
+            if let Some(point) = streamfold::offsets::decode_metadata(*offset, metadata) {
+                return point;
             }
             let key = format!("{topic}/{p}");
             let newest = state

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use super::step::{Panes, WindowStep};
 use crate::aggregate::Aggregates;
+use crate::checkpoint::CheckpointError;
 use crate::codec::WindowOutput;
 use crate::operator::batch::Batch;
 use crate::operator::{Context, Operator, OperatorError};
 use crate::pipeline::{Late, Plan};
 use crate::sink::EncodedWindow;
 use crate::telemetry::{Outcome, PipelineMetrics};
-use crate::window::{NO_TIME, OpenWindows, format_millis};
+use crate::window::{NO_TIME, OpenWindows, SavedWindows, format_millis};
 
 /// Keyed, windowed aggregation of one partition.
 pub struct Windowed {
@@ -300,5 +301,27 @@ impl Operator for Windowed {
     fn stop(&mut self, metrics: &PipelineMetrics) {
         let (windows, keys) = self.open_state();
         metrics.open_state(-(windows as i64), -(keys as i64));
+    }
+
+    fn save(&self) -> Option<Vec<u8>> {
+        Some(
+            postcard::to_allocvec(&self.windows.save())
+                .expect("window state serialises into memory"),
+        )
+    }
+
+    fn restore(&mut self, state: &[u8], metrics: &PipelineMetrics) -> Result<(), CheckpointError> {
+        let saved: SavedWindows =
+            postcard::from_bytes(state).map_err(|e| CheckpointError::Corrupt {
+                reason: format!("its windows: {e}"),
+            })?;
+        let before = self.open_state();
+        self.windows.restore(saved)?;
+        let (windows, keys) = self.open_state();
+        metrics.open_state(
+            windows as i64 - before.0 as i64,
+            keys as i64 - before.1 as i64,
+        );
+        Ok(())
     }
 }

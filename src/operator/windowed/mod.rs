@@ -6,3 +6,6 @@ mod step;
 
 pub use fold::Windowed;
 pub use step::{InOrderRecord, Panes, WindowPartial, WindowStep};
+
+#[cfg(test)]
+mod tests;
