@@ -6,6 +6,7 @@
 //! admin API: topics are created through [`EmbeddedBroker::create_topic`].
 
 use std::ffi::{CStr, CString};
+use std::sync::{Arc, Weak};
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, Producer};
@@ -27,7 +28,7 @@ pub enum BrokerError {
 /// A running embedded broker; stops when dropped.
 pub struct EmbeddedBroker {
     // The mock cluster belongs to this client and lives as long as it does.
-    owner: BaseProducer,
+    owner: Arc<BaseProducer>,
     bootstrap: String,
 }
 
@@ -50,6 +51,8 @@ impl EmbeddedBroker {
                 .to_string_lossy()
                 .into_owned()
         };
+        let owner = Arc::new(owner);
+        live().push((bootstrap.clone(), Arc::downgrade(&owner)));
         Ok(Self { owner, bootstrap })
     }
 
@@ -69,24 +72,57 @@ impl EmbeddedBroker {
     /// # Errors
     /// When the cluster refuses (e.g. invalid name).
     pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), BrokerError> {
-        let err = |code: String| BrokerError::CreateTopic {
-            topic: topic.to_string(),
-            code,
-        };
-        let name = CString::new(topic).map_err(|_| err("name contains NUL".into()))?;
-        let cluster = Self::cluster_of(&self.owner).ok_or(BrokerError::NoCluster)?;
-        // SAFETY: `cluster` is live (owned by `self.owner`); `name` outlives the call.
-        let code = unsafe {
-            rdkafka_sys::rd_kafka_mock_topic_create(cluster, name.as_ptr(), partitions, 1)
-        };
-        if code == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            Ok(())
-        } else {
-            Err(err(format!(
-                "{:?}",
-                rdkafka::types::RDKafkaErrorCode::from(code)
-            )))
-        }
+        mock_topic_create(&self.owner, topic, partitions)
+    }
+}
+
+/// The embedded brokers alive in this process, by bootstrap string.
+static LIVE: std::sync::Mutex<Vec<(String, Weak<BaseProducer>)>> = std::sync::Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<(String, Weak<BaseProducer>)>> {
+    LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Creates `topic` with `partitions` partitions when `servers` is an
+/// embedded broker of this process (`None` otherwise). librdkafka's mock
+/// cluster answers no CreateTopics request from an admin client, so the
+/// topics streamfold creates itself (checkpoints, resume state,
+/// repartitioning) are created on it this way.
+pub fn create_embedded_topic(
+    servers: &str,
+    topic: &str,
+    partitions: i32,
+) -> Option<Result<(), BrokerError>> {
+    let owner = live()
+        .iter()
+        .find(|(b, _)| b == servers)
+        .and_then(|(_, o)| o.upgrade())?;
+    Some(mock_topic_create(&owner, topic, partitions))
+}
+
+fn mock_topic_create(owner: &BaseProducer, topic: &str, partitions: i32) -> Result<(), BrokerError> {
+    let err = |code: String| BrokerError::CreateTopic {
+        topic: topic.to_string(),
+        code,
+    };
+    let name = CString::new(topic).map_err(|_| err("name contains NUL".into()))?;
+    let cluster = EmbeddedBroker::cluster_of(owner).ok_or(BrokerError::NoCluster)?;
+    // SAFETY: `cluster` is live (owned by `owner`); `name` outlives the call.
+    let code =
+        unsafe { rdkafka_sys::rd_kafka_mock_topic_create(cluster, name.as_ptr(), partitions, 1) };
+    if code == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        Ok(())
+    } else {
+        Err(err(format!(
+            "{:?}",
+            rdkafka::types::RDKafkaErrorCode::from(code)
+        )))
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        live().retain(|(b, _)| *b != self.bootstrap);
     }
 }
 

@@ -91,15 +91,16 @@ fn events(n: usize, partitions: i32) -> Vec<(i32, Event)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregates_match_an_independent_computation_and_bad_records_are_dead_lettered() {
-    end_to_end(Setup::new(3)).await;
+    end_to_end(Setup::new(3), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_to_end_and_dead_letters_on_a_real_broker() {
-    end_to_end(Setup::real(3)).await;
+    end_to_end(Setup::real(3), true).await;
 }
 
-async fn end_to_end(setup: Setup) {
+/// The pipeline over `setup`, with `state.checkpoints = checkpoints`.
+async fn end_to_end(setup: Setup, checkpoints: bool) {
     let events = events(4_000, 3);
     let offsets = publish(&setup.servers(), &setup.input, &events);
     let expected = expected(&events, &offsets, 10_000, |p| p.merchant_id.to_uppercase());
@@ -113,6 +114,7 @@ async fn end_to_end(setup: Setup) {
     // user adds back through the API along with their own transform.
     let path = setup.write_config("10s", "[batch]\nmax_records = 300\nmax_wait = \"20ms\"\n");
     without_pseudonymise(&path);
+    edit_config(&path, |c| c.state.checkpoints = checkpoints);
     let loaded = streamfold::config::load(&path).unwrap();
     let on_pool = Arc::new(AtomicU64::new(0));
     let off_pool = Arc::new(AtomicU64::new(0));
@@ -152,8 +154,10 @@ async fn end_to_end(setup: Setup) {
     shutdown.cancel();
     pipeline.await.unwrap().expect("pipeline stops cleanly");
 
-    // The shutdown commit: each partition resumes at the record that opened
-    // its only still-open window (the last one), with its event-time state.
+    // The shutdown commit. Without checkpoints each partition resumes at
+    // the record that opened its only still-open window (the last one),
+    // with its event-time state; with them, after its last record, from
+    // the checkpoint that holds that window.
     let points = resume_points(
         &setup.servers(),
         &format!("group-{}", setup.input),
@@ -166,7 +170,13 @@ async fn end_to_end(setup: Setup) {
             .rev()
             .find(|(p, _)| *p == part as i32)
             .unwrap();
-        assert_eq!(point.offset, last.1, "partition {part}");
+        if checkpoints {
+            assert_eq!(point.offset, last.1 + 1, "partition {part}");
+            assert!(point.checkpoint.is_some(), "{point:?}");
+        } else {
+            assert_eq!(point.offset, last.1, "partition {part}");
+            assert_eq!(point.checkpoint, None);
+        }
         assert!(point.max_event_time > 0 && point.settled > 0, "{point:?}");
     }
 

@@ -287,6 +287,11 @@ async fn ensure_topic(
             "cannot read the partition count of topic {like:?} to create it like that"
         )));
     };
+    if let Some(created) = crate::broker::create_embedded_topic(&servers, name, partitions) {
+        created.map_err(|e| missing(format!("creating it failed: {e}")))?;
+        tracing::info!(topic = name, role, partitions, "created topic on the embedded broker");
+        return Ok(partitions);
+    }
     let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
     for (k, v) in settings {
         topic = topic.set(k, v);
