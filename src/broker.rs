@@ -77,10 +77,12 @@ impl EmbeddedBroker {
 }
 
 /// The embedded brokers alive in this process, by bootstrap string.
-static LIVE: std::sync::Mutex<Vec<(String, Weak<BaseProducer>)>> = std::sync::Mutex::new(Vec::new());
+static LIVE: std::sync::Mutex<Vec<(String, Weak<BaseProducer>)>> =
+    std::sync::Mutex::new(Vec::new());
 
 fn live() -> std::sync::MutexGuard<'static, Vec<(String, Weak<BaseProducer>)>> {
-    LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    LIVE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Creates `topic` with `partitions` partitions when `servers` is an
@@ -100,7 +102,11 @@ pub fn create_embedded_topic(
     Some(mock_topic_create(&owner, topic, partitions))
 }
 
-fn mock_topic_create(owner: &BaseProducer, topic: &str, partitions: i32) -> Result<(), BrokerError> {
+fn mock_topic_create(
+    owner: &BaseProducer,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), BrokerError> {
     let err = |code: String| BrokerError::CreateTopic {
         topic: topic.to_string(),
         code,

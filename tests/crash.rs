@@ -86,6 +86,7 @@ fn run_crashes(setup: &Setup, window: WindowConfig, bursty: bool, expect: impl E
         c.pipeline.window = window;
         c.pipeline.output_schema = None;
         c.commit.interval = Duration::from_millis(500);
+        c.state.checkpoint_interval = Duration::from_millis(500);
     });
     let options = GeneratorOptions {
         seed: 11,

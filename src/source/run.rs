@@ -289,7 +289,12 @@ async fn ensure_topic(
     };
     if let Some(created) = crate::broker::create_embedded_topic(&servers, name, partitions) {
         created.map_err(|e| missing(format!("creating it failed: {e}")))?;
-        tracing::info!(topic = name, role, partitions, "created topic on the embedded broker");
+        tracing::info!(
+            topic = name,
+            role,
+            partitions,
+            "created topic on the embedded broker"
+        );
         return Ok(partitions);
     }
     let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));

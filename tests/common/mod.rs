@@ -221,6 +221,15 @@ impl Setup {
         broker.create_topic(&input, partitions).unwrap();
         broker.create_topic(&output, 2).unwrap();
         broker.create_topic(&dlq, 1).unwrap();
+        if let Broker::Embedded(_) = &broker {
+            // A `streamfold run` child cannot create topics on the
+            // in-process mock cluster (it answers no CreateTopics): its
+            // checkpoint topic, for the group `write_config` sets, is made
+            // here (a pipeline in this process makes its own).
+            broker
+                .create_topic(&format!("group-{input}-checkpoints"), partitions)
+                .unwrap();
+        }
         let dir = std::env::temp_dir().join(format!("streamfold-test-{tag}"));
         std::fs::create_dir_all(&dir).unwrap();
         Self {

@@ -4,6 +4,7 @@ streamfold writes, decoded with fastavro, against its own computation.
 
     python independent_client.py produce --bootstrap H:P --topic T --expect F
     python independent_client.py verify  --bootstrap H:P --topic T --expect F
+    python independent_client.py committed --bootstrap H:P --topic T --group G --partitions N
 
 Exits non-zero with a message naming the window when anything differs.
 """
@@ -137,17 +138,34 @@ def verify(args):
     print(f"verify: {len(expect)} windows match")
 
 
+def committed(args):
+    """Prints, as JSON, each partition's committed offset for the group
+    (-1 when none) and its log end offset."""
+    from confluent_kafka import TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": args.group})
+    parts = [TopicPartition(args.topic, p) for p in range(args.partitions)]
+    out = {}
+    for tp in consumer.committed(parts, timeout=10):
+        _, high = consumer.get_watermark_offsets(TopicPartition(args.topic, tp.partition), timeout=10)
+        out[tp.partition] = [tp.offset if tp.offset >= 0 else -1, high]
+    consumer.close()
+    print(json.dumps(out))
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["produce", "verify"])
+    p.add_argument("command", choices=["produce", "verify", "committed"])
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--topic", required=True)
-    p.add_argument("--expect", required=True)
+    p.add_argument("--expect")
+    p.add_argument("--group")
+    p.add_argument("--partitions", type=int, default=1)
     p.add_argument("--n", type=int, default=3000)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--timeout", type=float, default=60)
     args = p.parse_args()
-    produce(args) if args.command == "produce" else verify(args)
+    {"produce": produce, "verify": verify, "committed": committed}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,220 @@
+//! Checkpoints end to end: 1-hour tumbling windows over 4 partitions and
+//! 200,000 records, the `streamfold run` child SIGKILLed 5 times. While
+//! hour windows are open the committed offsets, read by an independent
+//! client (Python confluent-kafka), reach the log end; a restart resumes
+//! from the checkpoint at the committed offset, not from the first record
+//! of its open windows; and every window is emitted, every repeat
+//! identical to the expected one.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use streamfold::config::WindowConfig;
+use streamfold::generate::{GeneratorOptions, PaymentGenerator};
+
+const HOUR: i64 = 3_600_000;
+const PARTITIONS: i32 = 4;
+
+/// Each partition's (committed offset, log end) for `group`, from the
+/// independent client (-1 when nothing is committed).
+fn committed_and_ends(setup: &Setup, group: &str) -> Vec<(i64, i64)> {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/independent_client.py");
+    let out = Command::new(test_python())
+        .arg(script)
+        .args(["committed", "--bootstrap", &setup.servers(), "--topic"])
+        .arg(&setup.input)
+        .args(["--group", group, "--partitions", &PARTITIONS.to_string()])
+        .output()
+        .expect("running the independent client");
+    assert!(
+        out.status.success(),
+        "independent client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (0..PARTITIONS)
+        .map(|p| {
+            let e = &v[p.to_string()];
+            (e[0].as_i64().unwrap(), e[1].as_i64().unwrap())
+        })
+        .collect()
+}
+
+/// The offset each partition resumed from in run `run`'s log (-1 for
+/// none), once all are assigned.
+fn resumed(setup: &Setup, run: usize) -> Vec<i64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = std::fs::read_to_string(setup.dir.join(format!("run-{run}.log"))).unwrap();
+        let mut out = vec![None; PARTITIONS as usize];
+        for line in log.lines().filter(|l| l.contains("partition assigned")) {
+            let field = |name: &str| {
+                let at = line.find(name)? + name.len();
+                let digits: String = line[at..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse::<i64>().ok()
+            };
+            let (Some(p), offset) = (
+                field("partition="),
+                field("resume=Some(CommitPoint { offset: "),
+            ) else {
+                continue;
+            };
+            if let Some(slot) = out.get_mut(p as usize) {
+                *slot = Some(offset.unwrap_or(-1));
+            }
+        }
+        if out.iter().all(Option::is_some) {
+            return out.into_iter().map(Option::unwrap).collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {run} did not assign every partition:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until every partition's committed offset is its log end.
+fn wait_committed_to_the_end(setup: &Setup, group: &str, run: usize) -> Vec<i64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = committed_and_ends(setup, group);
+        if now.iter().all(|(c, end)| c == end) {
+            return now.iter().map(|(_, end)| *end).collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {run}: committed offsets never reached the log end while hour windows \
+             are open: (committed, end) {now:?}\n{}",
+            logs(setup)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn hour_windows_restart_from_checkpoints_and_commits_reach_the_log_end() {
+    let setup = Setup::new(PARTITIONS);
+    let group = format!("group-{}", setup.input);
+    let config = setup.write_config("5s", "[batch]\nmax_records = 500\nmax_wait = \"10ms\"\n");
+    edit_config(&config, |c| {
+        c.pipeline.window = WindowConfig::Tumbling {
+            size: Duration::from_secs(3600),
+        };
+        c.pipeline.output_schema = None;
+        c.commit.interval = Duration::from_millis(200);
+        c.state.checkpoint_interval = Duration::from_millis(500);
+    });
+    // 200,000 payments 90 ms apart: 5 hours of event time, so every
+    // partition holds open hour windows at every kill.
+    let options = GeneratorOptions {
+        seed: 5,
+        merchants: 24,
+        step_ms: 90,
+        jitter_ms: 3_000,
+        late_every: 0,
+        ..GeneratorOptions::default()
+    };
+    let n = 200_000;
+    let payments: Vec<(i32, Event)> = PaymentGenerator::new(options.clone())
+        .take(n)
+        .map(|p| (merchant(&p) % PARTITIONS, Event::Payment(p)))
+        .collect();
+
+    let mut events = Vec::new();
+    let mut offsets = Vec::new();
+    let runs = 6;
+    // The log end of each partition that the previous run had committed
+    // up to (`None` after a kill mid-stream).
+    let mut caught_up: Option<Vec<i64>> = Some(vec![0; PARTITIONS as usize]);
+    let mut committed_before = vec![0; PARTITIONS as usize];
+    for (run, chunk) in payments.chunks(n.div_ceil(runs)).enumerate() {
+        let mut child = start(&setup, &config, run);
+        let from = resumed(&setup, run);
+        match &caught_up {
+            // Killed after committing everything: nothing is read again,
+            // though hour windows were open.
+            Some(ends) if run > 0 => assert_eq!(
+                &from, ends,
+                "run {run} resumed from {from:?}, the log ends were {ends:?}"
+            ),
+            // Killed mid-stream: never before what was committed.
+            _ => assert!(
+                from.iter()
+                    .zip(&committed_before)
+                    .all(|(f, c)| *c <= 0 || f >= c),
+                "run {run} resumed from {from:?}, before the committed {committed_before:?}"
+            ),
+        }
+        offsets.extend(publish(&setup.servers(), &setup.input, chunk));
+        events.extend_from_slice(chunk);
+        if run + 1 == runs {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break;
+        }
+        if run % 2 == 0 {
+            let ends = wait_committed_to_the_end(&setup, &group, run);
+            committed_before = ends.clone();
+            caught_up = Some(ends);
+        } else {
+            // Mid-stream: batches in flight, a checkpoint maybe half written.
+            std::thread::sleep(Duration::from_millis(fastrand::u64(100..1_500)));
+            committed_before = committed_and_ends(&setup, &group)
+                .iter()
+                .map(|(c, _)| *c)
+                .collect();
+            caught_up = None;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+
+    // The last run: closers end every hour, then a graceful stop.
+    let mut closers = Vec::new();
+    for part in 0..PARTITIONS {
+        let mut p = PaymentGenerator::new(options.clone()).next().unwrap();
+        p.merchant_id = format!("m-{part}");
+        p.event_time = options.start_ms + n as i64 * options.step_ms + 2 * HOUR;
+        closers.push((part, Event::Payment(p)));
+    }
+    offsets.extend(publish(&setup.servers(), &setup.input, &closers));
+    events.extend(closers);
+    let expected = expected_hopping(
+        &events,
+        &offsets,
+        5_000,
+        |p| p.merchant_id.clone(),
+        HOUR,
+        HOUR,
+    );
+    assert!(expected.windows.len() > 100, "{}", expected.windows.len());
+    let mut child = start(&setup, &config, runs);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut rows = Vec::new();
+    while Instant::now() < deadline {
+        rows = windows(&setup, usize::MAX, Duration::from_secs(1));
+        let distinct: std::collections::BTreeSet<_> =
+            rows.iter().map(|r| (r.key.clone(), r.start)).collect();
+        if expected.windows.keys().all(|k| distinct.contains(k)) {
+            break;
+        }
+    }
+    let exit = child.terminate();
+    assert!(exit.success(), "SIGTERM exit: {exit:?}\n{}", logs(&setup));
+    let repeated = assert_complete(&rows, &expected, || logs(&setup));
+    eprintln!(
+        "{} hour windows over {} records, {repeated} emitted more than once (identical), \
+         {} runs",
+        expected.windows.len(),
+        events.len(),
+        runs + 1
+    );
+}
