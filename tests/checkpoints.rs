@@ -218,3 +218,115 @@ fn hour_windows_restart_from_checkpoints_and_commits_reach_the_log_end() {
         runs + 1
     );
 }
+
+/// Runs the pipeline of `config` in this process until every partition
+/// has committed a checkpoint after its one in `after` (by partition;
+/// none when empty), then stops it; returns the commit points.
+async fn run_until_checkpointed(
+    setup: &Setup,
+    config: &std::path::Path,
+    after: &[streamfold::offsets::CommitPoint],
+) -> Vec<streamfold::offsets::CommitPoint> {
+    let loaded = streamfold::config::load(config).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let pipeline = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            streamfold::source::run(
+                &loaded,
+                Vec::new(),
+                streamfold::telemetry::Metrics::new(),
+                shutdown,
+            )
+            .await
+        })
+    };
+    let group = format!("group-{}", setup.input);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (servers, group, topic) = (setup.servers(), group.clone(), setup.input.clone());
+        let points = tokio::task::spawn_blocking(move || {
+            std::panic::catch_unwind(|| resume_points(&servers, &group, &topic, 2)).ok()
+        })
+        .await
+        .unwrap();
+        if let Some(points) = points
+            && points
+                .iter()
+                .enumerate()
+                .all(|(i, p)| p.checkpoint > after.get(i).and_then(|a| a.checkpoint))
+        {
+            shutdown.cancel();
+            pipeline.await.unwrap().expect("the run stops cleanly");
+            return points;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint after {after:?} was committed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_of_other_window_settings_is_refused_naming_the_change() {
+    let setup = Setup::new(2);
+    let options = GeneratorOptions {
+        seed: 9,
+        merchants: 4,
+        step_ms: 100,
+        late_every: 0,
+        ..GeneratorOptions::default()
+    };
+    let events: Vec<(i32, Event)> = PaymentGenerator::new(options)
+        .take(2_200)
+        .map(|p| (merchant(&p) % 2, Event::Payment(p)))
+        .collect();
+    publish(&setup.servers(), &setup.input, &events[..2_000]);
+    let config = setup.write_config("5s", "");
+    without_pseudonymise(&config);
+    edit_config(&config, |c| {
+        c.pipeline.output_schema = None;
+        c.commit.interval = Duration::from_millis(100);
+        c.state.checkpoint_interval = Duration::from_millis(100);
+    });
+    let first = run_until_checkpointed(&setup, &config, &[]).await;
+
+    // The window grew from one minute to two: the state does not fit.
+    edit_config(&config, |c| {
+        c.pipeline.window = WindowConfig::Tumbling {
+            size: Duration::from_secs(120),
+        };
+    });
+    let loaded = streamfold::config::load(&config).unwrap();
+    let run = streamfold::source::run(
+        &loaded,
+        Vec::new(),
+        streamfold::telemetry::Metrics::new(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let e = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the second run stops by itself")
+        .expect_err("a checkpoint of other settings is refused");
+    let message = e.to_string();
+    assert_eq!(e.exit_code(), 2, "{message}");
+    for part in [
+        r#"pipeline.window: {"kind":"tumbling","size":"1m"} in the checkpoint, {"kind":"tumbling","size":"2m"} now"#,
+        "state.on_plan_change = \"start-afresh\"",
+        &format!("group-{}-checkpoints", setup.input),
+    ] {
+        assert!(message.contains(part), "{part:?} not in: {message}");
+    }
+
+    // Asked to, it starts afresh and goes on.
+    edit_config(&config, |c| {
+        c.state.on_plan_change = streamfold::config::OnPlanChange::StartAfresh;
+    });
+    publish(&setup.servers(), &setup.input, &events[2_000..]);
+    let again = run_until_checkpointed(&setup, &config, &first).await;
+    assert!(
+        again.iter().zip(&first).all(|(a, f)| a.offset > f.offset),
+        "{first:?} then {again:?}"
+    );
+}

@@ -13,10 +13,12 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::checkpoints::CheckpointTopic;
+use super::PipelineError;
+use super::checkpoints::{CheckpointTopic, RestoreError};
 use super::consumer::{SourceConsumer, SourceContext};
 use super::resume::{StateTopic, broker_keeps_metadata};
 use super::{Shared, Stage, Transient};
+use crate::checkpoint::CheckpointError;
 use crate::config::{ClientConfigError, Config, ConfigError, LoadedConfig, ResumeState};
 use crate::offsets::CommitBoard;
 use crate::pipeline::Plan;
@@ -83,6 +85,20 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) | Self::Secret(_) | Self::Client { .. } | Self::MissingTopic { .. } => {
+                2
+            }
+            // A checkpoint of other settings (or another format) asks the
+            // user to choose, as a configuration problem does.
+            Self::Failed { error, .. }
+                if matches!(
+                    **error,
+                    PipelineError::Restore(RestoreError::Unusable {
+                        source: CheckpointError::PlanChanged { .. }
+                            | CheckpointError::Version { .. },
+                        ..
+                    })
+                ) =>
+            {
                 2
             }
             Self::Connect { .. } | Self::Broker { .. } | Self::Failed { .. } => 1,
