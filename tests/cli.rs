@@ -501,6 +501,11 @@ fn several_pipelines_in_one_process() {
     let second_dlq = format!("dlq2-{}", setup.output);
     setup.broker.create_topic(&second_out, 1).unwrap();
     setup.broker.create_topic(&second_dlq, 1).unwrap();
+    // Each pipeline has a group of its own, and so its own checkpoints.
+    for name in ["merchant-stats", "hourly"] {
+        let topic = format!("group-{}.{name}-checkpoints", setup.input);
+        setup.broker.create_topic(&topic, 2).unwrap();
+    }
     let options = GeneratorOptions {
         seed: 8,
         merchants: 4,

@@ -4,8 +4,10 @@
 //! A partition's checkpoints alternate between two *slots*, so that
 //! writing one never overwrites the last committed one: checkpoint `seq`
 //! goes to slot `seq % 2`, and the next is written only once this one is
-//! committed. Chunk `i` of a slot is keyed `<topic>/<partition>/<slot>/<i>`
-//! (compaction keeps the newest of each key). Its value is `SFCH`, the
+//! committed. Chunk `i` of a slot is keyed
+//! `<group>/<topic>/<partition>/<slot>/<i>` (compaction keeps the newest of
+//! each key; the consumer group and input topic, the *scope*, keep
+//! pipelines sharing a checkpoint topic apart). Its value is `SFCH`, the
 //! format version (`u16`), `seq` (`u64`), `i` and the number of chunks
 //! (`u32` each), the BLAKE3 hash of the whole checkpoint (32 bytes), all
 //! little-endian, then the chunk's bytes. A slot holds checkpoint `seq`
@@ -27,15 +29,21 @@ pub struct Chunk {
     pub value: Vec<u8>,
 }
 
-/// The key prefix of partition `partition` of `topic`.
-fn prefix(topic: &str, partition: i32) -> String {
-    format!("{topic}/{partition}/")
+/// The scope of the checkpoints of consumer group `group` reading
+/// `topic`.
+pub fn scope(group: &str, topic: &str) -> String {
+    format!("{group}/{topic}")
 }
 
-/// Cuts checkpoint `seq` of `topic`/`partition` (its bytes `checkpoint`)
-/// into records of at most `max_record` bytes of value.
+/// The key prefix of partition `partition` in `scope`.
+fn prefix(scope: &str, partition: i32) -> String {
+    format!("{scope}/{partition}/")
+}
+
+/// Cuts checkpoint `seq` of `partition` in `scope` (its bytes
+/// `checkpoint`) into records of at most `max_record` bytes of value.
 pub fn split(
-    topic: &str,
+    scope: &str,
     partition: i32,
     seq: u64,
     checkpoint: &[u8],
@@ -63,7 +71,7 @@ pub fn split(
             value.extend_from_slice(hash.as_bytes());
             value.extend_from_slice(piece);
             Chunk {
-                key: format!("{}{slot}/{i}", prefix(topic, partition)),
+                key: format!("{}{slot}/{i}", prefix(scope, partition)),
                 value,
             }
         })
@@ -85,24 +93,24 @@ pub struct Assembler {
     slots: HashMap<(i32, u64), BTreeMap<u32, Piece>>,
     /// Records of another format version, by partition: (version, key).
     foreign: HashMap<i32, u16>,
-    topic: String,
+    scope: String,
 }
 
 impl Assembler {
-    /// Collects the checkpoints of `topic`'s partitions.
-    pub fn new(topic: &str) -> Self {
+    /// Collects the checkpoints in `scope` (see [`scope`]).
+    pub fn new(scope: &str) -> Self {
         Self {
-            topic: topic.to_string(),
+            scope: scope.to_string(),
             ..Self::default()
         }
     }
 
     /// Takes one record of the checkpoint topic (in offset order); records
-    /// of other topics and keys that are not ours are skipped.
+    /// of other scopes and keys that are not ours are skipped.
     pub fn add(&mut self, key: &[u8], value: Option<&[u8]>) {
         let Some(rest) = std::str::from_utf8(key)
             .ok()
-            .and_then(|k| k.strip_prefix(&self.topic))
+            .and_then(|k| k.strip_prefix(&self.scope))
             .and_then(|k| k.strip_prefix('/'))
         else {
             return;
@@ -197,7 +205,7 @@ mod tests {
     use super::*;
 
     fn assemble(chunks: &[Chunk]) -> Assembler {
-        let mut a = Assembler::new("clicks");
+        let mut a = Assembler::new("g/clicks");
         for c in chunks {
             a.add(c.key.as_bytes(), Some(&c.value));
         }
@@ -207,10 +215,10 @@ mod tests {
     #[test]
     fn a_checkpoint_cut_into_chunks_reads_back_whole() {
         let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-        let chunks = split("clicks", 3, 7, &bytes, 4096);
+        let chunks = split("g/clicks", 3, 7, &bytes, 4096);
         assert_eq!(chunks.len(), 3, "4096-byte records hold 4036 bytes each");
         assert!(chunks.iter().all(|c| c.value.len() <= 4096));
-        assert_eq!(chunks[0].key, "clicks/3/1/0");
+        assert_eq!(chunks[0].key, "g/clicks/3/1/0");
         assert_eq!(assemble(&chunks).complete(3), vec![(7, bytes)]);
         assert!(assemble(&chunks).complete(2).is_empty());
     }
@@ -219,20 +227,20 @@ mod tests {
     fn a_slot_missing_a_chunk_or_mixing_checkpoints_is_not_complete() {
         let old: Vec<u8> = vec![1; 9_000];
         let new: Vec<u8> = vec![2; 9_000];
-        let mut chunks = split("clicks", 0, 2, &old, 4096);
+        let mut chunks = split("g/clicks", 0, 2, &old, 4096);
         // Checkpoint 4 goes to the same slot; its writer stopped after the
         // first chunk.
-        chunks.push(split("clicks", 0, 4, &new, 4096).remove(0));
+        chunks.push(split("g/clicks", 0, 4, &new, 4096).remove(0));
         // Checkpoint 3, in the other slot, is whole.
-        chunks.extend(split("clicks", 0, 3, &new, 4096));
+        chunks.extend(split("g/clicks", 0, 3, &new, 4096));
         let a = assemble(&chunks);
         assert_eq!(a.complete(0), vec![(3, new.clone())]);
         // Chunk 1 of checkpoint 3 lost: nothing complete is left.
         let mut lost = chunks.clone();
-        lost.retain(|c| c.key != "clicks/0/1/1");
+        lost.retain(|c| c.key != "g/clicks/0/1/1");
         assert!(assemble(&lost).complete(0).is_empty());
         // A flipped bit is caught by the hash.
-        let mut flipped = split("clicks", 0, 3, &new, 4096);
+        let mut flipped = split("g/clicks", 0, 3, &new, 4096);
         let last = flipped[2].value.len() - 1;
         flipped[2].value[last] ^= 1;
         assert!(assemble(&flipped).complete(0).is_empty());
@@ -240,7 +248,7 @@ mod tests {
 
     #[test]
     fn records_of_another_format_version_are_named_not_misread() {
-        let mut chunks = split("clicks", 5, 1, b"state", 4096);
+        let mut chunks = split("g/clicks", 5, 1, b"state", 4096);
         chunks[0].value[4] = 9;
         let a = assemble(&chunks);
         assert!(a.complete(5).is_empty());

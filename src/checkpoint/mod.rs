@@ -8,7 +8,7 @@ mod error;
 mod fingerprint;
 mod format;
 
-pub use chunk::{Assembler, Chunk, split};
+pub use chunk::{Assembler, Chunk, scope, split};
 pub use error::CheckpointError;
 pub use fingerprint::Fingerprint;
 pub use format::{Checkpoint, FORMAT_VERSION};

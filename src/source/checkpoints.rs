@@ -23,6 +23,8 @@ pub(crate) struct CheckpointTopic {
     topic: String,
     partitions: i32,
     reader: BaseConsumer,
+    /// This consumer's keys in the topic.
+    scope: String,
     plan: Fingerprint,
     on_plan_change: OnPlanChange,
 }
@@ -61,6 +63,7 @@ impl CheckpointTopic {
         topic: String,
         partitions: i32,
         reader: BaseConsumer,
+        scope: String,
         plan: Fingerprint,
         on_plan_change: OnPlanChange,
     ) -> Self {
@@ -68,6 +71,7 @@ impl CheckpointTopic {
             topic,
             partitions: partitions.max(1),
             reader,
+            scope,
             plan,
             on_plan_change,
         }
@@ -83,21 +87,17 @@ impl CheckpointTopic {
         self.partitions
     }
 
-    /// Reads the checkpoints that `resumes` name (partitions of
-    /// `input_topic`). Blocks.
+    /// Reads the checkpoints that `resumes` name (partitions of this
+    /// consumer's input topic). Blocks.
     ///
     /// # Errors
     /// When the topic cannot be read.
-    pub fn read(
-        &self,
-        input_topic: &str,
-        resumes: &HashMap<i32, CommitPoint>,
-    ) -> Result<Assembler, StateError> {
+    pub fn read(&self, resumes: &HashMap<i32, CommitPoint>) -> Result<Assembler, StateError> {
         let wanted: Vec<(i32, u64)> = resumes
             .iter()
             .filter_map(|(p, r)| r.checkpoint.map(|seq| (*p, seq)))
             .collect();
-        let mut found = Assembler::new(input_topic);
+        let mut found = Assembler::new(&self.scope);
         if wanted.is_empty() {
             return Ok(found);
         }
@@ -114,7 +114,7 @@ impl CheckpointTopic {
             .filter(|(p, seq)| !found.complete(*p).iter().any(|(s, _)| s == seq))
             .collect();
         if !missing.is_empty() {
-            found = Assembler::new(input_topic);
+            found = Assembler::new(&self.scope);
             read_tail(
                 &self.reader,
                 &self.topic,

@@ -422,7 +422,7 @@ impl SourceContext {
             super::resume::StateError::transient,
             || self.shared.stopping(),
             |_| self.waiting_for_broker(),
-            || ckpt.read(topic, resumes),
+            || ckpt.read(resumes),
         );
         let found = match read {
             Ok(found) => found,

@@ -372,6 +372,7 @@ async fn checkpoint_topic(
         name,
         partitions,
         reader,
+        crate::checkpoint::scope(&config.kafka.group_id, input_topic),
         plan.fingerprint.clone(),
         config.state.on_plan_change,
     )))
@@ -495,7 +496,7 @@ async fn run_stage(
     let kafka = Arc::new(kafka);
     let env = Env {
         pipeline: plan.name.clone(),
-        topic: input_topic,
+        topic: input_topic.clone(),
         sink: Arc::clone(&kafka) as Arc<dyn Sink>,
         board: CommitBoard::default(),
         metrics: metrics.pipeline(&label),
@@ -506,6 +507,7 @@ async fn run_stage(
         checkpoints: checkpoints.as_ref().map(|_| CheckpointSettings {
             interval: config.state.checkpoint_interval,
             plan: plan.fingerprint.clone(),
+            scope: crate::checkpoint::scope(&config.kafka.group_id, &input_topic),
         }),
     };
     let shared = Arc::new(Shared {

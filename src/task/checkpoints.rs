@@ -147,7 +147,7 @@ impl<O: Operator> PartitionTask<O> {
             state,
         }
         .encode();
-        let chunks = checkpoint::split(&env.topic, self.partition, seq, &bytes, CHUNK_BYTES);
+        let chunks = checkpoint::split(&settings.scope, self.partition, seq, &bytes, CHUNK_BYTES);
         self.frontier
             .checkpoint_written(point, attempt, chunks.len() as u32);
         let partition = self.partition;

@@ -44,4 +44,6 @@ pub struct CheckpointSettings {
     pub interval: Duration,
     /// What the state is built for.
     pub plan: Fingerprint,
+    /// Where in the checkpoint topic ([`crate::checkpoint::scope`]).
+    pub scope: String,
 }

@@ -478,6 +478,7 @@ async fn with_checkpoints_the_commit_passes_open_windows_and_a_restore_goes_on_i
     let settings = CheckpointSettings {
         interval: Duration::from_millis(20),
         plan: plan.fingerprint.clone(),
+        scope: "test/clicks".into(),
     };
     // [0 s, 10 s) closes at 12 s; [10 s, 20 s) stays open, from offset 2.
     let first = vec![
@@ -501,7 +502,7 @@ async fn with_checkpoints_the_commit_passes_open_windows_and_a_restore_goes_on_i
     assert_eq!(point.max_event_time, 13 * SECOND);
     let sink = Arc::clone(&h.sink);
     h.drain().await.unwrap();
-    let mut found = Assembler::new("clicks");
+    let mut found = Assembler::new("test/clicks");
     for (p, chunk) in sink.checkpoints() {
         assert_eq!(p, PARTITION);
         found.add(chunk.key.as_bytes(), Some(&chunk.value));
