@@ -169,6 +169,9 @@ fn prometheus_scrapes_a_running_pipeline_and_every_dashboard_query_answers() {
     events.push((0, Event::Poison(b"not a payment".to_vec())));
     publish(&setup.servers(), &setup.input, &events[events.len() - 1..]);
     let config = setup.write_config("5s", "");
+    edit_config(&config, |c| {
+        c.state.checkpoint_interval = Duration::from_millis(500);
+    });
 
     let admin = free_port();
     let log = std::fs::File::create(setup.dir.join("run-0.log")).unwrap();
@@ -284,6 +287,8 @@ fn prometheus_scrapes_a_running_pipeline_and_every_dashboard_query_answers() {
         "Late and dead-lettered",
         "Watermark lag",
         "Open windows and keys",
+        "Window state held",
+        "Checkpoint traffic",
         "Produce rate",
         "Producer queue",
         "CPU",
