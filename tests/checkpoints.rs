@@ -20,14 +20,14 @@ const PARTITIONS: i32 = 4;
 
 /// Each partition's (committed offset, log end) for `group`, from the
 /// independent client (-1 when nothing is committed).
-fn committed_and_ends(setup: &Setup, group: &str) -> Vec<(i64, i64)> {
+fn committed_and_ends(setup: &Setup, group: &str, partitions: i32) -> Vec<(i64, i64)> {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/independent_client.py");
     let out = Command::new(test_python())
         .arg(script)
         .args(["committed", "--bootstrap", &setup.servers(), "--topic"])
         .arg(&setup.input)
-        .args(["--group", group, "--partitions", &PARTITIONS.to_string()])
+        .args(["--group", group, "--partitions", &partitions.to_string()])
         .output()
         .expect("running the independent client");
     assert!(
@@ -36,7 +36,7 @@ fn committed_and_ends(setup: &Setup, group: &str) -> Vec<(i64, i64)> {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    (0..PARTITIONS)
+    (0..partitions)
         .map(|p| {
             let e = &v[p.to_string()];
             (e[0].as_i64().unwrap(), e[1].as_i64().unwrap())
@@ -85,7 +85,7 @@ fn resumed(setup: &Setup, run: usize) -> Vec<i64> {
 fn wait_committed_to_the_end(setup: &Setup, group: &str, run: usize) -> Vec<i64> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let now = committed_and_ends(setup, group);
+        let now = committed_and_ends(setup, group, PARTITIONS);
         if now.iter().all(|(c, end)| c == end) {
             return now.iter().map(|(_, end)| *end).collect();
         }
@@ -167,7 +167,7 @@ fn hour_windows_restart_from_checkpoints_and_commits_reach_the_log_end() {
         } else {
             // Mid-stream: batches in flight, a checkpoint maybe half written.
             std::thread::sleep(Duration::from_millis(fastrand::u64(100..1_500)));
-            committed_before = committed_and_ends(&setup, &group)
+            committed_before = committed_and_ends(&setup, &group, PARTITIONS)
                 .iter()
                 .map(|(c, _)| *c)
                 .collect();
@@ -244,12 +244,12 @@ async fn run_until_checkpointed(
     let group = format!("group-{}", setup.input);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (servers, group, topic) = (setup.servers(), group.clone(), setup.input.clone());
-        let points = tokio::task::spawn_blocking(move || {
-            std::panic::catch_unwind(|| resume_points(&servers, &group, &topic, 2)).ok()
-        })
-        .await
-        .unwrap();
+        // Only once every partition has a commit (`resume_points` wants one).
+        let all_committed = committed_and_ends(setup, &group, setup.partitions)
+            .iter()
+            .all(|(c, _)| *c >= 0);
+        let points = all_committed
+            .then(|| resume_points(&setup.servers(), &group, &setup.input, setup.partitions));
         if let Some(points) = points
             && points
                 .iter()
@@ -328,5 +328,154 @@ async fn a_checkpoint_of_other_window_settings_is_refused_naming_the_change() {
     assert!(
         again.iter().zip(&first).all(|(a, f)| a.offset > f.offset),
         "{first:?} then {again:?}"
+    );
+}
+
+/// The value of counter `name` in `metrics`.
+fn counter(metrics: &streamfold::telemetry::Metrics, name: &str) -> f64 {
+    metrics
+        .registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric().iter().map(|m| m.get_counter().get_value()))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_deleted_before_they_were_read_mark_their_windows_incomplete() {
+    let setup = Setup::real(1);
+    let options = GeneratorOptions {
+        seed: 4,
+        merchants: 3,
+        step_ms: 100,
+        jitter_ms: 500,
+        late_every: 0,
+        ..GeneratorOptions::default()
+    };
+    // Four minutes of event time, 600 records a minute.
+    let events: Vec<(i32, Event)> = PaymentGenerator::new(options.clone())
+        .take(2_400)
+        .map(|p| (0, Event::Payment(p)))
+        .collect();
+    let config = setup.write_config("5s", "[batch]\nmax_records = 50\nmax_wait = \"10ms\"\n");
+    without_pseudonymise(&config);
+    edit_config(&config, |c| {
+        c.pipeline.output_schema = None;
+        c.commit.interval = Duration::from_millis(100);
+        c.state.checkpoint_interval = Duration::from_millis(100);
+    });
+    // The first minute is read and checkpointed; its window is still open.
+    publish(&setup.servers(), &setup.input, &events[..600]);
+    let first = run_until_checkpointed(&setup, &config, &[]).await;
+    assert_eq!(first[0].offset, 600);
+    let (servers, topic) = (setup.servers(), setup.output.clone());
+    let before: std::collections::BTreeSet<(Option<String>, String)> =
+        tokio::task::spawn_blocking(move || {
+            read_until(&servers, &topic, Duration::from_secs(2), |_| false)
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.key, r.headers["streamfold.window.start"].clone()))
+        .collect();
+
+    // The rest arrives, and half of the second minute is deleted (as
+    // retention would) before the pipeline reads it.
+    publish(&setup.servers(), &setup.input, &events[600..]);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/independent_client.py");
+    let out = Command::new(test_python())
+        .arg(script)
+        .args(["delete-records", "--bootstrap", &setup.servers(), "--topic"])
+        .arg(&setup.input)
+        .args(["--partitions", "1", "--before", "900"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut closer = PaymentGenerator::new(options.clone()).next().unwrap();
+    closer.event_time = options.start_ms + 2_400 * options.step_ms + 3_600_000;
+    publish(
+        &setup.servers(),
+        &setup.input,
+        &[(0, Event::Payment(closer))],
+    );
+
+    let loaded = streamfold::config::load(&config).unwrap();
+    let metrics = streamfold::telemetry::Metrics::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let pipeline = {
+        let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            streamfold::source::run(&loaded, Vec::new(), metrics, shutdown).await
+        })
+    };
+    let minute = |t: i64| t.div_euclid(60_000) * 60_000;
+    let starts: std::collections::BTreeSet<i64> = events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Payment(p) => Some(minute(p.event_time)),
+            Event::Poison(_) => None,
+        })
+        .collect();
+    let (servers, topic) = (setup.servers(), setup.output.clone());
+    let want = 3 * starts.len() - 3;
+    let rows = tokio::task::spawn_blocking(move || {
+        read_until(&servers, &topic, Duration::from_secs(60), |r| {
+            r.len() >= want
+        })
+    })
+    .await
+    .unwrap();
+    shutdown.cancel();
+    pipeline.await.unwrap().expect("the pipeline stops cleanly");
+
+    // Windows that held (or may have held) deleted records are marked, and
+    // the one open at the checkpoint; windows wholly after the loss are not.
+    let time = |i: usize| match &events[i].1 {
+        Event::Payment(p) => p.event_time,
+        Event::Poison(_) => unreachable!(),
+    };
+    let lost_until = (600..900).map(|i| minute(time(i))).max().unwrap();
+    let clean_from = minute(time(1_100)) + 60_000;
+    let mut marked = 0;
+    let mut unmarked_after = 0;
+    for r in &rows {
+        if before.contains(&(r.key.clone(), r.headers["streamfold.window.start"].clone())) {
+            // Emitted by the first run, before anything was deleted.
+            continue;
+        }
+        let start: i64 = r.headers["streamfold.window.start"].parse().unwrap();
+        let incomplete = r.headers.get("streamfold.complete").map(String::as_str) == Some("false");
+        if incomplete {
+            marked += 1;
+        }
+        if start <= lost_until {
+            assert!(
+                incomplete,
+                "window at {start} lost records but is not marked: {:?}",
+                r.headers
+            );
+        } else if start >= clean_from {
+            assert!(
+                !incomplete,
+                "window at {start} is wholly after the loss: {:?}",
+                r.headers
+            );
+            unmarked_after += 1;
+        }
+    }
+    assert!(
+        marked >= 3 && unmarked_after >= 3,
+        "{marked} marked, {unmarked_after} after"
+    );
+    assert_eq!(counter(&metrics, "streamfold_records_lost_total"), 300.0);
+    assert_eq!(
+        counter(&metrics, "streamfold_incomplete_windows_total"),
+        f64::from(marked)
     );
 }

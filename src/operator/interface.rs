@@ -69,6 +69,10 @@ pub trait Operator: Send + 'static {
     /// The task is ending: take back what the operator added to gauges.
     fn stop(&mut self, _metrics: &PipelineMetrics) {}
 
+    /// Records before this partition's next one were deleted (by retention)
+    /// before they were read: results they belonged to are incomplete.
+    fn records_lost(&mut self) {}
+
     /// Its state for a checkpoint, or `None` when it keeps none worth one
     /// (its partitions then commit as their outputs are acknowledged).
     fn save(&self) -> Option<Vec<u8>> {

@@ -105,7 +105,7 @@ impl KafkaSink {
     ) -> Result<(), SendError> {
         // Formatted on the stack: this runs once per window result.
         let (mut start, mut end) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let headers = OwnedHeaders::new_with_capacity(3)
+        let headers = OwnedHeaders::new_with_capacity(4)
             .insert(Header {
                 key: "streamfold.window.start",
                 value: Some(start.format(w.window.start)),
@@ -118,6 +118,14 @@ impl KafkaSink {
                 key: "streamfold.emit",
                 value: Some(if final_result { "final" } else { "update" }),
             });
+        let headers = if w.complete {
+            headers
+        } else {
+            headers.insert(Header {
+                key: "streamfold.complete",
+                value: Some("false"),
+            })
+        };
         let record = BaseRecord::with_opaque_to(&self.output_topic, delivery)
             .key(w.window.key.as_bytes())
             .payload(&w.payload[..])

@@ -14,6 +14,9 @@ pub struct EncodedWindow {
     pub window: WindowOutput,
     /// Its value as written to the output topic.
     pub payload: Vec<u8>,
+    /// `false` when records of the window may be missing (retention deleted
+    /// records before they were read): header `streamfold.complete: false`.
+    pub complete: bool,
 }
 
 /// One record an operator writes.

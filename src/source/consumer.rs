@@ -26,6 +26,16 @@ use crate::task::{DrainRequest, PartitionTask};
 use crate::telemetry::{CommitResult, Rebalance};
 use crate::window::NO_TIME;
 
+/// Where a newly assigned partition resumes.
+struct Resume {
+    /// The committed point.
+    point: Option<CommitPoint>,
+    /// The checkpoint it names, read back.
+    checkpoint: Option<Checkpoint>,
+    /// Records deleted between it and the log start: (from, to).
+    lost: Option<(i64, i64)>,
+}
+
 /// The consumer with streamfold's context.
 pub(crate) type SourceConsumer = BaseConsumer<SourceContext>;
 
@@ -299,6 +309,7 @@ impl SourceContext {
         let Some(mut checkpoints) = self.read_checkpoints(&topic, &partitions, &resumes) else {
             return;
         };
+        let lost = self.lost_records(consumer, &topic, &resumes);
         self.connected(true);
         let mut feeds = self.feeds();
         for p in partitions {
@@ -321,11 +332,20 @@ impl SourceContext {
             let started = match self.shared.stage {
                 Stage::Aggregate => {
                     let met = resume.map_or(NO_TIME, |r| r.max_event_time);
-                    let operator = Windowed::new(plan, met);
-                    self.spawn(p, operator, resume, checkpoint, rx, drain_rx)
+                    let from = Resume {
+                        point: resume,
+                        checkpoint,
+                        lost: lost.get(&p).copied(),
+                    };
+                    self.spawn(p, Windowed::new(plan, met), from, rx, drain_rx)
                 }
                 Stage::Repartition => {
-                    self.spawn(p, Repartition::new(plan), resume, None, rx, drain_rx)
+                    let from = Resume {
+                        point: resume,
+                        checkpoint: None,
+                        lost: lost.get(&p).copied(),
+                    };
+                    self.spawn(p, Repartition::new(plan), from, rx, drain_rx)
                 }
             };
             if !started {
@@ -362,13 +382,15 @@ impl SourceContext {
         &self,
         p: i32,
         operator: O,
-        resume: Option<CommitPoint>,
-        checkpoint: Option<Checkpoint>,
+        from: Resume,
         rx: mpsc::Receiver<Vec<RawRecord>>,
         drain: oneshot::Receiver<DrainRequest>,
     ) -> bool {
-        let mut task = PartitionTask::new(p, Arc::clone(&self.shared.env), operator, resume);
-        if let Some(c) = &checkpoint
+        let mut task = PartitionTask::new(p, Arc::clone(&self.shared.env), operator, from.point);
+        if let Some((lost_from, lost_to)) = from.lost {
+            task.records_lost(lost_from, lost_to);
+        }
+        if let Some(c) = &from.checkpoint
             && let Err(source) = task.restore(c)
         {
             self.shared
@@ -399,6 +421,33 @@ impl SourceContext {
         };
         self.shared.tasks.spawn_on(run, &self.runtime);
         true
+    }
+
+    /// The partitions whose resume offset lies below their log start
+    /// (retention deleted records before they were read): (resume offset,
+    /// log start) of each.
+    fn lost_records(
+        &self,
+        consumer: &SourceConsumer,
+        topic: &str,
+        resumes: &HashMap<i32, CommitPoint>,
+    ) -> HashMap<i32, (i64, i64)> {
+        let mut lost = HashMap::new();
+        for (&p, resume) in resumes {
+            match consumer.fetch_watermarks(topic, p, Duration::from_secs(10)) {
+                Ok((low, _)) if low > resume.offset => {
+                    lost.insert(p, (resume.offset, low));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    partition = p,
+                    error = %e,
+                    "cannot read the log start offset; records deleted before they were \
+                     read would go unnoticed"
+                ),
+            }
+        }
+        lost
     }
 
     /// The checkpoints `resumes` name, read from the checkpoint topic

@@ -103,6 +103,24 @@ impl<O: Operator> PartitionTask<O> {
         }
     }
 
+    /// Records `from..to` (resume offset to log start) were deleted before
+    /// they were read: the operator marks what they belonged to
+    /// incomplete.
+    pub fn records_lost(&mut self, from: i64, to: i64) {
+        tracing::error!(
+            pipeline = %self.env.pipeline,
+            topic = %self.env.topic,
+            partition = self.partition,
+            from,
+            to,
+            lost = to - from,
+            "records were deleted (retention) before they were read: the windows they \
+             belonged to are emitted marked incomplete (header streamfold.complete: false)"
+        );
+        self.env.metrics.records_lost((to - from) as u64);
+        self.operator.records_lost();
+    }
+
     /// Restores the operator's state from `checkpoint` (the one the
     /// resume point names), before the task runs.
     ///

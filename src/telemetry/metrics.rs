@@ -44,6 +44,8 @@ pub struct Metrics {
     producer_queue: IntGaugeVec,
     backpressure: CounterVec,
     checkpoints: IntCounterVec,
+    incomplete_windows: IntCounterVec,
+    records_lost: IntCounterVec,
     checkpoint_bytes: HistogramVec,
     checkpoint_duration: HistogramVec,
     state_bytes: IntGaugeVec,
@@ -213,6 +215,18 @@ impl Metrics {
                 "streamfold_checkpoints_total",
                 "Checkpoints of window state, written or restored.",
                 &["pipeline", "event"],
+            ),
+            incomplete_windows: counter(
+                &r,
+                "streamfold_incomplete_windows_total",
+                "Window results emitted marked incomplete (streamfold.complete: false): records of them were deleted before they were read.",
+                P,
+            ),
+            records_lost: counter(
+                &r,
+                "streamfold_records_lost_total",
+                "Records deleted (by retention) between a partition's resume offset and its log start, never read.",
+                P,
             ),
             checkpoint_bytes: histogram(
                 &r,
@@ -600,6 +614,16 @@ impl PipelineMetrics {
             .state_bytes
             .with_label_values(&[&self.name, &partition.to_string()])
             .set(bytes as i64);
+    }
+
+    /// A window result was emitted marked incomplete.
+    pub fn incomplete_window(&self) {
+        self.m.incomplete_windows.with_label_values(&self.p()).inc();
+    }
+
+    /// `n` records were deleted before they were read.
+    pub fn records_lost(&self, n: u64) {
+        self.m.records_lost.with_label_values(&self.p()).inc_by(n);
     }
 
     /// A checkpoint of `partition` of `bytes` was restored.

@@ -5,6 +5,7 @@ streamfold writes, decoded with fastavro, against its own computation.
     python independent_client.py produce --bootstrap H:P --topic T --expect F
     python independent_client.py verify  --bootstrap H:P --topic T --expect F
     python independent_client.py committed --bootstrap H:P --topic T --group G --partitions N
+    python independent_client.py delete-records --bootstrap H:P --topic T --partitions N --before O
 
 Exits non-zero with a message naming the window when anything differs.
 """
@@ -153,19 +154,34 @@ def committed(args):
     print(json.dumps(out))
 
 
+def delete_records(args):
+    """Deletes the records before offset --before of each partition
+    (Kafka's DeleteRecords, as retention would)."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    parts = [TopicPartition(args.topic, p, args.before) for p in range(args.partitions)]
+    for tp, f in admin.delete_records(parts).items():
+        f.result()
+    print("deleted")
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["produce", "verify", "committed"])
+    p.add_argument("command", choices=["produce", "verify", "committed", "delete-records"])
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--topic", required=True)
     p.add_argument("--expect")
     p.add_argument("--group")
     p.add_argument("--partitions", type=int, default=1)
+    p.add_argument("--before", type=int, default=0)
     p.add_argument("--n", type=int, default=3000)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--timeout", type=float, default=60)
     args = p.parse_args()
-    {"produce": produce, "verify": verify, "committed": committed}[args.command](args)
+    commands = {"produce": produce, "verify": verify, "committed": committed, "delete-records": delete_records}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ pub struct Windowed {
     /// Largest event time seen in this partition (from the resumed commit
     /// on), advanced by the wall clock while the partition is idle.
     max_event_time: i64,
+    /// After records were lost: windows starting at or before this may
+    /// miss some (`Some(NO_TIME)` until the first batch after the loss).
+    incomplete_until: Option<i64>,
 }
 
 impl Windowed {
@@ -44,6 +47,7 @@ impl Windowed {
             dirty: BTreeSet::new(),
             last_update: HashMap::new(),
             max_event_time,
+            incomplete_until: None,
         }
     }
 
@@ -163,6 +167,9 @@ impl Windowed {
                 continue;
             }
             let window = self.encode(c.key, c.start, c.end, c.aggregates)?;
+            if !window.complete {
+                cx.metrics.incomplete_window();
+            }
             cx.final_result(window);
         }
         Ok(())
@@ -182,7 +189,12 @@ impl Windowed {
             values: aggregates.finish(&self.plan.aggregates),
         };
         let payload = self.plan.encoder.encode(&window)?;
-        Ok(EncodedWindow { window, payload })
+        let complete = self.incomplete_until.is_none_or(|t| start > t);
+        Ok(EncodedWindow {
+            window,
+            payload,
+            complete,
+        })
     }
 
     /// `emit = on-update`: writes the current value of every open window
@@ -244,6 +256,11 @@ impl Operator for Windowed {
     ) -> Result<(), OperatorError> {
         let before = self.max_event_time;
         let open_before = self.open_state();
+        if self.incomplete_until == Some(NO_TIME) {
+            // The first records after the loss: windows starting up to
+            // them may lack lost records (those open now among them).
+            self.incomplete_until = Some(before.max(batch.collected.max_event_time));
+        }
         batch.dead_letter_failures(before, cx);
         let (mut late, ok) = self.fold(&mut batch, before, cx)?;
         let metrics = cx.metrics;
@@ -301,6 +318,10 @@ impl Operator for Windowed {
     fn stop(&mut self, metrics: &PipelineMetrics) {
         let (windows, keys) = self.open_state();
         metrics.open_state(-(windows as i64), -(keys as i64));
+    }
+
+    fn records_lost(&mut self) {
+        self.incomplete_until = Some(NO_TIME);
     }
 
     fn save(&self) -> Option<Vec<u8>> {
