@@ -1,5 +1,6 @@
 //! What a checkpoint's state was built for: the settings that decide its
-//! shape (window, group key, event time, aggregates). A checkpoint of a
+//! shape (window, group key, event time, aggregates) and what it has
+//! closed (the allowed lateness sets the watermark it was closed up to). A checkpoint of a
 //! pipeline whose settings have changed since is refused, naming each
 //! change, unless the user asks to start that pipeline's state afresh.
 
@@ -32,6 +33,12 @@ impl Fingerprint {
                 (
                     "pipeline.event_time".into(),
                     json(serde_json::to_string(&pipeline.event_time)),
+                ),
+                (
+                    "pipeline.allowed_lateness".into(),
+                    json(serde_json::to_string(
+                        &humantime::format_duration(pipeline.allowed_lateness).to_string(),
+                    )),
                 ),
                 (
                     "pipeline.aggregates".into(),

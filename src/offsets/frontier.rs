@@ -15,6 +15,12 @@
 //! before E were already reflected in acknowledged output and are skipped,
 //! so a window is never emitted again from the part of its records that
 //! lies after O.
+//!
+//! With checkpoints ([`Frontier::with_checkpoints`]) the windows open at O
+//! are in the checkpoint of the state at O, so rule 2 gives way: the
+//! commit point is the newest checkpoint whose chunks, whose window results
+//! (those ending at or before the watermark it was taken at, which is its
+//! E) and whose earlier dead letters are all acknowledged.
 
 use std::collections::{BTreeMap, BTreeSet};
 

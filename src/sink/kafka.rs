@@ -253,6 +253,10 @@ impl Sink for KafkaSink {
     fn in_flight(&self) -> usize {
         self.producer.in_flight_count() as usize
     }
+
+    fn max_record_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
 }
 
 /// The message of a fitted dead letter.

@@ -104,4 +104,9 @@ pub trait Sink: Send + Sync {
 
     /// Records handed over and not yet reported.
     fn in_flight(&self) -> usize;
+
+    /// The largest record it writes (checkpoints are cut to fit).
+    fn max_record_bytes(&self) -> usize {
+        usize::MAX
+    }
 }

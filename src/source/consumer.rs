@@ -32,6 +32,9 @@ struct Resume {
     point: Option<CommitPoint>,
     /// The checkpoint it names, read back.
     checkpoint: Option<Checkpoint>,
+    /// The checkpoint it names is not restored (checkpoints off, or
+    /// `state.on_plan_change = "start-afresh"`).
+    state_dropped: bool,
     /// Records deleted between it and the log start: (from, to).
     lost: Option<(i64, i64)>,
 }
@@ -314,9 +317,18 @@ impl SourceContext {
         let mut feeds = self.feeds();
         for p in partitions {
             let resume = resumes.get(&p).copied();
-            let checkpoint = checkpoints.remove(&p);
-            if let Some(point) = resume
-                && let Err(e) = tpl.set_partition_offset(&topic, p, Offset::Offset(point.offset))
+            let named = checkpoints.remove(&p);
+            let state_dropped = matches!(named, Some(None));
+            let checkpoint = named.flatten();
+            // Records deleted before they were read: start at the log
+            // start, whatever `auto_offset_reset` says.
+            let start = match (resume, lost.get(&p)) {
+                (_, Some(&(_, low))) => Some(low),
+                (Some(point), None) => Some(point.offset),
+                (None, None) => None,
+            };
+            if let Some(offset) = start
+                && let Err(e) = tpl.set_partition_offset(&topic, p, Offset::Offset(offset))
             {
                 tracing::warn!(partition = p, error = %e, "cannot set the start offset");
             }
@@ -335,6 +347,7 @@ impl SourceContext {
                     let from = Resume {
                         point: resume,
                         checkpoint,
+                        state_dropped,
                         lost: lost.get(&p).copied(),
                     };
                     self.spawn(p, Windowed::new(plan, met), from, rx, drain_rx)
@@ -343,6 +356,7 @@ impl SourceContext {
                     let from = Resume {
                         point: resume,
                         checkpoint: None,
+                        state_dropped: false,
                         lost: lost.get(&p).copied(),
                     };
                     self.spawn(p, Repartition::new(plan), from, rx, drain_rx)
@@ -389,6 +403,9 @@ impl SourceContext {
         let mut task = PartitionTask::new(p, Arc::clone(&self.shared.env), operator, from.point);
         if let Some((lost_from, lost_to)) = from.lost {
             task.records_lost(lost_from, lost_to);
+        }
+        if from.state_dropped {
+            task.state_dropped();
         }
         if let Some(c) = &from.checkpoint
             && let Err(source) = task.restore(c)
@@ -451,21 +468,38 @@ impl SourceContext {
     }
 
     /// The checkpoints `resumes` name, read from the checkpoint topic
-    /// (waiting out broker outages). `None` when the pipeline failed (a
-    /// checkpoint that cannot be restored) or is stopping.
+    /// (waiting out broker outages): `Some` restored, `None` for a
+    /// partition whose checkpoint is not restored (checkpoints off, or
+    /// `start-afresh`). `None` when the pipeline failed (a checkpoint that
+    /// cannot be restored) or is stopping.
     fn read_checkpoints(
         &self,
         topic: &str,
         partitions: &[i32],
         resumes: &HashMap<i32, CommitPoint>,
-    ) -> Option<HashMap<i32, Checkpoint>> {
+    ) -> Option<HashMap<i32, Option<Checkpoint>>> {
         let mut out = HashMap::new();
-        let Some(ckpt) = &self.checkpoints else {
-            return Some(out);
-        };
         if self.shared.stage != Stage::Aggregate {
             return Some(out);
         }
+        let Some(ckpt) = &self.checkpoints else {
+            // The commit names a checkpoint, but checkpoints are off: the
+            // state it holds is not read.
+            for (&p, resume) in resumes {
+                if let Some(seq) = resume.checkpoint {
+                    tracing::warn!(
+                        partition = p,
+                        offset = resume.offset,
+                        seq,
+                        "the committed offset names a checkpoint, and state.checkpoints is \
+                         false: windows open there are emitted from their records after it, \
+                         marked incomplete"
+                    );
+                    out.insert(p, None);
+                }
+            }
+            return Some(out);
+        };
         let read = crate::retry::blocking(
             "reading checkpoints",
             super::resume::StateError::transient,
@@ -489,7 +523,10 @@ impl SourceContext {
             };
             match ckpt.pick(&found, topic, p, resume) {
                 Ok(Some(c)) => {
-                    out.insert(p, c);
+                    out.insert(p, Some(c));
+                }
+                Ok(None) if resume.checkpoint.is_some() => {
+                    out.insert(p, None);
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -618,7 +655,11 @@ impl SourceContext {
     /// nobody, and the outcome is what marks a point committed and what
     /// the metrics count. One round trip per `commit.interval`.
     pub(crate) fn commit(&self, consumer: &SourceConsumer, only: Option<&[i32]>) {
-        let points = self.shared.env.board.uncommitted(only);
+        let mut points = self.shared.env.board.uncommitted(only);
+        // A task that outlived its partition's revocation may still
+        // publish: never commit for a partition this member does not own.
+        let owned = self.owned();
+        points.retain(|(p, _)| owned.contains(p));
         if points.is_empty() {
             return;
         }

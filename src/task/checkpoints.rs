@@ -16,7 +16,8 @@ use crate::operator::Operator;
 use crate::sink::{Tag, Undelivered};
 
 /// Largest chunk of a checkpoint: well below any broker's record size
-/// (Kafka's default `max.message.bytes` is 1 MiB).
+/// (Kafka's default `max.message.bytes` is 1 MiB), and below the
+/// producer's `message.max.bytes`.
 const CHUNK_BYTES: usize = 256 * 1024;
 
 /// How soon to look again when the last checkpoint is not committed yet.
@@ -147,7 +148,10 @@ impl<O: Operator> PartitionTask<O> {
             state,
         }
         .encode();
-        let chunks = checkpoint::split(&settings.scope, self.partition, seq, &bytes, CHUNK_BYTES);
+        // Room for the key and the record's overhead below the producer's
+        // largest message.
+        let chunk_bytes = CHUNK_BYTES.min(env.sink.max_record_bytes().saturating_sub(4096));
+        let chunks = checkpoint::split(&settings.scope, self.partition, seq, &bytes, chunk_bytes);
         self.frontier
             .checkpoint_written(point, attempt, chunks.len() as u32);
         let partition = self.partition;

@@ -20,7 +20,7 @@ use super::letters::Letter;
 use super::{Env, PartitionError};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::offsets::{CommitPoint, Frontier};
-use crate::operator::{Context, Operator, Step};
+use crate::operator::{Context, Operator, OperatorError, Step};
 use crate::record::{RawRecord, Stage};
 use crate::sink::{Acks, Origin, Output, Report, SendError, Tag, WindowSpan};
 use crate::telemetry::{Outcome, Produced};
@@ -118,6 +118,12 @@ impl<O: Operator> PartitionTask<O> {
              belonged to are emitted marked incomplete (header streamfold.complete: false)"
         );
         self.env.metrics.records_lost((to - from) as u64);
+        self.operator.records_lost();
+    }
+
+    /// The checkpoint of the resume point is not restored: the operator
+    /// starts empty there, and marks what was open then incomplete.
+    pub fn state_dropped(&mut self) {
         self.operator.records_lost();
     }
 
@@ -263,19 +269,27 @@ impl<O: Operator> PartitionTask<O> {
             Ok(Err(message)) => return Err(panicked(message)),
             Err(_) => return Err(panicked("its result never came back".into())),
         };
+        self.position = last + 1;
+        self.fold(|op, cx| op.on_batch(batch, cx)).await
+    }
+
+    /// Runs `f` on the operator with a context over this task's frontier
+    /// and outputs, moves the frontier to the task's position and the
+    /// operator's event time, and writes what the operator said.
+    async fn fold(
+        &mut self,
+        f: impl FnOnce(&mut O, &mut Context<'_>) -> Result<(), OperatorError>,
+    ) -> Result<(), PartitionError> {
         let mut cx = Context::new(
             self.partition,
             &mut self.frontier,
             &self.env.metrics,
             &mut self.outputs,
         );
-        self.operator
-            .on_batch(batch, &mut cx)
-            .map_err(|source| PartitionError::Operator {
-                partition: self.partition,
-                source,
-            })?;
-        self.position = last + 1;
+        f(&mut self.operator, &mut cx).map_err(|source| PartitionError::Operator {
+            partition: self.partition,
+            source,
+        })?;
         self.frontier
             .advance(self.position, self.operator.event_time());
         self.write_outputs().await
@@ -284,21 +298,7 @@ impl<O: Operator> PartitionTask<O> {
     /// No record arrived for `idle_timeout`: the operator may move event
     /// time on with the wall clock.
     async fn on_idle(&mut self, idle: Duration) -> Result<(), PartitionError> {
-        let mut cx = Context::new(
-            self.partition,
-            &mut self.frontier,
-            &self.env.metrics,
-            &mut self.outputs,
-        );
-        self.operator
-            .on_idle(idle, &mut cx)
-            .map_err(|source| PartitionError::Operator {
-                partition: self.partition,
-                source,
-            })?;
-        self.frontier
-            .advance(self.position, self.operator.event_time());
-        self.write_outputs().await
+        self.fold(|op, cx| op.on_idle(idle, cx)).await
     }
 
     /// Hands what the operator wrote to the sink, in order.
@@ -471,13 +471,18 @@ impl<O: Operator> PartitionTask<O> {
         }
     }
 
-    /// Finishes batches already on the pool, writes a last checkpoint,
-    /// waits for acknowledgements until the deadline, and publishes the
-    /// final commit point.
+    /// Finishes batches already on the pool, waits for acknowledgements
+    /// until the deadline, and publishes the final commit point. With
+    /// checkpoints that is the newest checkpoint whose outputs are
+    /// acknowledged; a last one is written first only when the previous
+    /// one is committed already (its slot must not be overwritten before).
     async fn drain(&mut self, req: DrainRequest) -> Result<(), PartitionError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(req.deadline);
-        if self.settle(deadline).await? && self.checkpoint_allowed() {
+        let settled = self.settle(deadline).await?;
+        // A checkpoint whose outputs are all acknowledged is the point now.
+        self.publish();
+        if settled && self.checkpoint_allowed() {
             self.write_checkpoint().await?;
             self.settle(deadline).await?;
         }

@@ -219,7 +219,10 @@ impl Setup {
         let output = format!("stats-{tag}");
         let dlq = format!("dlq-{tag}");
         broker.create_topic(&input, partitions).unwrap();
-        broker.create_topic(&output, 2).unwrap();
+        // librdkafka's mock cluster keeps at most 5 MiB per partition and
+        // drops the oldest batches beyond it: the sliding-window crash test
+        // writes about that much, so the output is spread over four.
+        broker.create_topic(&output, 4).unwrap();
         broker.create_topic(&dlq, 1).unwrap();
         if let Broker::Embedded(_) = &broker {
             // A `streamfold run` child cannot create topics on the

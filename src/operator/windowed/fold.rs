@@ -18,6 +18,14 @@ use crate::sink::EncodedWindow;
 use crate::telemetry::{Outcome, PipelineMetrics};
 use crate::window::{NO_TIME, OpenWindows, SavedWindows, format_millis};
 
+/// What a checkpoint holds of the aggregation.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct WindowedState {
+    windows: SavedWindows,
+    /// Records were lost before it: see [`Windowed`].
+    incomplete_until: Option<i64>,
+}
+
 /// Keyed, windowed aggregation of one partition.
 pub struct Windowed {
     plan: Arc<Plan>,
@@ -189,7 +197,12 @@ impl Windowed {
             values: aggregates.finish(&self.plan.aggregates),
         };
         let payload = self.plan.encoder.encode(&window)?;
-        let complete = self.incomplete_until.is_none_or(|t| start > t);
+        let complete = match self.incomplete_until {
+            None => true,
+            // Lost before any record was read again: all of it.
+            Some(NO_TIME) => false,
+            Some(t) => start > t,
+        };
         Ok(EncodedWindow {
             window,
             payload,
@@ -325,19 +338,21 @@ impl Operator for Windowed {
     }
 
     fn save(&self) -> Option<Vec<u8>> {
-        Some(
-            postcard::to_allocvec(&self.windows.save())
-                .expect("window state serialises into memory"),
-        )
+        let state = WindowedState {
+            windows: self.windows.save(),
+            incomplete_until: self.incomplete_until,
+        };
+        Some(postcard::to_allocvec(&state).expect("window state serialises into memory"))
     }
 
     fn restore(&mut self, state: &[u8], metrics: &PipelineMetrics) -> Result<(), CheckpointError> {
-        let saved: SavedWindows =
+        let saved: WindowedState =
             postcard::from_bytes(state).map_err(|e| CheckpointError::Corrupt {
                 reason: format!("its windows: {e}"),
             })?;
         let before = self.open_state();
-        self.windows.restore(saved)?;
+        self.windows.restore(saved.windows)?;
+        self.incomplete_until = saved.incomplete_until;
         let (windows, keys) = self.open_state();
         metrics.open_state(
             windows as i64 - before.0 as i64,
