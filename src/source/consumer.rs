@@ -401,12 +401,6 @@ impl SourceContext {
         drain: oneshot::Receiver<DrainRequest>,
     ) -> bool {
         let mut task = PartitionTask::new(p, Arc::clone(&self.shared.env), operator, from.point);
-        if let Some((lost_from, lost_to)) = from.lost {
-            task.records_lost(lost_from, lost_to);
-        }
-        if from.state_dropped {
-            task.state_dropped();
-        }
         if let Some(c) = &from.checkpoint
             && let Err(source) = task.restore(c)
         {
@@ -421,6 +415,13 @@ impl SourceContext {
                     source,
                 }));
             return false;
+        }
+        // After the restore: what was lost marks what it restored.
+        if let Some((lost_from, lost_to)) = from.lost {
+            task.records_lost(lost_from, lost_to);
+        }
+        if from.state_dropped {
+            task.state_dropped();
         }
         let shared = Arc::clone(&self.shared);
         let run = async move {

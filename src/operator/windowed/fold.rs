@@ -352,7 +352,8 @@ impl Operator for Windowed {
             })?;
         let before = self.open_state();
         self.windows.restore(saved.windows)?;
-        self.incomplete_until = saved.incomplete_until;
+        // Records lost since the checkpoint (a mark already set) win.
+        self.incomplete_until = self.incomplete_until.or(saved.incomplete_until);
         let (windows, keys) = self.open_state();
         metrics.open_state(
             windows as i64 - before.0 as i64,
