@@ -87,7 +87,14 @@ fn dashboard_has_a_datasource_variable_units_descriptions_and_rate_intervals() {
         .collect();
     assert_eq!(
         rows,
-        ["Overview", "Consumer", "Processing", "Output", "Runtime"]
+        [
+            "Overview",
+            "Consumer",
+            "Processing",
+            "Output",
+            "Runtime",
+            "State"
+        ]
     );
     for p in d["panels"].as_array().unwrap() {
         if p["type"] == "row" {
