@@ -162,9 +162,16 @@ impl<O: Operator> PartitionTask<O> {
             loop {
                 let can_take = self.in_flight.len() < self.env.max_in_flight
                     && self.pending < self.env.max_pending_outputs;
-                let checkpoint_due = self.checkpoint_due();
                 if !self.resend.is_empty() {
                     self.resend_letters().await?;
+                }
+                // A due checkpoint is taken here, ahead of every branch
+                // below: under sustained input some branch is always ready,
+                // and checkpoints (so commits) must not wait for a lull.
+                let mut checkpoint_due = self.checkpoint_due();
+                if self.checkpoints.is_some() && tokio::time::Instant::now() >= checkpoint_due {
+                    self.on_checkpoint_due().await?;
+                    checkpoint_due = self.checkpoint_due();
                 }
                 tokio::select! {
                     // Completions first: they release memory and producer
