@@ -20,22 +20,39 @@ const PARTITIONS: i32 = 4;
 
 /// Each partition's (committed offset, log end) for `group`, from the
 /// independent client (-1 when nothing is committed).
-fn committed_and_ends(setup: &Setup, group: &str, partitions: i32) -> Vec<(i64, i64)> {
+/// Runs the independent client's `command` on the input topic of `setup`
+/// with `args`; its standard output.
+fn independent_client(setup: &Setup, command: &str, args: &[&str]) -> Vec<u8> {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/independent_client.py");
     let out = Command::new(test_python())
         .arg(script)
-        .args(["committed", "--bootstrap", &setup.servers(), "--topic"])
-        .arg(&setup.input)
-        .args(["--group", group, "--partitions", &partitions.to_string()])
+        .args([
+            command,
+            "--bootstrap",
+            &setup.servers(),
+            "--topic",
+            &setup.input,
+        ])
+        .args(args)
         .output()
         .expect("running the independent client");
     assert!(
         out.status.success(),
-        "independent client: {}",
+        "independent client {command}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    out.stdout
+}
+
+fn committed_and_ends(setup: &Setup, group: &str, partitions: i32) -> Vec<(i64, i64)> {
+    let partitions_arg = partitions.to_string();
+    let out = independent_client(
+        setup,
+        "committed",
+        &["--group", group, "--partitions", &partitions_arg],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     (0..partitions)
         .map(|p| {
             let e = &v[p.to_string()];
@@ -197,16 +214,7 @@ fn hour_windows_restart_from_checkpoints_and_commits_reach_the_log_end() {
     );
     assert!(expected.windows.len() > 100, "{}", expected.windows.len());
     let mut child = start(&setup, &config, runs);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut rows = Vec::new();
-    while Instant::now() < deadline {
-        rows = windows(&setup, usize::MAX, Duration::from_secs(1));
-        let distinct: std::collections::BTreeSet<_> =
-            rows.iter().map(|r| (r.key.clone(), r.start)).collect();
-        if expected.windows.keys().all(|k| distinct.contains(k)) {
-            break;
-        }
-    }
+    let rows = windows_covering(&setup, &expected, Duration::from_secs(90));
     let exit = child.terminate();
     assert!(exit.success(), "SIGTERM exit: {exit:?}\n{}", logs(&setup));
     let repeated = assert_complete(&rows, &expected, || logs(&setup));
@@ -383,19 +391,10 @@ async fn records_deleted_before_they_were_read_mark_their_windows_incomplete() {
     // The rest arrives, and half of the second minute is deleted (as
     // retention would) before the pipeline reads it.
     publish(&setup.servers(), &setup.input, &events[600..]);
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/independent_client.py");
-    let out = Command::new(test_python())
-        .arg(script)
-        .args(["delete-records", "--bootstrap", &setup.servers(), "--topic"])
-        .arg(&setup.input)
-        .args(["--partitions", "1", "--before", "900"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    independent_client(
+        &setup,
+        "delete-records",
+        &["--partitions", "1", "--before", "900"],
     );
     let mut closer = PaymentGenerator::new(options.clone()).next().unwrap();
     closer.event_time = options.start_ms + 2_400 * options.step_ms + 3_600_000;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use streamfold::config::WindowConfig;
@@ -151,16 +151,7 @@ fn run_crashes(setup: &Setup, window: WindowConfig, bursty: bool, expect: impl E
     assert!(expected.windows.len() > 30);
 
     let mut child = start(setup, &config, phases);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut rows = Vec::new();
-    while Instant::now() < deadline {
-        rows = windows(setup, usize::MAX, Duration::from_secs(1));
-        let distinct: std::collections::BTreeSet<_> =
-            rows.iter().map(|r| (r.key.clone(), r.start)).collect();
-        if expected.windows.keys().all(|k| distinct.contains(k)) {
-            break;
-        }
-    }
+    let rows = windows_covering(setup, &expected, Duration::from_secs(90));
     // A graceful stop drains and commits, and exits cleanly.
     let exit = child.terminate();
     assert!(exit.success(), "SIGTERM exit: {exit:?}\n{}", logs(setup));

@@ -110,16 +110,7 @@ fn scale_out(strategy: AssignmentStrategy) {
 
     let expected = expected(&events, &offsets, 5_000, |p| p.merchant_id.clone());
     assert!(expected.windows.len() > 100);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut rows = Vec::new();
-    while Instant::now() < deadline {
-        rows = windows(&setup, usize::MAX, Duration::from_secs(1));
-        let distinct: std::collections::BTreeSet<_> =
-            rows.iter().map(|r| (r.key.clone(), r.start)).collect();
-        if expected.windows.keys().all(|k| distinct.contains(k)) {
-            break;
-        }
-    }
+    let rows = windows_covering(&setup, &expected, Duration::from_secs(90));
     terminate(&mut a);
     let status = a.wait().unwrap();
     assert!(

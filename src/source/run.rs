@@ -331,6 +331,23 @@ async fn ensure_topic(
     Ok(partitions)
 }
 
+/// A consumer that reads a topic of streamfold's own (resume state,
+/// checkpoints) by assignment, in group `<group_id>.<suffix>` (never
+/// joined), with short fetch waits.
+fn topic_reader(
+    config: &Config,
+    suffix: &str,
+    client: &'static str,
+) -> Result<rdkafka::consumer::BaseConsumer, RunError> {
+    let mut reader_config = config.clone();
+    reader_config.kafka.group_id = format!("{}.{suffix}", config.kafka.group_id);
+    reader_config
+        .consumer_config()?
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .map_err(client_error(config, client))
+}
+
 /// The checkpoint topic of the aggregate stage, created (compacted) if
 /// missing, and a reader of it; `None` with `state.checkpoints = false`.
 async fn checkpoint_topic(
@@ -356,13 +373,7 @@ async fn checkpoint_topic(
         shutdown,
     )
     .await?;
-    let mut reader_config = config.clone();
-    reader_config.kafka.group_id = format!("{}.checkpoint-reader", config.kafka.group_id);
-    let reader = reader_config
-        .consumer_config()?
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .map_err(client_error(config, "checkpoint reader"))?;
+    let reader = topic_reader(config, "checkpoint-reader", "checkpoint reader")?;
     tracing::info!(
         topic = %name,
         interval = %humantime::format_duration(config.state.checkpoint_interval),
@@ -425,13 +436,7 @@ async fn state_topic(
         .producer_config()?
         .create()
         .map_err(client_error(config, "state producer"))?;
-    let mut reader_config = config.clone();
-    reader_config.kafka.group_id = format!("{}.resume-reader", config.kafka.group_id);
-    let reader = reader_config
-        .consumer_config()?
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .map_err(client_error(config, "state reader"))?;
+    let reader = topic_reader(config, "resume-reader", "state reader")?;
     tracing::info!(
         topic = %name,
         mode = ?config.commit.resume_state,

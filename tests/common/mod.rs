@@ -997,6 +997,22 @@ pub fn windows(setup: &Setup, at_least: usize, wait: Duration) -> Vec<WindowRow>
     .collect()
 }
 
+/// The output read from the start, again and again until it holds every
+/// window of `expected` or `wait` passes; the last read.
+pub fn windows_covering(setup: &Setup, expected: &Expected, wait: Duration) -> Vec<WindowRow> {
+    let deadline = Instant::now() + wait;
+    let mut rows = Vec::new();
+    while Instant::now() < deadline {
+        rows = windows(setup, usize::MAX, Duration::from_secs(1));
+        let distinct: std::collections::BTreeSet<_> =
+            rows.iter().map(|r| (r.key.clone(), r.start)).collect();
+        if expected.windows.keys().all(|k| distinct.contains(k)) {
+            break;
+        }
+    }
+    rows
+}
+
 pub fn logs(setup: &Setup) -> String {
     let mut out = String::new();
     for run in 0..10 {
