@@ -9,6 +9,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# /dev/null must be the null device: cargo gives rustc its standard input
+# from it (`rustc -` when it asks the compiler about the target), so a regular
+# file there, filled by any `>/dev/null`, reaches the compiler as source.
+# Some machines have had a plain file there; make it the device again.
+null_device() {
+    [ -c /dev/null ] && return 0
+    echo "test.sh: /dev/null is not a character device; recreating it" >&2
+    rm -f /dev/null && mknod -m 666 /dev/null c 1 3 && return 0
+    echo "test.sh: could not recreate /dev/null (needs root and CAP_MKNOD); emptying it instead" >&2
+    : >/dev/null
+}
+null_device
+
 # The habits every commit keeps: formatted, and clippy-clean with warnings
 # as errors (the [lints] table in Cargo.toml adds to clippy's defaults).
 cargo fmt --all -- --check
@@ -52,6 +65,7 @@ if [ ! -x "$tools/usr/bin/prometheus" ]; then
     dpkg -x "$tools"/prometheus_*.deb "$tools"
 fi
 
+null_device
 cargo clippy --locked --all-targets --features nexmark -- -D warnings
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -71,4 +85,5 @@ done
 export STREAMFOLD_TEST_BROKER="127.0.0.1:$port"
 export STREAMFOLD_TEST_PYTHON="$PWD/$venv/bin/python"
 export STREAMFOLD_TEST_PROMETHEUS="$tools/usr/bin"
+null_device
 cargo test --locked --features nexmark
