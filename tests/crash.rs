@@ -6,11 +6,15 @@
 
 mod common;
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use common::*;
-use streamfold::config::WindowConfig;
-use streamfold::generate::{GeneratorOptions, PaymentGenerator};
+use streamfold::codec::Decoder;
+use streamfold::config::{Format, WindowConfig};
+use streamfold::generate::{GeneratorOptions, Payment, PaymentGenerator};
+use streamfold::pipeline::Plan;
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -80,7 +84,9 @@ fn crash_and_restart(window: WindowConfig, bursty: bool, expect: impl Expect) {
     run_crashes(&Setup::new(4), window, bursty, expect);
 }
 
-fn run_crashes(setup: &Setup, window: WindowConfig, bursty: bool, expect: impl Expect) {
+/// The crash tests' pipeline: `window`, small batches, commits and
+/// checkpoints every 500 ms.
+fn crash_config(setup: &Setup, window: WindowConfig) -> PathBuf {
     let config = setup.write_config("5s", "[batch]\nmax_records = 100\nmax_wait = \"10ms\"\n");
     edit_config(&config, |c| {
         c.pipeline.window = window;
@@ -88,6 +94,25 @@ fn run_crashes(setup: &Setup, window: WindowConfig, bursty: bool, expect: impl E
         c.commit.interval = Duration::from_millis(500);
         c.state.checkpoint_interval = Duration::from_millis(500);
     });
+    config
+}
+
+const PHASES: usize = 4;
+
+/// Events as published, and their (partition, offset).
+type Published = (Vec<(i32, Event)>, Vec<(i32, i64)>);
+
+/// Publishes 24,000 generated payments (late ones among them; in bursty
+/// streams each merchant idles now and then) over four partitions in
+/// [`PHASES`] parts, starting `streamfold run` after each and killing it
+/// with SIGKILL mid-stream; then one record per partition that closes
+/// every window. Returns the events and their (partition, offset).
+fn publish_with_kills(
+    setup: &Setup,
+    config: &Path,
+    bursty: bool,
+    change: impl Fn(&mut Payment),
+) -> Published {
     let options = GeneratorOptions {
         seed: 11,
         merchants: 8,
@@ -100,14 +125,15 @@ fn run_crashes(setup: &Setup, window: WindowConfig, bursty: bool, expect: impl E
     let n = 24_000;
     // In bursty streams each merchant is idle now and then, on its own
     // schedule, long enough for its sessions to end while the others go on.
-    let idle = |p: &streamfold::generate::Payment, m: i64| {
+    let idle = |p: &Payment, m: i64| {
         let period = 20_000 + 7_000 * m;
         bursty && (p.event_time - options.start_ms).div_euclid(period) % 3 == 2
     };
     let payments: Vec<(i32, Event)> = PaymentGenerator::new(options.clone())
         .take(n)
-        .filter_map(|p| {
-            let m: i32 = p.merchant_id.trim_start_matches("m-").parse().unwrap();
+        .filter_map(|mut p| {
+            change(&mut p);
+            let m = merchant(&p);
             (!idle(&p, i64::from(m))).then_some((m % 4, Event::Payment(p)))
         })
         .collect();
@@ -122,15 +148,17 @@ fn run_crashes(setup: &Setup, window: WindowConfig, bursty: bool, expect: impl E
 
     let mut events = Vec::new();
     let mut offsets = Vec::new();
-    let phases = 4;
+    let records = || read_until(&setup.servers(), &setup.output, secs(1), |_| false).len();
     let mut seen = 0;
-    for (phase, chunk) in payments.chunks(n / phases).enumerate() {
+    for (phase, chunk) in payments.chunks(n / PHASES).enumerate() {
         offsets.extend(publish(&setup.servers(), &setup.input, chunk));
         events.extend_from_slice(chunk);
-        let mut child = start(setup, &config, phase);
+        let mut child = start(setup, config, phase);
         // Kill as soon as this run has written something new: mid-stream,
         // with batches in flight, windows open and commits pending.
-        let now = windows(setup, seen + 1, Duration::from_secs(45));
+        let now = read_until(&setup.servers(), &setup.output, secs(45), |r| {
+            r.len() > seen
+        });
         assert!(
             now.len() > seen,
             "run {phase} produced nothing within 45s\n{}",
@@ -142,21 +170,17 @@ fn run_crashes(setup: &Setup, window: WindowConfig, bursty: bool, expect: impl E
         std::thread::sleep(Duration::from_millis(fastrand::u64(0..1_200)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        seen = windows(setup, usize::MAX, Duration::from_millis(500)).len();
+        seen = records();
     }
     offsets.extend(publish(&setup.servers(), &setup.input, &closers));
     events.extend(closers);
+    (events, offsets)
+}
 
-    let expected = expect(&events, &offsets);
-    assert!(expected.windows.len() > 30);
-
-    let mut child = start(setup, &config, phases);
-    let rows = windows_covering(setup, &expected, Duration::from_secs(90));
-    // A graceful stop drains and commits, and exits cleanly.
-    let exit = child.terminate();
-    assert!(exit.success(), "SIGTERM exit: {exit:?}\n{}", logs(setup));
-    // Restarts resumed from commits carrying the event-time state.
-    let last_run = std::fs::read_to_string(setup.dir.join(format!("run-{phases}.log"))).unwrap();
+/// Checks the last run's log: it resumed from commits, and not all of
+/// them at offset 0.
+fn assert_resumed(setup: &Setup) {
+    let last_run = std::fs::read_to_string(setup.dir.join(format!("run-{PHASES}.log"))).unwrap();
     assert!(
         last_run.contains("resume=Some(CommitPoint"),
         "the last run resumed from no commit:\n{last_run}"
@@ -170,12 +194,86 @@ fn run_crashes(setup: &Setup, window: WindowConfig, bursty: bool, expect: impl E
             < 4,
         "commits never advanced:\n{last_run}"
     );
+}
+
+fn run_crashes(setup: &Setup, window: WindowConfig, bursty: bool, expect: impl Expect) {
+    let config = crash_config(setup, window);
+    let (events, offsets) = publish_with_kills(setup, &config, bursty, |_| {});
+    let expected = expect(&events, &offsets);
+    assert!(expected.windows.len() > 30);
+
+    let mut child = start(setup, &config, PHASES);
+    let rows = windows_covering(setup, &expected, Duration::from_secs(90));
+    // A graceful stop drains and commits, and exits cleanly.
+    let exit = child.terminate();
+    assert!(exit.success(), "SIGTERM exit: {exit:?}\n{}", logs(setup));
+    assert_resumed(setup);
 
     let repeated = assert_complete(&rows, &expected, || logs(setup));
     eprintln!(
         "{} windows, {} emitted more than once (identical), across {} runs",
         expected.windows.len(),
         repeated,
-        phases + 1
+        PHASES + 1
+    );
+}
+
+/// Sketches (HyperLogLog, quantiles, top-k) and exact count-distinct
+/// restored from checkpoints after SIGKILLs: every window present, every
+/// repeat byte-identical to its first emission, every value as an
+/// independent computation says.
+#[test]
+fn sigkill_mid_stream_with_sketches_repeats_them_byte_for_byte() {
+    let setup = Setup::new(4);
+    let config = crash_config(&setup, WindowConfig::Tumbling { size: secs(60) });
+    edit_config(&config, |c| c.pipeline.aggregates = sketches());
+    let (events, offsets) = publish_with_kills(&setup, &config, false, vary_country);
+    let expected = fixed(60_000, 60_000)(&events, &offsets);
+    assert!(expected.members.len() > 30);
+
+    // The output schema, from a copy of the config that needs no
+    // pseudonym key to load.
+    let copy = setup.dir.join("schema-only.toml");
+    std::fs::copy(&config, &copy).unwrap();
+    without_pseudonymise(&copy);
+    let loaded = streamfold::config::load(&copy).unwrap();
+    let schema = Plan::build(&loaded, Vec::new()).unwrap().output_schema();
+    let decoder = Decoder::new(schema, Format::Avro);
+    let mut child = start(&setup, &config, PHASES);
+    let deadline = Instant::now() + secs(90);
+    let mut emitted: BTreeMap<(String, i64), Vec<Vec<u8>>> = BTreeMap::new();
+    while Instant::now() < deadline && !expected.members.keys().all(|k| emitted.contains_key(k)) {
+        emitted.clear();
+        for r in read_until(&setup.servers(), &setup.output, secs(1), |_| false) {
+            let (window, _) = decode_fields(&decoder, &r.payload);
+            emitted.entry(window).or_default().push(r.payload);
+        }
+    }
+    let exit = child.terminate();
+    assert!(exit.success(), "SIGTERM exit: {exit:?}\n{}", logs(&setup));
+    assert_resumed(&setup);
+
+    assert_eq!(
+        emitted.keys().collect::<Vec<_>>(),
+        expected.members.keys().collect::<Vec<_>>(),
+        "windows lost or unexpected\n{}",
+        logs(&setup)
+    );
+    let mut repeated = 0;
+    let mut hll_worst: f64 = 0.0;
+    for (k, payloads) in &emitted {
+        assert!(
+            payloads.iter().all(|p| p == &payloads[0]),
+            "window {k:?} emitted {} times, not all identical",
+            payloads.len()
+        );
+        repeated += payloads.len() - 1;
+        let (_, fields) = decode_fields(&decoder, &payloads[0]);
+        hll_worst = hll_worst.max(check_sketches(k, &fields, &expected.members[k]));
+    }
+    assert!(hll_worst < 0.03, "worst HyperLogLog error {hll_worst}");
+    eprintln!(
+        "{} windows, {repeated} emitted more than once (byte-identical)",
+        emitted.len()
     );
 }

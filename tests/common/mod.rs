@@ -1108,3 +1108,151 @@ pub fn assert_exactly(read: &[Read], expected: &Expected) {
         );
     }
 }
+
+/// Every aggregation that is more than a number: first and last, exact and
+/// HyperLogLog count-distinct, quantiles and top-k.
+const SKETCHES: &str = r#"aggregates = [
+  { fn = "count" },
+  { fn = "first", field = "payment_id" },
+  { fn = "last", field = "event_time", name = "last_time" },
+  { fn = "count-distinct", field = "currency", exact = true, name = "currencies" },
+  { fn = "count-distinct", field = "card_id", precision = 14, name = "cards" },
+  { fn = "quantiles", field = "amount_eur", quantiles = [0.5, 0.9, 0.99], relative_error = 0.01, name = "amount" },
+  { fn = "top-k", field = "country", k = 3, name = "top_countries" },
+]"#;
+
+/// The aggregates that [`check_sketches`] checks, for a pipeline config.
+pub fn sketches() -> Vec<streamfold::config::AggregateConfig> {
+    #[derive(serde::Deserialize)]
+    struct Aggregates {
+        aggregates: Vec<streamfold::config::AggregateConfig>,
+    }
+    let Aggregates { aggregates } = toml::from_str(SKETCHES).unwrap();
+    aggregates
+}
+
+/// Gives a generated payment a country that varies independently of its
+/// currency, so that top-k has something to rank.
+pub fn vary_country(p: &mut Payment) {
+    p.country = ["DE", "FR", "US", "JP", "SE"][p.amount as usize % 5].to_string();
+}
+
+/// One output record decoded with `decoder`'s schema: its (key, window
+/// start) and its fields by name.
+pub fn decode_fields(
+    decoder: &streamfold::codec::Decoder,
+    payload: &[u8],
+) -> ((String, i64), Vec<(String, Value)>) {
+    let rec = decoder.batch().unwrap().decode(Some(payload)).unwrap();
+    let names = decoder.schema().fields.iter().map(|f| f.name.clone());
+    let fields: Vec<(String, Value)> = names.zip(rec.values).collect();
+    let Value::String(key) = field(&fields, "key").clone() else {
+        panic!("key")
+    };
+    let Value::TimestampMillis(start) = field(&fields, "window_start").clone() else {
+        panic!("window_start")
+    };
+    ((key, start), fields)
+}
+
+/// The value of field `name` of a decoded record.
+pub fn field<'a>(fields: &'a [(String, Value)], name: &str) -> &'a Value {
+    &fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no field {name}"))
+        .1
+}
+
+/// The `k` most frequent countries of a window's members, by count, then
+/// name.
+fn top_countries(members: &[(Payment, i64)], k: usize) -> Vec<(String, i64)> {
+    let mut counts: HashMap<&str, i64> = HashMap::new();
+    for (p, _) in members {
+        *counts.entry(&p.country).or_default() += 1;
+    }
+    let mut v: Vec<(String, i64)> = counts
+        .into_iter()
+        .map(|(c, n)| (c.to_string(), n))
+        .collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v.truncate(k);
+    v
+}
+
+/// Checks window `k`'s fields, computed with [`sketches`], against its
+/// members (offset order): exact aggregates exactly, quantiles within their
+/// relative error. Returns HyperLogLog's relative error, for the caller to
+/// bound over many windows.
+pub fn check_sketches(
+    k: &(String, i64),
+    fields: &[(String, Value)],
+    members: &[(Payment, i64)],
+) -> f64 {
+    use std::collections::HashSet;
+    let f = fields;
+    assert_eq!(
+        field(f, "count"),
+        &Value::Long(members.len() as i64),
+        "{k:?}"
+    );
+    let first = members
+        .iter()
+        .min_by_key(|(p, o)| (p.event_time, *o))
+        .unwrap();
+    assert_eq!(
+        field(f, "first"),
+        &Value::String(first.0.payment_id.clone()),
+        "{k:?}"
+    );
+    let last = members
+        .iter()
+        .max_by_key(|(p, o)| (p.event_time, *o))
+        .unwrap();
+    assert_eq!(
+        field(f, "last_time"),
+        &Value::TimestampMillis(last.0.event_time),
+        "{k:?}"
+    );
+    let currencies: HashSet<_> = members.iter().map(|(p, _)| &p.currency).collect();
+    assert_eq!(
+        field(f, "currencies"),
+        &Value::Long(currencies.len() as i64),
+        "{k:?}"
+    );
+    let mut amounts: Vec<f64> = members.iter().map(|(p, _)| euros(p).unwrap()).collect();
+    amounts.sort_by(f64::total_cmp);
+    for (q, name) in [
+        (0.5, "amount_p50"),
+        (0.9, "amount_p90"),
+        (0.99, "amount_p99"),
+    ] {
+        let exact = amounts[(q * (amounts.len() as f64 - 1.0)) as usize];
+        let Value::Double(est) = field(f, name) else {
+            panic!("{name}")
+        };
+        assert!(
+            (est - exact).abs() <= 0.01 * exact.abs() + 1e-9,
+            "{k:?} {name}: {est} vs exact {exact}"
+        );
+    }
+    let Value::Array(top) = field(f, "top_countries") else {
+        panic!("top_countries")
+    };
+    let top: Vec<(String, i64)> = top
+        .iter()
+        .map(|e| match e {
+            Value::Record(f) => match (&f[0].1, &f[1].1) {
+                (Value::String(v), Value::Long(c)) => (v.clone(), *c),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(top, top_countries(members, 3), "{k:?}");
+    let cards: HashSet<_> = members.iter().map(|(p, _)| &p.card_id).collect();
+    let Value::Long(est) = field(f, "cards") else {
+        panic!("cards")
+    };
+    (*est as f64 - cards.len() as f64).abs() / cards.len() as f64
+}
