@@ -15,6 +15,7 @@ fn nexmark_harness_runs_every_query_end_to_end() {
         // A rate a debug build keeps up with while the load generator
         // shares its cores (half the catch-up rate does not, here).
         .args(["--latency-secs", "16", "--latency-rate", "1000"])
+        .args(["--restart-windows", "1m"])
         .arg("--streamfold")
         .arg(env!("CARGO_BIN_EXE_streamfold"))
         .arg("--quix-python")
@@ -45,4 +46,14 @@ fn nexmark_harness_runs_every_query_end_to_end() {
     assert!(stdout.contains("q0 / ceiling B = "), "{stdout}");
     assert!(stdout.contains("q5 / Quix Streams q5 = "), "{stdout}");
     assert!(stdout.contains("q5 end-to-end latency"), "{stdout}");
+    // The restart row: a minute of bids at 10/s, 90% of the window, re-read
+    // in full without checkpoints, and with them only the two closers.
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("| 1m | 540 |"))
+        .unwrap_or_else(|| panic!("no restart row:\n{stdout}"));
+    assert!(
+        row.contains("s, 542 re-read | ") && row.ends_with("s, 2 re-read |"),
+        "{row}"
+    );
 }

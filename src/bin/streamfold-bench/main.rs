@@ -32,6 +32,8 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use streamfold::generate::{NEXMARK_BID_SCHEMA, nexmark_bid_json, nexmark_bids};
 
+mod restart;
+
 #[derive(Debug, Parser)]
 #[command(about = "Nexmark benchmarks: streamfold against raw librdkafka, on a local nisshi")]
 struct Args {
@@ -47,12 +49,20 @@ struct Args {
     /// What to run, comma-separated: ceiling-a, ceiling-b; q0, q1, q2, q5,
     /// q7 (streamfold, JSON input; `-avro` after a name: Avro input);
     /// q5-latency (after q5: latency at half its rate); quix-q5, quix-q7
-    /// (Quix Streams).
+    /// (Quix Streams); restart (restart time after SIGKILL, with and
+    /// without checkpoints, for each of --restart-windows).
     #[arg(
         long,
-        default_value = "ceiling-a,ceiling-b,q0,q1,q2,q5,q7,q0-avro,q5-avro,q5-latency,quix-q5,quix-q7"
+        default_value = "ceiling-a,ceiling-b,q0,q1,q2,q5,q7,q0-avro,q5-avro,q5-latency,quix-q5,quix-q7,restart"
     )]
     only: String,
+    /// Window sizes of the restart measurement.
+    #[arg(long, default_value = "1m,1h,1d", value_delimiter = ',')]
+    restart_windows: Vec<String>,
+    /// Bids per second of event time in the restart measurement's input,
+    /// the same for every window size.
+    #[arg(long, default_value_t = 10.0)]
+    restart_rate: f64,
     /// Rate (bids/s) of the q5 latency measurement; default half of the
     /// median q5 throughput measured in this run.
     #[arg(long)]
@@ -198,6 +208,58 @@ impl Encoding {
     }
 }
 
+/// A producer to one topic that waits out a full queue.
+struct Publisher {
+    producer: ThreadedProducer<DefaultProducerContext>,
+    topic: String,
+}
+
+impl Publisher {
+    fn new(broker: &str, topic: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            producer: ClientConfig::new()
+                .set("bootstrap.servers", broker)
+                .set("linger.ms", "20")
+                .set("batch.num.messages", "10000")
+                .set("queue.buffering.max.messages", "1000000")
+                .create()?,
+            topic: topic.to_string(),
+        })
+    }
+
+    /// Sends one record (to `partition`, or by its key).
+    fn send(&self, partition: Option<i32>, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        loop {
+            let mut record = BaseRecord::to(&self.topic).key(key).payload(value);
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((e, _)) if e.to_string().contains("Queue full") => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => bail!("producing to {}: {e}", self.topic),
+            }
+        }
+    }
+
+    /// Waits until every record sent is acknowledged.
+    fn flush(&self) -> anyhow::Result<()> {
+        self.producer.flush(Duration::from_secs(120))?;
+        Ok(())
+    }
+}
+
+/// A bid that closes windows: auction, bidder and price 0, channel
+/// `closer`.
+fn closer() -> anyhow::Result<nexmark::event::Bid> {
+    let mut closer = nexmark_bids().next().context("no bid generated")?;
+    (closer.auction, closer.bidder, closer.price) = (0, 0, 0);
+    closer.channel = "closer".into();
+    Ok(closer)
+}
+
 /// Publishes `n` Nexmark bids, then one closer per partition, in
 /// `encoding`; returns the number of records in the topic.
 fn preload(
@@ -207,12 +269,7 @@ fn preload(
     partitions: i32,
     encoding: Encoding,
 ) -> anyhow::Result<usize> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker)
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()?;
+    let publisher = Publisher::new(broker, topic)?;
     let schema = apache_avro::Schema::parse_str(NEXMARK_BID_SCHEMA)?;
     let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build()?;
     let encode = |b: &nexmark::event::Bid, date_time: u64| -> anyhow::Result<Vec<u8>> {
@@ -233,37 +290,20 @@ fn preload(
             }
         })
     };
-    let send = |partition: Option<i32>, key: String, value: Vec<u8>| -> anyhow::Result<()> {
-        loop {
-            let mut record = BaseRecord::to(topic).key(&key).payload(&value);
-            if let Some(p) = partition {
-                record = record.partition(p);
-            }
-            match producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((e, _)) if e.to_string().contains("Queue full") => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => bail!("producing to {topic}: {e}"),
-            }
-        }
-    };
     let mut last = 0u64;
     for b in nexmark_bids().take(n) {
         last = last.max(b.date_time);
-        send(None, b.auction.to_string(), encode(&b, b.date_time)?)?;
+        publisher.send(None, &b.auction.to_string(), &encode(&b, b.date_time)?)?;
     }
-    let mut closer = nexmark_bids().next().context("no bid generated")?;
-    (closer.auction, closer.bidder, closer.price) = (0, 0, 0);
-    closer.channel = "closer".into();
+    let closer = closer()?;
     // Ten minutes past the last bid closes every window of the queries
     // (none allows lateness) and stays within the hour ahead of the wall
     // clock that `pipeline.max_event_time_ahead` allows by default (the
     // generator's bids start at the wall clock).
     for p in 0..partitions {
-        send(Some(p), "closer".into(), encode(&closer, last + 600_000)?)?;
+        publisher.send(Some(p), "closer", &encode(&closer, last + 600_000)?)?;
     }
-    producer.flush(Duration::from_secs(120))?;
+    publisher.flush()?;
     Ok(n + partitions as usize)
 }
 
@@ -273,6 +313,8 @@ struct Sample {
     secs: f64,
     cpu_secs: f64,
     peak_rss_mib: f64,
+    /// Checkpoint bytes written (streamfold only).
+    checkpoint_bytes: Option<f64>,
 }
 
 /// CPU seconds (user + system) and peak RSS of a live process.
@@ -325,16 +367,36 @@ fn spawn_query(
     tag: &str,
 ) -> anyhow::Result<(Killed, u16, String)> {
     let body = query(name).context("unknown query")?;
+    let format = match encoding {
+        Encoding::Json => "json",
+        Encoding::Avro => "avro",
+    };
+    let (config, output) = write_config(dir, broker, name, input, format, tag, body, "")?;
+    let (child, admin) = spawn_streamfold(streamfold, &config)?;
+    Ok((child, admin, output))
+}
+
+/// Writes the config of pipeline `name` (`body`: its window and
+/// aggregates; `extra`: more tables) reading `input` in `format`, and
+/// creates its output and dead-letter topics (named after `input`, `name`
+/// and `tag`); returns the config's path and the output topic.
+#[allow(clippy::too_many_arguments)]
+fn write_config(
+    dir: &Path,
+    broker: &str,
+    name: &str,
+    input: &str,
+    format: &str,
+    tag: &str,
+    body: &str,
+    extra: &str,
+) -> anyhow::Result<(PathBuf, String)> {
     let output = format!("{input}-{name}-{tag}-out");
     let dlq = format!("{input}-{name}-{tag}-dlq");
     create_topic(broker, &output, 8)?;
     create_topic(broker, &dlq, 1)?;
     std::fs::write(dir.join("bid.avsc"), NEXMARK_BID_SCHEMA)?;
     let config = dir.join(format!("{input}-{name}-{tag}.toml"));
-    let format = match encoding {
-        Encoding::Json => "json",
-        Encoding::Avro => "avro",
-    };
     std::fs::write(
         &config,
         format!(
@@ -357,9 +419,15 @@ max_records = 4096
 
 [log]
 level = "warn"
-"#
+{extra}"#
         ),
     )?;
+    Ok((config, output))
+}
+
+/// Starts `streamfold run --config <config>` with its admin endpoint on a
+/// free port; returns the child and the port.
+fn spawn_streamfold(streamfold: &Path, config: &Path) -> anyhow::Result<(Killed, u16)> {
     let admin = free_port()?;
     let child = Killed(
         Command::new(streamfold)
@@ -369,13 +437,13 @@ level = "warn"
                 &format!("127.0.0.1:{admin}"),
                 "--config",
             ])
-            .arg(&config)
+            .arg(config)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting streamfold run")?,
     );
-    Ok((child, admin, output))
+    Ok((child, admin))
 }
 
 /// Runs one streamfold query to completion: every record processed and
@@ -416,6 +484,7 @@ fn run_query(
                 secs,
                 cpu_secs,
                 peak_rss_mib,
+                checkpoint_bytes: Some(metric(&scrape, "streamfold_checkpoint_bytes_sum")),
             });
         }
         produced = if processed >= total as f64 {
@@ -600,6 +669,7 @@ fn run_quix(
                 secs: started.elapsed().as_secs_f64(),
                 cpu_secs: usage_now.0,
                 peak_rss_mib: usage_now.1,
+                checkpoint_bytes: None,
             });
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -609,6 +679,12 @@ fn run_quix(
 /// Whether the checker's group has committed the high watermark of every
 /// partition of `topic` (false while the topic does not exist yet).
 fn at_end(checker: &BaseConsumer, topic: &str) -> anyhow::Result<bool> {
+    committed_to(checker, topic, 0)
+}
+
+/// Whether the checker's group has committed at most `behind` records
+/// short of the high watermark of every partition of `topic`.
+fn committed_to(checker: &BaseConsumer, topic: &str, behind: i64) -> anyhow::Result<bool> {
     let timeout = Duration::from_secs(5);
     let md = checker.fetch_metadata(Some(topic), timeout)?;
     let Some(t) = md.topics().first().filter(|t| !t.partitions().is_empty()) else {
@@ -622,8 +698,8 @@ fn at_end(checker: &BaseConsumer, topic: &str) -> anyhow::Result<bool> {
     for e in committed.elements() {
         let (_, high) = checker.fetch_watermarks(topic, e.partition(), timeout)?;
         let done = match e.offset() {
-            Offset::Offset(o) => o >= high,
-            _ => high == 0,
+            Offset::Offset(o) => o >= high - behind,
+            _ => high <= behind,
         };
         if !done {
             return Ok(false);
@@ -656,6 +732,7 @@ fn run_ceiling(which: &str, broker: &str, input: &str, total: usize) -> anyhow::
         secs,
         cpu_secs: cpu.parse()?,
         peak_rss_mib: rss.parse()?,
+        checkpoint_bytes: None,
     })
 }
 
@@ -759,7 +836,17 @@ fn main() -> anyhow::Result<()> {
         let input = encoding.topic();
         create_topic(&broker, input, args.partitions)?;
         let t = Instant::now();
-        total = preload(&broker, input, args.events, args.partitions, encoding)?;
+        total = preload(
+            &broker,
+            input,
+            if names.iter().all(|n| *n == "restart") {
+                0
+            } else {
+                args.events
+            },
+            args.partitions,
+            encoding,
+        )?;
         eprintln!(
             "pre-loaded {total} records into {input} ({} partitions) in {:.1}s",
             args.partitions,
@@ -769,6 +856,19 @@ fn main() -> anyhow::Result<()> {
     let input = Encoding::Json.topic();
     let mut results: BTreeMap<usize, (String, Vec<Sample>)> = BTreeMap::new();
     let mut latencies: Vec<(f64, f64, usize, f64)> = Vec::new();
+    let restart_inputs = if names.contains(&"restart") {
+        args.restart_windows
+            .iter()
+            .map(|w| restart::Input::new(w, args.restart_rate, args.partitions))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
+    // Per window: restarts without checkpoints, and with.
+    let mut restarts: Vec<[Vec<restart::Restart>; 2]> = restart_inputs
+        .iter()
+        .map(|_| [Vec::new(), Vec::new()])
+        .collect();
     for run in 0..args.runs {
         for (i, &name) in names.iter().enumerate() {
             let sample = match name {
@@ -795,6 +895,27 @@ fn main() -> anyhow::Result<()> {
                     latencies.push((p50, p99, n, rate));
                     continue;
                 }
+                "restart" => {
+                    for (input, measured) in restart_inputs.iter().zip(&mut restarts) {
+                        for (checkpoints, samples) in [false, true].into_iter().zip(measured) {
+                            let r = restart::measure(
+                                &streamfold,
+                                &dir,
+                                &broker,
+                                input,
+                                checkpoints,
+                                run,
+                            )?;
+                            eprintln!(
+                                "run {run} restart {} (checkpoints {checkpoints}): {:.2}s, \
+                                 {:.0} records re-read",
+                                input.window, r.secs, r.reread
+                            );
+                            samples.push(r);
+                        }
+                    }
+                    continue;
+                }
                 q if q.starts_with("quix-") => {
                     run_quix(&args.quix_python, &dir, &broker, &q[5..], input, run)?
                 }
@@ -817,39 +938,48 @@ fn main() -> anyhow::Result<()> {
                 .push(sample);
         }
     }
-    let mut table = format!(
-        "{} events over {} partitions, {} runs each: median (min–max)\n\n\
-         | system | events/s | CPU-s per M events | peak RSS MiB |\n|---|---|---|---|\n",
-        total, args.partitions, args.runs
-    );
-    let mut medians = BTreeMap::new();
-    for (name, samples) in results.values() {
-        let eps: Vec<f64> = samples.iter().map(|s| total as f64 / s.secs).collect();
-        let cpu: Vec<f64> = samples
-            .iter()
-            .map(|s| s.cpu_secs / total as f64 * 1e6)
-            .collect();
-        let rss: Vec<f64> = samples.iter().map(|s| s.peak_rss_mib).collect();
-        let (e, e0, e1) = stats(&eps);
-        let (c, c0, c1) = stats(&cpu);
-        let (r, r0, r1) = stats(&rss);
-        medians.insert(name.clone(), e);
+    let mut table = String::new();
+    if !results.is_empty() {
         table += &format!(
-            "| {name} | {e:.0} ({e0:.0}–{e1:.0}) | {c:.2} ({c0:.2}–{c1:.2}) | {r:.0} ({r0:.0}–{r1:.0}) |\n"
+            "{} events over {} partitions, {} runs each: median (min–max)\n\n\
+         | system | events/s | CPU-s per M events | peak RSS MiB | checkpoint KB/s |\n\
+         |---|---|---|---|---|\n",
+            total, args.partitions, args.runs
+        );
+        let mut medians = BTreeMap::new();
+        for (name, samples) in results.values() {
+            let eps: Vec<f64> = samples.iter().map(|s| total as f64 / s.secs).collect();
+            let cpu: Vec<f64> = samples
+                .iter()
+                .map(|s| s.cpu_secs / total as f64 * 1e6)
+                .collect();
+            let rss: Vec<f64> = samples.iter().map(|s| s.peak_rss_mib).collect();
+            let (e, e0, e1) = stats(&eps);
+            let (c, c0, c1) = stats(&cpu);
+            let (r, r0, r1) = stats(&rss);
+            medians.insert(name.clone(), e);
+            let ckpt: Option<Vec<f64>> = samples
+                .iter()
+                .map(|s| Some(s.checkpoint_bytes? / s.secs / 1e3))
+                .collect();
+            let ckpt = ckpt.map_or("-".to_string(), |k| format!("{:.1}", stats(&k).0));
+            table += &format!(
+                "| {name} | {e:.0} ({e0:.0}–{e1:.0}) | {c:.2} ({c0:.2}–{c1:.2}) | {r:.0} ({r0:.0}–{r1:.0}) | {ckpt} |\n"
+            );
+        }
+        let ratio = |a: &str, b: &str| match (medians.get(a), medians.get(b)) {
+            (Some(x), Some(y)) => format!("{:.2}", x / y),
+            _ => "-".into(),
+        };
+        table += &format!(
+            "\nq0 / ceiling B = {}, q5 / ceiling A = {}, \
+         q5 / Quix Streams q5 = {}, q7 / Quix Streams q7 = {}\n",
+            ratio("q0", "ceiling-b"),
+            ratio("q5", "ceiling-a"),
+            ratio("q5", "quix-q5"),
+            ratio("q7", "quix-q7")
         );
     }
-    let ratio = |a: &str, b: &str| match (medians.get(a), medians.get(b)) {
-        (Some(x), Some(y)) => format!("{:.2}", x / y),
-        _ => "-".into(),
-    };
-    table += &format!(
-        "\nq0 / ceiling B = {}, q5 / ceiling A = {}, \
-         q5 / Quix Streams q5 = {}, q7 / Quix Streams q7 = {}\n",
-        ratio("q0", "ceiling-b"),
-        ratio("q5", "ceiling-a"),
-        ratio("q5", "quix-q5"),
-        ratio("q7", "quix-q7")
-    );
     if !latencies.is_empty() {
         let p50: Vec<f64> = latencies.iter().map(|l| l.0).collect();
         let p99: Vec<f64> = latencies.iter().map(|l| l.1).collect();
@@ -862,6 +992,34 @@ fn main() -> anyhow::Result<()> {
              p99 {b:.0} ms ({b0:.0}–{b1:.0})\n",
             latencies[0].3, args.latency_secs
         );
+    }
+    if !restart_inputs.is_empty() {
+        table += &format!(
+            "\nRestart after SIGKILL to the first result read back (bids per auction in \
+             tumbling windows, 90% of one window read at {} bids/s of event time, \
+             checkpoints every 1 s): median (min–max) seconds, records re-read\n\n\
+             | window | records in the open window | without checkpoints | with checkpoints |\n\
+             |---|---|---|---|\n",
+            args.restart_rate
+        );
+        for (input, [replay, ckpt]) in restart_inputs.iter().zip(&restarts) {
+            let cell = |r: &[restart::Restart]| {
+                let secs: Vec<f64> = r.iter().map(|r| r.secs).collect();
+                let reread: Vec<f64> = r.iter().map(|r| r.reread).collect();
+                let (s, s0, s1) = stats(&secs);
+                format!(
+                    "{s:.2} ({s0:.2}–{s1:.2}) s, {:.0} re-read",
+                    stats(&reread).0
+                )
+            };
+            table += &format!(
+                "| {} | {} | {} | {} |\n",
+                input.window,
+                input.records,
+                cell(replay),
+                cell(ckpt)
+            );
+        }
     }
     print!("{table}");
     if let Some(out) = &args.out {
