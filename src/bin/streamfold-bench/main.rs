@@ -351,7 +351,8 @@ fn metric(scrape: &str, name: &str) -> f64 {
         .lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        // An empty f64 sum is -0.0.
+        .fold(0.0, |a, b| a + b)
 }
 
 /// Starts `streamfold run` on one query (its config written under `dir`,
@@ -907,9 +908,9 @@ fn main() -> anyhow::Result<()> {
                                 run,
                             )?;
                             eprintln!(
-                                "run {run} restart {} (checkpoints {checkpoints}): {:.2}s, \
-                                 {:.0} records re-read",
-                                input.window, r.secs, r.reread
+                                "run {run} restart {} (checkpoints {checkpoints}): first result \
+                                 {:.2}s, last {:.2}s, {:.0} records re-read",
+                                input.window, r.first, r.last, r.reread
                             );
                             samples.push(r);
                         }
@@ -995,21 +996,24 @@ fn main() -> anyhow::Result<()> {
     }
     if !restart_inputs.is_empty() {
         table += &format!(
-            "\nRestart after SIGKILL to the first result read back (bids per auction in \
-             tumbling windows, 90% of one window read at {} bids/s of event time, \
-             checkpoints every 1 s): median (min–max) seconds, records re-read\n\n\
+            "\nRestart after SIGKILL (bids per auction in tumbling windows, 90% of one \
+             window read at {} bids/s of event time, checkpoints every 1 s), medians: \
+             seconds from the kill to the first result / the last result read back, and \
+             records the restarted process read\n\n\
              | window | records in the open window | without checkpoints | with checkpoints |\n\
              |---|---|---|---|\n",
             args.restart_rate
         );
         for (input, [replay, ckpt]) in restart_inputs.iter().zip(&restarts) {
             let cell = |r: &[restart::Restart]| {
-                let secs: Vec<f64> = r.iter().map(|r| r.secs).collect();
-                let reread: Vec<f64> = r.iter().map(|r| r.reread).collect();
-                let (s, s0, s1) = stats(&secs);
+                let med = |f: fn(&restart::Restart) -> f64| {
+                    stats(&r.iter().map(f).collect::<Vec<f64>>()).0
+                };
                 format!(
-                    "{s:.2} ({s0:.2}–{s1:.2}) s, {:.0} re-read",
-                    stats(&reread).0
+                    "{:.2} s / {:.2} s, {:.0} re-read",
+                    med(|r| r.first),
+                    med(|r| r.last),
+                    med(|r| r.reread)
                 )
             };
             table += &format!(

@@ -11,9 +11,9 @@
 //! again at once (static membership: the group hands its partitions back
 //! without waiting for the killed member's session to time out), and one
 //! bid per partition past the window's end is
-//! published: the restart time runs from the kill to the first window
-//! result read back from the output topic; the records re-read are what
-//! the new process processed until it committed up to the closers.
+//! published. Measured from the kill: the first window result read back
+//! from the output topic, and the last (every window out); and the records
+//! the new process read until it committed up to the closers.
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -81,7 +81,10 @@ impl Input {
 #[derive(Debug, Clone, Copy)]
 pub struct Restart {
     /// SIGKILL to the first result read back.
-    pub secs: f64,
+    pub first: f64,
+    /// SIGKILL to the last result read back: every window of the input
+    /// out.
+    pub last: f64,
     /// Records the new process read, once it committed the log end (its
     /// input's closers among them).
     pub reread: f64,
@@ -160,33 +163,61 @@ pub fn measure(
     }
     reader.assign(&tpl)?;
     let deadline = Instant::now() + Duration::from_secs(600);
+    let (mut first_result, mut last_result) = (None, None);
+    let mut next_check = Instant::now();
+    // Read results until every window is out and committed (the closers
+    // open windows of their own: without checkpoints the commit stops at
+    // them), then the rest of what was written.
+    let mut written: Option<Vec<i64>> = None;
     loop {
         if Instant::now() > deadline {
             bail!(
-                "restart {} {mode}: no result 10 minutes after the restart",
+                "restart {} {mode}: not caught up 10 minutes after the restart",
                 input.window
             );
         }
         match reader.poll(Duration::from_millis(5)) {
-            Some(Ok(_)) => break,
+            Some(Ok(_)) => {
+                let now = Instant::now();
+                first_result.get_or_insert(now);
+                last_result = Some(now);
+            }
             Some(Err(e)) => bail!("reading {output}: {e}"),
             None => {}
         }
-    }
-    let secs = killed.elapsed().as_secs_f64();
-    // Every window out and committed: what the new process read. (The
-    // closers open windows of their own: without checkpoints the commit
-    // stops at them.)
-    while !committed_to(&checker, &topic, i64::from(!checkpoints))? {
-        if Instant::now() > deadline {
-            bail!(
-                "restart {} {mode}: not committed to the end after the restart",
-                input.window
-            );
+        if written.is_none() && first_result.is_some() && Instant::now() >= next_check {
+            next_check = Instant::now() + Duration::from_millis(100);
+            if committed_to(&checker, &topic, i64::from(!checkpoints))? {
+                let highs = (0..8)
+                    .map(|p| {
+                        Ok(reader
+                            .fetch_watermarks(&output, p, Duration::from_secs(5))?
+                            .1)
+                    })
+                    .collect::<anyhow::Result<Vec<i64>>>()?;
+                written = Some(highs);
+            }
         }
-        std::thread::sleep(Duration::from_millis(100));
+        if let Some(highs) = &written {
+            let position = reader.position()?;
+            let done = highs.iter().enumerate().all(|(p, &high)| {
+                high == 0
+                    || matches!(
+                        position.find_partition(&output, p as i32).map(|e| e.offset()),
+                        Some(Offset::Offset(o)) if o >= high
+                    )
+            });
+            if done {
+                break;
+            }
+        }
     }
+    let at = |t: Option<Instant>| t.map_or(0.0, |t| (t - killed).as_secs_f64());
     let scrape = http_get(admin, "/metrics").unwrap_or_default();
     let reread = metric(&scrape, "streamfold_records_processed_total");
-    Ok(Restart { secs, reread })
+    Ok(Restart {
+        first: at(first_result),
+        last: at(last_result),
+        reread,
+    })
 }
