@@ -4,7 +4,10 @@
 //! The modules follow the data path:
 //! - [`config`]: the TOML configuration, environment overrides, secrets.
 //! - [`record`]: records as read from Kafka and as decoded, their fields.
-//! - [`codec`]: Avro schemas, decoding input records, encoding outputs.
+//! - [`codec`]: Avro schemas, decoding input records, encoding outputs,
+//!   the Schema Registry wire format.
+//! - [`registry`]: a Schema Registry's REST API (writer schemas by id or
+//!   GUID, subjects, registering, compatibility).
 //! - [`transform`]: per-record steps run on rayon (built-in and user-defined).
 //! - [`window`]: window assignment, watermarks and lateness, open windows.
 //! - [`aggregate`]: mergeable partial aggregates.
@@ -35,6 +38,7 @@ pub mod offsets;
 pub mod operator;
 pub mod pipeline;
 pub mod record;
+pub mod registry;
 pub mod retry;
 pub mod sink;
 pub mod source;

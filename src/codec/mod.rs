@@ -1,14 +1,18 @@
 //! Codecs: Avro schemas, decoding input records, encoding window results;
-//! the formats themselves in `avro/` and `json/` (a framing such as the
-//! Schema Registry's goes beside them).
+//! the formats themselves in `avro/` and `json/`, the Schema Registry's
+//! framing beside them (`framing.rs`).
 
 mod avro;
 mod direct;
+mod framing;
 mod input;
 mod json;
 mod output;
 mod schema;
 
+pub use framing::{
+    FramingError, SchemaRef, VALUE_SCHEMA_HEADER, frame_id, guid_text, parse_guid, unframe,
+};
 pub use input::{BatchDecoder, DecodeError, Decoder};
 pub use json::{avro_to_json, json_to_value};
 pub use output::{

@@ -1,0 +1,8 @@
+//! A Schema Registry client: the REST API of Confluent's Schema Registry
+//! (which Karapace, Redpanda and Apicurio's compatibility API also speak),
+//! for the writer schemas that registry-framed records name and the output
+//! schemas streamfold registers.
+
+mod client;
+
+pub use client::{Auth, Registry, RegistryError, Registered, SchemaKind};
