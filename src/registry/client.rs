@@ -269,7 +269,11 @@ impl Registry {
         let what = "the list of subjects".to_string();
         let body = self.call(Method::GET, "/subjects", None, &what).await?;
         body.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
             .ok_or_else(|| self.malformed(&what, "not an array"))
     }
 
@@ -370,7 +374,10 @@ impl Registry {
         let message = json
             .as_ref()
             .and_then(|j| j["message"].as_str())
-            .map_or_else(|| String::from_utf8_lossy(&bytes).into_owned(), str::to_string);
+            .map_or_else(
+                || String::from_utf8_lossy(&bytes).into_owned(),
+                str::to_string,
+            );
         let code = json
             .as_ref()
             .and_then(|j| j["error_code"].as_i64())

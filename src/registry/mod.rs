@@ -5,4 +5,4 @@
 
 mod client;
 
-pub use client::{Auth, Registry, RegistryError, Registered, SchemaKind};
+pub use client::{Auth, Registered, Registry, RegistryError, SchemaKind};

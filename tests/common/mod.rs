@@ -1256,3 +1256,45 @@ pub fn check_sketches(
     };
     (*est as f64 - cards.len() as f64).abs() / cards.len() as f64
 }
+
+/// The Schema Registry stand-in (`tests/python/registry.py`) on a
+/// loopback port; killed when dropped.
+pub struct RegistryStandIn {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl RegistryStandIn {
+    /// Starts it with `args` (`--auth USER:PASSWORD`, `--state FILE`) on
+    /// `port` (a free one when `None`), and waits until it listens.
+    pub fn start(port: Option<u16>, args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let port = port.unwrap_or_else(free_port);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/registry.py");
+        let mut child = std::process::Command::new(test_python())
+            .arg(script)
+            .arg(port.to_string())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting the registry stand-in");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "the registry stand-in did not start");
+        Self { child, port }
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RegistryStandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
