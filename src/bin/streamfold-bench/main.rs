@@ -528,16 +528,7 @@ fn q5_latency(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker)
-        .set("group.id", format!("latency-reader-{run}"))
-        .set("fetch.wait.max.ms", "5")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..8 {
-        tpl.add_partition_offset(&output, p, Offset::Beginning)?;
-    }
-    reader.assign(&tpl)?;
+    let reader = output_reader(broker, &format!("latency-reader-{run}"), &output)?;
     let now_ms = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -609,6 +600,23 @@ fn q5_latency(
     latencies.sort_by(f64::total_cmp);
     let q = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
     Ok((q(0.5), q(0.99), latencies.len()))
+}
+
+/// A consumer (of group `group`, which never commits) that reads the 8
+/// partitions of an output topic from the start, each record as soon as
+/// it is there.
+fn output_reader(broker: &str, group: &str, output: &str) -> anyhow::Result<BaseConsumer> {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", group)
+        .set("fetch.wait.max.ms", "5")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..8 {
+        tpl.add_partition_offset(output, p, Offset::Beginning)?;
+    }
+    reader.assign(&tpl)?;
+    Ok(reader)
 }
 
 /// Runs one query in Quix Streams (benches/quix/nexmark.py) until its

@@ -20,12 +20,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset};
 use streamfold::generate::{nexmark_bid_json, nexmark_bids};
 
 use super::{
-    Publisher, at_end, closer, committed_to, create_topic, http_get, metric, spawn_streamfold,
-    write_config,
+    Publisher, at_end, closer, committed_to, create_topic, http_get, metric, output_reader,
+    spawn_streamfold, write_config,
 };
 
 /// The input of one window size: bids filling 90% of one window.
@@ -152,16 +152,7 @@ pub fn measure(
     }
     publisher.flush()?;
 
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker)
-        .set("group.id", format!("{group}-reader"))
-        .set("fetch.wait.max.ms", "5")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..8 {
-        tpl.add_partition_offset(&output, p, Offset::Beginning)?;
-    }
-    reader.assign(&tpl)?;
+    let reader = output_reader(broker, &format!("{group}-reader"), &output)?;
     let deadline = Instant::now() + Duration::from_secs(600);
     let (mut first_result, mut last_result) = (None, None);
     let mut next_check = Instant::now();
