@@ -124,18 +124,6 @@ async fn join_and_leave(strategy: AssignmentStrategy) {
         + b.metrics
             .value("streamfold_commits_total", &[("result", "ok")]);
     assert!(commits > 0.0);
-    // Each new owner resumed from the checkpoint the old one wrote as it
-    // let go (B from A's when it joined, A from B's when it left), not by
-    // reading whole windows again.
-    let restored = |m: &Member| {
-        m.metrics
-            .value("streamfold_checkpoints_total", &[("event", "restored")])
-    };
-    assert!(restored(&b) > 0.0, "member B restored no checkpoint");
-    assert!(
-        restored(&a) > 0.0,
-        "member A restored none of B's checkpoints"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
