@@ -3,4 +3,6 @@
 
 mod plan;
 
+#[cfg(test)]
+pub(crate) use plan::clickstream_plan;
 pub use plan::{EventTime, Late, Plan};

@@ -314,3 +314,21 @@ impl Plan {
         }
     }
 }
+
+/// The plan of the clickstream example (`config/clickstream.toml`) reading
+/// and writing JSON, without an output schema file, as `change` makes it:
+/// the broker-less tests of operators and tasks start from it.
+#[cfg(test)]
+pub(crate) fn clickstream_plan(
+    change: impl FnOnce(&mut crate::config::PipelineConfig),
+) -> std::sync::Arc<Plan> {
+    use crate::config::Format;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/clickstream.toml");
+    let mut loaded = crate::config::load(&path).expect("the clickstream example loads");
+    let p = &mut loaded.config.pipeline;
+    p.input_format = Format::Json;
+    p.output_format = Format::Json;
+    p.output_schema = None;
+    change(p);
+    std::sync::Arc::new(Plan::build(&loaded, Vec::new()).expect("the test plan builds"))
+}

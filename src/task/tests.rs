@@ -3,7 +3,6 @@
 //! through a [`MemorySink`], and publishes commit points that wait for the
 //! acknowledgements the at-least-once contract needs.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,10 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CheckpointSettings, DrainRequest, Env, PartitionError, PartitionTask};
 use crate::checkpoint::{Assembler, Checkpoint};
-use crate::config::{AggregateConfig, AggregateFn, Format, LatePolicy, WindowConfig, load};
+use crate::config::{AggregateConfig, AggregateFn, LatePolicy, WindowConfig};
 use crate::offsets::{CommitBoard, CommitPoint};
 use crate::operator::{Operator, Repartition, Windowed};
 use crate::pipeline::Plan;
+use crate::pipeline::clickstream_plan;
 use crate::record::{RawRecord, Stage};
 use crate::sink::{MemorySink, Output, Sink};
 use crate::telemetry::Metrics;
@@ -28,28 +28,23 @@ const SECOND: i64 = 1_000;
 /// The clickstream example as typed configuration, changed to read JSON
 /// clicks into 10-second tumbling windows counted per user.
 fn plan(change: impl FnOnce(&mut crate::config::PipelineConfig)) -> Arc<Plan> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/clickstream.toml");
-    let mut loaded = load(&path).expect("the clickstream example loads");
-    let p = &mut loaded.config.pipeline;
-    p.input_format = Format::Json;
-    p.output_format = Format::Json;
-    p.output_schema = None;
-    p.window = WindowConfig::Tumbling {
-        size: Duration::from_secs(10),
-    };
-    p.allowed_lateness = Duration::ZERO;
-    p.aggregates = vec![AggregateConfig {
-        name: Some("clicks".into()),
-        function: AggregateFn::Count,
-        field: None,
-        quantiles: None,
-        relative_error: None,
-        precision: None,
-        exact: None,
-        k: None,
-    }];
-    change(p);
-    Arc::new(Plan::build(&loaded, Vec::new()).expect("the test plan builds"))
+    clickstream_plan(|p| {
+        p.window = WindowConfig::Tumbling {
+            size: Duration::from_secs(10),
+        };
+        p.allowed_lateness = Duration::ZERO;
+        p.aggregates = vec![AggregateConfig {
+            name: Some("clicks".into()),
+            function: AggregateFn::Count,
+            field: None,
+            quantiles: None,
+            relative_error: None,
+            precision: None,
+            exact: None,
+            k: None,
+        }];
+        change(p);
+    })
 }
 
 fn click(offset: i64, user: &str, event_time: i64) -> RawRecord {

@@ -4,7 +4,6 @@
 //! example's aggregates (count, count-distinct, quantiles, first, last,
 //! top-k), over random records, batchings and checkpoint points.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,33 +11,29 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::Windowed;
-use crate::config::{AggregateConfig, Format, WindowConfig, load};
+use crate::config::{AggregateConfig, WindowConfig};
 use crate::offsets::Frontier;
 use crate::operator::{Context, Operator, Step};
 use crate::pipeline::Plan;
+use crate::pipeline::clickstream_plan;
 use crate::record::RawRecord;
 use crate::sink::Output;
 use crate::telemetry::Metrics;
 use crate::window::NO_TIME;
 
 fn plan(window: WindowConfig, hll: bool) -> Arc<Plan> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/clickstream.toml");
-    let mut loaded = load(&path).expect("the clickstream example loads");
-    let p = &mut loaded.config.pipeline;
-    p.input_format = Format::Json;
-    p.output_format = Format::Json;
-    p.output_schema = None;
-    p.window = window;
-    p.allowed_lateness = Duration::from_millis(300);
-    if hll {
-        // Approximate distinct count as well as the example's exact one.
-        let mut a: AggregateConfig = p.aggregates[1].clone();
-        a.name = Some("pages_hll".into());
-        a.exact = Some(false);
-        a.precision = Some(8);
-        p.aggregates.push(a);
-    }
-    Arc::new(Plan::build(&loaded, Vec::new()).expect("the test plan builds"))
+    clickstream_plan(|p| {
+        p.window = window;
+        p.allowed_lateness = Duration::from_millis(300);
+        if hll {
+            // Approximate distinct count as well as the example's exact one.
+            let mut a: AggregateConfig = p.aggregates[1].clone();
+            a.name = Some("pages_hll".into());
+            a.exact = Some(false);
+            a.precision = Some(8);
+            p.aggregates.push(a);
+        }
+    })
 }
 
 fn click(offset: i64, user: u8, page: u8, dwell: u16, t: i64) -> RawRecord {
