@@ -58,6 +58,7 @@ fn records(plan: &Plan) -> Vec<RawRecord> {
         timestamp: Some(p.event_time),
         key: Some(p.merchant_id.clone().into_bytes().into()),
         payload: Some(writer.write_value_to_vec(p.to_avro_value()).unwrap().into()),
+        schema_header: None,
     })
     .collect()
 }

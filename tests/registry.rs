@@ -131,3 +131,269 @@ async fn confluents_client_and_streamfolds_agree_on_the_stand_in() {
     );
     assert!(!e.to_string().contains("not-the-password"), "{e}");
 }
+
+const REGISTRY_PASSWORD: &str = "registry-pw-not-to-be-printed";
+
+/// The writer schemas: v2 is the pipeline's input schema (payment.avsc
+/// with a field added with a default); v1 lacks that field, has one v2
+/// removed, and writes `amount` as an int (promoted to long); v3 writes
+/// `amount` as a string, which no reader of a long can read.
+fn versions() -> serde_json::Value {
+    let mut v2: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_dir().join("payment.avsc")).unwrap())
+            .unwrap();
+    let fields = v2["fields"].as_array_mut().unwrap();
+    fields.push(serde_json::json!({"name": "channel", "type": "string", "default": "web"}));
+    let mut v1 = v2.clone();
+    let f1 = v1["fields"].as_array_mut().unwrap();
+    f1.retain(|f| f["name"] != "channel");
+    f1.push(serde_json::json!({"name": "terminal", "type": "string"}));
+    for f in f1.iter_mut().filter(|f| f["name"] == "amount") {
+        f["type"] = "int".into();
+    }
+    let mut v3 = v2.clone();
+    for f in v3["fields"].as_array_mut().unwrap().iter_mut() {
+        if f["name"] == "amount" {
+            f["type"] = "string".into();
+        }
+    }
+    serde_json::json!({"v1": v1.to_string(), "v2": v2.to_string(), "v3": v3.to_string()})
+}
+
+/// Payments over 4 partitions (and one closer per partition) serialized by
+/// Confluent's serializers against `registry`: v1 and v2 interleaved, in
+/// all three framings; with `bad`, now and then a record with an unknown
+/// schema id, one without a frame, one of v3. Returns what the test
+/// expects (bad records as poison) and what to publish.
+fn framed_payments(
+    setup: &Setup,
+    registry: &RegistryStandIn,
+    bad: bool,
+) -> (Vec<(i32, Event)>, Vec<Outgoing>) {
+    let options = streamfold::generate::GeneratorOptions {
+        seed: 23,
+        merchants: 8,
+        step_ms: 40,
+        jitter_ms: 2_000,
+        late_every: 0,
+        ..Default::default()
+    };
+    let payments: Vec<(i32, Event)> = payments_with_closers(&options, 3_000, 4);
+    let schemas = setup.dir.join("versions.json");
+    std::fs::write(&schemas, versions().to_string()).unwrap();
+    let mut plan = Vec::new();
+    let mut lines = String::new();
+    for (i, (_, e)) in payments.iter().enumerate() {
+        let Event::Payment(p) = e else { unreachable!() };
+        let (version, framing) = match i {
+            i if bad && i % 97 == 50 => ("v2", "unknown"),
+            i if bad && i % 101 == 60 => ("v2", "malformed"),
+            i if bad && i % 103 == 70 => ("v3", "id"),
+            i => [
+                ("v1", "id"),
+                ("v2", "id"),
+                ("v2", "header"),
+                ("v1", "guid"),
+                ("v1", "header"),
+                ("v2", "guid"),
+            ][i % 6],
+        };
+        let mut json = serde_json::json!({
+            "payment_id": p.payment_id, "merchant_id": p.merchant_id, "card_id": p.card_id,
+            "amount": p.amount, "currency": p.currency, "country": p.country,
+            "event_time": p.event_time, "version": version, "framing": framing,
+        });
+        match version {
+            "v1" => json["terminal"] = "t-1".into(),
+            "v3" => json["amount"] = p.amount.to_string().into(),
+            _ => json["channel"] = "app".into(),
+        }
+        lines += &format!("{json}\n");
+        plan.push(version == "v3" || framing == "unknown" || framing == "malformed");
+    }
+    let mut child = std::process::Command::new(test_python())
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/python/registry_produce.py"),
+        )
+        .arg(registry.url())
+        .arg(format!("sr-user:{REGISTRY_PASSWORD}"))
+        .arg(&schemas)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Fed from a thread: the script writes while it reads.
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(lines.as_bytes()).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let framed: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(framed.len(), payments.len());
+    let mut events = Vec::new();
+    let mut outgoing = Vec::new();
+    for (((partition, e), f), is_bad) in payments.into_iter().zip(&framed).zip(plan) {
+        let Event::Payment(p) = &e else {
+            unreachable!()
+        };
+        let value = hex(&f["value"]);
+        outgoing.push(Outgoing {
+            partition,
+            key: p.merchant_id.clone(),
+            value: value.clone(),
+            schema_header: f["header"].as_str().map(|_| hex(&f["header"])),
+        });
+        events.push((partition, if is_bad { Event::Poison(value) } else { e }));
+    }
+    (events, outgoing)
+}
+
+/// The test pipeline reading registry-framed payments with v2.
+fn framed_config(setup: &Setup, registry: &RegistryStandIn) -> std::path::PathBuf {
+    let reader = setup.dir.join("payment-v2.avsc");
+    std::fs::write(&reader, versions()["v2"].as_str().unwrap()).unwrap();
+    let config = setup.write_config("5s", "");
+    edit_config(&config, |c| {
+        c.pipeline.input_schema = reader;
+        c.pipeline.input_framing = streamfold::config::Framing::SchemaRegistry;
+        c.schema_registry = Some(streamfold::config::SchemaRegistryConfig {
+            url: registry.url(),
+            username: Some("sr-user".into()),
+            password_env: Some("TEST_REGISTRY_PASSWORD".into()),
+            token_env: None,
+            timeout: Duration::from_secs(2),
+        });
+    });
+    config
+}
+
+fn start_framed(setup: &Setup, config: &std::path::Path, run: usize) -> Run {
+    start_with_env(
+        setup,
+        config,
+        run,
+        &[],
+        &[("TEST_REGISTRY_PASSWORD", REGISTRY_PASSWORD)],
+    )
+}
+
+/// Registry-framed Avro from Confluent's serializers, two schema versions
+/// interleaved in all three framings, windowed as an independent
+/// computation says; bad frames, unknown ids and an unreadable writer
+/// schema are dead letters that say which, and the records around them
+/// are aggregated.
+#[test]
+fn registry_framed_payments_of_two_versions_window_as_computed_independently() {
+    let setup = Setup::new(4);
+    let registry =
+        RegistryStandIn::start(None, &["--auth", &format!("sr-user:{REGISTRY_PASSWORD}")]);
+    let (events, outgoing) = framed_payments(&setup, &registry, true);
+    let offsets = publish_records(&setup.servers(), &setup.input, &outgoing);
+    let expected = expected(&events, &offsets, 5_000, |p| p.merchant_id.clone());
+    assert!(expected.windows.len() > 10 && expected.failed.len() >= 3);
+
+    let config = framed_config(&setup, &registry);
+    let mut child = start_framed(&setup, &config, 0);
+    let rows = windows_covering(&setup, &expected, Duration::from_secs(60));
+    let letters = read_until(&setup.servers(), &setup.dlq, Duration::from_secs(30), |r| {
+        r.len() >= expected.failed.len()
+    });
+    assert!(child.terminate().success(), "{}", logs(&setup));
+    assert_complete(&rows, &expected, || logs(&setup));
+
+    let mut at: Vec<(i32, i64)> = letters
+        .iter()
+        .map(|l| {
+            assert_eq!(l.headers["streamfold.error.stage"], "decode", "{l:?}");
+            (
+                l.headers["streamfold.source.partition"].parse().unwrap(),
+                l.headers["streamfold.source.offset"].parse().unwrap(),
+            )
+        })
+        .collect();
+    at.sort();
+    let mut want = expected.failed.clone();
+    want.sort();
+    assert_eq!(
+        at, want,
+        "every bad record, and only those, is a dead letter"
+    );
+    let errors: Vec<&str> = letters
+        .iter()
+        .map(|l| l.headers["streamfold.error"].as_str())
+        .collect();
+    for needle in [
+        "schema id 999999",
+        "0x07",
+        "cannot be read with the pipeline's input schema",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(needle)),
+            "no dead letter says {needle:?}: {errors:#?}"
+        );
+    }
+    let log = std::fs::read_to_string(setup.dir.join("run-0.log")).unwrap();
+    assert!(!log.contains(REGISTRY_PASSWORD), "the password was printed");
+}
+
+/// While the registry is down, records naming schemas not seen yet wait
+/// (none is dead-lettered); once it is back every window is right.
+#[test]
+fn records_wait_while_the_registry_is_down_and_none_is_lost() {
+    let setup = Setup::new(4);
+    let state = setup.dir.join("registry-state.json");
+    let state_arg = state.display().to_string();
+    let auth = format!("sr-user:{REGISTRY_PASSWORD}");
+    let registry = RegistryStandIn::start(None, &["--auth", &auth, "--state", &state_arg]);
+    let port = registry.port;
+    let (events, outgoing) = framed_payments(&setup, &registry, false);
+    let config = framed_config(&setup, &registry);
+    drop(registry); // down
+
+    let offsets = publish_records(&setup.servers(), &setup.input, &outgoing);
+    let expected = expected(&events, &offsets, 5_000, |p| p.merchant_id.clone());
+    let mut child = start_framed(&setup, &config, 0);
+    // The pipeline finds the registry unreachable and waits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(setup.dir.join("run-0.log"))
+        .unwrap_or_default()
+        .contains("schema registry unreachable")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", logs(&setup));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        read_until(
+            &setup.servers(),
+            &setup.output,
+            Duration::from_secs(1),
+            |_| false
+        )
+        .is_empty(),
+        "windows came out without the registry"
+    );
+    let _registry = RegistryStandIn::start(Some(port), &["--auth", &auth, "--state", &state_arg]);
+    let rows = windows_covering(&setup, &expected, Duration::from_secs(60));
+    assert!(child.terminate().success(), "{}", logs(&setup));
+    assert_complete(&rows, &expected, || logs(&setup));
+    assert!(
+        read_until(&setup.servers(), &setup.dlq, Duration::from_secs(1), |_| {
+            false
+        })
+        .is_empty(),
+        "a record was dead-lettered while the registry was down"
+    );
+}

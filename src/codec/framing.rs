@@ -18,6 +18,39 @@ pub const VALUE_SCHEMA_HEADER: &str = "__value_schema_id";
 const MAGIC_ID: u8 = 0x00;
 const MAGIC_GUID: u8 = 0x01;
 
+/// The kind of a registered schema (the registry's `schemaType`; absent
+/// means Avro).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaKind {
+    Avro,
+    Json,
+    Protobuf,
+}
+
+impl SchemaKind {
+    /// From the registry's `schemaType`.
+    ///
+    /// # Errors
+    /// An unknown type, named.
+    pub fn parse(v: Option<&str>) -> Result<Self, String> {
+        match v {
+            None | Some("AVRO") => Ok(Self::Avro),
+            Some("JSON") => Ok(Self::Json),
+            Some("PROTOBUF") => Ok(Self::Protobuf),
+            Some(other) => Err(format!("unknown schemaType {other:?}")),
+        }
+    }
+
+    /// As the registry writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Avro => "AVRO",
+            Self::Json => "JSON",
+            Self::Protobuf => "PROTOBUF",
+        }
+    }
+}
+
 /// A writer schema as a record names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SchemaRef {

@@ -1,13 +1,17 @@
 //! Decoding input record values (Avro datum or JSON) into [`Record`]s.
 
+use std::sync::Arc;
+
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 
 use super::direct::DirectPlan;
+use super::framing::{FramingError, SchemaRef, unframe};
 use super::json::json_to_value;
 use super::schema::RecordSchema;
+use super::writers::{Writer, Writers};
 use crate::config::Format;
-use crate::record::Record;
+use crate::record::{RawRecord, Record};
 
 /// Why a record value could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +44,17 @@ pub enum DecodeError {
         /// The big-endian integer after it.
         id: u32,
     },
+    /// A registry-framed input's record without a frame.
+    #[error(transparent)]
+    Framing(#[from] FramingError),
+    /// Its writer schema cannot be used (not in the registry, not
+    /// readable with the input schema, of another kind).
+    #[error("{reason}")]
+    Writer { schema: SchemaRef, reason: String },
+    /// Its writer schema was never looked up: a bug of the caller, which
+    /// must learn every schema a batch names first.
+    #[error("{schema} was not looked up in the registry before decoding")]
+    NotLookedUp { schema: SchemaRef },
 }
 
 /// Turns input bytes into records of one schema.
@@ -50,6 +65,8 @@ pub struct Decoder {
     name: String,
     /// The direct path, for schemas of plain fields.
     direct: Option<DirectPlan>,
+    /// For registry-framed input: the writer schemas records name.
+    writers: Option<Arc<Writers>>,
 }
 
 impl Decoder {
@@ -62,7 +79,23 @@ impl Decoder {
             format,
             name,
             direct,
+            writers: None,
         }
+    }
+
+    /// A decoder of values in the Schema Registry's wire format (see
+    /// `codec/framing.rs`), each read with the writer schema it names,
+    /// resolved against this decoder's schema.
+    #[must_use]
+    pub fn registry_framed(mut self) -> Self {
+        self.writers = Some(Arc::new(Writers::new(&self.schema.schema, self.format)));
+        self
+    }
+
+    /// The writer schemas of registry-framed input (`None` for bare
+    /// values).
+    pub fn writers(&self) -> Option<&Arc<Writers>> {
+        self.writers.as_ref()
     }
 
     /// Leaves unread (`Null`) the string fields whose `read` entry is
@@ -112,6 +145,65 @@ pub struct BatchDecoder<'a> {
 }
 
 impl BatchDecoder<'_> {
+    /// Decodes the value of `r`, unframing it first when the input is
+    /// registry-framed.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] saying what is wrong with the bytes.
+    pub fn decode_record(&self, r: &RawRecord) -> Result<Record, DecodeError> {
+        let Some(writers) = &self.decoder.writers else {
+            return self.decode(r.payload.as_deref());
+        };
+        let bytes = r.payload.as_deref().ok_or(DecodeError::Empty)?;
+        let (schema, body) = unframe(bytes, r.schema_header.as_deref())?;
+        let writer = writers
+            .get(&schema)
+            .ok_or(DecodeError::NotLookedUp { schema })?;
+        match &*writer {
+            Writer::Same | Writer::Json => self.decode_bytes(body),
+            Writer::Resolved(w) => self.decode_resolved(w, writers, schema, body),
+            Writer::Unusable(reason) => Err(DecodeError::Writer {
+                schema,
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    /// An Avro datum of writer schema `w`, resolved against the reader
+    /// schema.
+    fn decode_resolved(
+        &self,
+        w: &apache_avro::Schema,
+        writers: &Writers,
+        schema: SchemaRef,
+        body: &[u8],
+    ) -> Result<Record, DecodeError> {
+        let err = |reason: String| DecodeError::Avro {
+            schema: format!("{schema} (read as {})", self.decoder.name),
+            reason,
+        };
+        let reader = GenericDatumReader::builder(w)
+            .reader_schema(writers.reader())
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        let mut rest = body;
+        let value = reader
+            .read_value(&mut rest)
+            .map_err(|e| err(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(DecodeError::Trailing {
+                schema: schema.to_string(),
+                extra: rest.len(),
+            });
+        }
+        match value {
+            Value::Record(fields) => Ok(Record {
+                values: fields.into_iter().map(|(_, v)| v).collect(),
+            }),
+            other => Err(err(format!("decoded to {other:?}, not a record"))),
+        }
+    }
+
     /// Decodes one record value.
     ///
     /// # Errors

@@ -9,9 +9,11 @@ mod input;
 mod json;
 mod output;
 mod schema;
+mod writers;
 
 pub use framing::{
-    FramingError, SchemaRef, VALUE_SCHEMA_HEADER, frame_id, guid_text, parse_guid, unframe,
+    FramingError, SchemaKind, SchemaRef, VALUE_SCHEMA_HEADER, frame_id, guid_text, parse_guid,
+    unframe,
 };
 pub use input::{BatchDecoder, DecodeError, Decoder};
 pub use json::{avro_to_json, json_to_value};
@@ -19,3 +21,4 @@ pub use output::{
     EncodeError, OutputEncoder, WindowOutput, join_key, push_key_part, record_name, split_key,
 };
 pub use schema::{RecordSchema, SchemaError};
+pub use writers::{Writer, Writers};

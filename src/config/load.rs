@@ -212,6 +212,7 @@ pub fn load_lenient(path: &Path) -> Result<(Vec<LoadedConfig>, Vec<Problem>), Co
             batch: file.batch.clone(),
             commit: file.commit.clone(),
             state: file.state.clone(),
+            schema_registry: file.schema_registry.clone(),
             log: file.log.clone(),
         };
         for mut problem in check(&config, &shown) {
@@ -336,6 +337,9 @@ const SECRET_PROPERTIES: &[&str] = &[
 fn check(c: &Config, file: &str) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut bad = |key: &str, msg: String| out.push(Problem::new(file, key, msg));
+    for (key, msg) in super::registry::check(c) {
+        bad(key, msg);
+    }
 
     let k = &c.kafka;
     if k.bootstrap_servers.trim().is_empty() {

@@ -3,9 +3,11 @@
 mod kafka;
 mod load;
 mod model;
+mod registry;
 mod secret;
 
 pub use kafka::ClientConfigError;
 pub use load::{ConfigError, ENV_PREFIX, LoadedConfig, Problem, load, load_all, load_lenient};
 pub use model::*;
+pub use registry::{RegistryAuth, SchemaRegistryConfig};
 pub use secret::Secret;

@@ -29,6 +29,9 @@ pub struct FileConfig {
     /// Checkpoints of open windows.
     #[serde(default)]
     pub state: StateConfig,
+    /// The Schema Registry of registry-framed input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<super::SchemaRegistryConfig>,
     /// Log output.
     #[serde(default)]
     pub log: LogConfig,
@@ -51,6 +54,9 @@ pub struct Config {
     /// Checkpoints of open windows.
     #[serde(default)]
     pub state: StateConfig,
+    /// The Schema Registry of registry-framed input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry: Option<super::SchemaRegistryConfig>,
     /// Log output.
     #[serde(default)]
     pub log: LogConfig,
@@ -212,6 +218,19 @@ pub struct TlsConfig {
     pub key_file: Option<PathBuf>,
 }
 
+/// How a topic's values are framed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Framing {
+    /// The encoded value alone.
+    #[default]
+    None,
+    /// Confluent's wire format: magic byte and schema id or GUID, or the
+    /// id in the `__value_schema_id` header; writer schemas from
+    /// `[schema_registry]`.
+    SchemaRegistry,
+}
+
 /// Wire format of a topic's values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -235,6 +254,10 @@ pub struct PipelineConfig {
     /// Encoding of input values.
     #[serde(default = "defaults::format")]
     pub input_format: Format,
+    /// How input values are framed: bare, or in the Schema Registry's
+    /// wire format (a schema id or GUID in front, or in a header).
+    #[serde(default)]
+    pub input_framing: Framing,
     /// Topic the aggregates are written to.
     pub output_topic: String,
     /// Avro schema file for the output records, checked against the schema

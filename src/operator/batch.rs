@@ -203,7 +203,7 @@ pub fn process<C: Collect>(plan: &Plan, records: Vec<RawRecord>, mut collect: C)
                     stage,
                     reason,
                 };
-                let mut rec = match decoder.decode(r.payload.as_deref()) {
+                let mut rec = match decoder.decode_record(r) {
                     Ok(rec) => rec,
                     Err(e) => {
                         failures.push(fail(Stage::Decode, e.to_string()));

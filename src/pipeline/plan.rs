@@ -3,8 +3,9 @@
 
 use crate::aggregate::AggSpec;
 use crate::codec::{Decoder, OutputEncoder, RecordSchema, record_name};
-use crate::config::{ConfigError, EventTimeConfig, LatePolicy, LoadedConfig, Problem};
+use crate::config::{ConfigError, EventTimeConfig, Framing, LatePolicy, LoadedConfig, Problem};
 use crate::record::{FieldType, Layout};
+use crate::registry::Registry;
 use crate::transform::{self, Transform};
 use crate::window::{Lateness, WindowKind};
 
@@ -57,6 +58,8 @@ pub struct Plan {
     pub dead_letter_topic: String,
     /// Input decoder.
     pub decoder: Decoder,
+    /// Where registry-framed input's writer schemas are looked up.
+    pub registry: Option<Registry>,
     /// Transforms in order (configured, derived fields, then the library
     /// user's).
     pub transforms: Vec<Box<dyn Transform>>,
@@ -133,6 +136,18 @@ impl Plan {
         // an environment variable.
         let problem =
             |key: &str, message: String| Problem::new(loaded.source_of(key), key, message);
+        let registry = match (&loaded.config.schema_registry, p.input_framing) {
+            (Some(r), Framing::SchemaRegistry) => r
+                .auth()
+                .map_err(|(key, e)| problems.push(problem(key, e)))
+                .ok()
+                .and_then(|auth| {
+                    Registry::new(&r.url, auth, r.timeout)
+                        .map_err(|e| problems.push(problem("schema_registry.url", e)))
+                        .ok()
+                }),
+            _ => None,
+        };
         let input = RecordSchema::load(&loaded.resolve(&p.input_schema))
             .map_err(|e| problems.push(problem("pipeline.input_schema", e.to_string())))
             .ok();
@@ -282,7 +297,13 @@ impl Plan {
                     input_topic: p.input_topic.clone(),
                     output_topic: p.output_topic.clone(),
                     dead_letter_topic: p.dead_letter_topic.clone(),
-                    decoder: Decoder::new(input, p.input_format).reading_only(&read),
+                    decoder: match registry {
+                        Some(_) => Decoder::new(input, p.input_format)
+                            .reading_only(&read)
+                            .registry_framed(),
+                        None => Decoder::new(input, p.input_format).reading_only(&read),
+                    },
+                    registry,
                     transforms,
                     filter,
                     key_indexes,

@@ -13,4 +13,7 @@ pub struct RawRecord {
     pub key: Option<Bytes>,
     /// Message value.
     pub payload: Option<Bytes>,
+    /// The `__value_schema_id` header, read only when the input is
+    /// registry-framed (it names the value's writer schema).
+    pub schema_header: Option<Bytes>,
 }

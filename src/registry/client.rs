@@ -10,50 +10,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value as Json, json};
 
-use crate::codec::{SchemaRef, guid_text, parse_guid};
-use crate::config::Secret;
+use crate::codec::{SchemaKind, SchemaRef, guid_text, parse_guid};
+pub use crate::config::RegistryAuth as Auth;
 
 /// The registry's media type, for requests and answers.
 const MEDIA: &str = "application/vnd.schemaregistry.v1+json";
-
-/// How a request authenticates.
-#[derive(Debug, Clone)]
-pub enum Auth {
-    /// None.
-    None,
-    /// HTTP basic: user and password.
-    Basic { user: String, password: Secret },
-    /// A bearer token.
-    Bearer(Secret),
-}
-
-/// The kind of a registered schema (`schemaType`; absent means Avro).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SchemaKind {
-    Avro,
-    Json,
-    Protobuf,
-}
-
-impl SchemaKind {
-    fn parse(v: Option<&str>) -> Result<Self, String> {
-        match v {
-            None | Some("AVRO") => Ok(Self::Avro),
-            Some("JSON") => Ok(Self::Json),
-            Some("PROTOBUF") => Ok(Self::Protobuf),
-            Some(other) => Err(format!("unknown schemaType {other:?}")),
-        }
-    }
-
-    /// As the registry writes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Avro => "AVRO",
-            Self::Json => "JSON",
-            Self::Protobuf => "PROTOBUF",
-        }
-    }
-}
 
 /// A schema as the registry holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]

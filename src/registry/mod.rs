@@ -5,4 +5,5 @@
 
 mod client;
 
-pub use client::{Auth, Registered, Registry, RegistryError, SchemaKind};
+pub use crate::codec::SchemaKind;
+pub use client::{Auth, Registered, Registry, RegistryError};

@@ -179,6 +179,7 @@ mod tests {
             payload: Some(Bytes::from(
                 (0..value).map(|i| i as u8).collect::<Vec<u8>>(),
             )),
+            schema_header: None,
         }
     }
 

@@ -144,7 +144,7 @@ impl KafkaSink {
         delivery: Box<Delivery>,
     ) -> Result<(), SendError> {
         let (mut partition, mut offset) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let headers = OwnedHeaders::new_with_capacity(2)
+        let mut headers = OwnedHeaders::new_with_capacity(3)
             .insert(Header {
                 key: dead_letter::headers::PARTITION,
                 value: Some(partition.format(source_partition)),
@@ -153,6 +153,14 @@ impl KafkaSink {
                 key: dead_letter::headers::OFFSET,
                 value: Some(offset.format(r.offset)),
             });
+        // A registry-framed value whose schema is named in a header keeps
+        // it on its way to the aggregating stage.
+        if let Some(h) = &r.schema_header {
+            headers = headers.insert(Header {
+                key: crate::codec::VALUE_SCHEMA_HEADER,
+                value: Some(&h[..]),
+            });
+        }
         let mut record = BaseRecord::with_opaque_to(&self.output_topic, delivery)
             .key(key.as_bytes())
             .headers(headers);

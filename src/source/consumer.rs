@@ -721,6 +721,13 @@ impl SourceContext {
             timestamp: m.timestamp().to_millis(),
             key: m.key().map(|k| feed.arena.copy(k)),
             payload: m.payload().map(|v| feed.arena.copy(v)),
+            // Only registry-framed input reads headers: the header may
+            // name the value's writer schema.
+            schema_header: if self.shared.plan.decoder.writers().is_some() {
+                schema_header(m)
+            } else {
+                None
+            },
         };
         feed.since.get_or_insert_with(Instant::now);
         feed.batch.push(record);
@@ -812,6 +819,16 @@ impl SourceContext {
         v.sort_unstable();
         v
     }
+}
+
+/// The `__value_schema_id` header of `m`, if it has one.
+fn schema_header(m: &BorrowedMessage<'_>) -> Option<bytes::Bytes> {
+    use rdkafka::message::Headers as _;
+    m.headers()?
+        .iter()
+        .find(|h| h.key == crate::codec::VALUE_SCHEMA_HEADER)?
+        .value
+        .map(bytes::Bytes::copy_from_slice)
 }
 
 /// The high watermark librdkafka last saw in a fetch response for

@@ -514,6 +514,11 @@ async fn run_stage(
             plan: plan.fingerprint.clone(),
             scope: crate::checkpoint::scope(&config.kafka.group_id, &input_topic),
         }),
+        schemas: plan
+            .registry
+            .clone()
+            .zip(plan.decoder.writers().cloned())
+            .map(|(registry, writers)| crate::task::SchemaSource { registry, writers }),
     };
     let shared = Arc::new(Shared {
         plan: Arc::clone(&plan),

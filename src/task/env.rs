@@ -35,6 +35,16 @@ pub struct Env {
     pub cancel: CancellationToken,
     /// Checkpoints of the operators' state, when the pipeline keeps them.
     pub checkpoints: Option<CheckpointSettings>,
+    /// Where the writer schemas of registry-framed input are looked up.
+    pub schemas: Option<SchemaSource>,
+}
+
+/// The registry of a registry-framed input, and the decoder's writer
+/// schemas it fills.
+#[derive(Debug, Clone)]
+pub struct SchemaSource {
+    pub registry: crate::registry::Registry,
+    pub writers: Arc<crate::codec::Writers>,
 }
 
 /// How a consumer's partition tasks checkpoint.

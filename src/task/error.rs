@@ -32,6 +32,13 @@ pub enum PartitionError {
         #[source]
         source: SendError,
     },
+    /// The Schema Registry refused this pipeline's credentials.
+    #[error("partition {partition}: {source}")]
+    Registry {
+        partition: i32,
+        #[source]
+        source: crate::registry::RegistryError,
+    },
     /// The operator failed.
     #[error("partition {partition}: {source}")]
     Operator {

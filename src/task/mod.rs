@@ -6,8 +6,9 @@ mod env;
 mod error;
 mod letters;
 mod partition;
+mod schemas;
 
-pub use env::{CheckpointSettings, Env};
+pub use env::{CheckpointSettings, Env, SchemaSource};
 pub use error::PartitionError;
 pub use partition::{DrainRequest, PartitionTask};
 

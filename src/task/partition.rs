@@ -194,6 +194,9 @@ impl<O: Operator> PartitionTask<O> {
                     records = rx.recv(), if can_take => match records {
                         Some(records) => {
                             idle_since = tokio::time::Instant::now();
+                            if !self.learn_schemas(&records).await? {
+                                return Ok(());
+                            }
                             self.start(records);
                         }
                         None => return Ok(()),

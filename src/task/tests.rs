@@ -56,6 +56,7 @@ fn click(offset: i64, user: &str, event_time: i64) -> RawRecord {
         timestamp: Some(event_time),
         key: Some(Bytes::from(user.to_string())),
         payload: Some(Bytes::from(json)),
+        schema_header: None,
     }
 }
 
@@ -65,6 +66,7 @@ fn poison(offset: i64) -> RawRecord {
         timestamp: None,
         key: None,
         payload: Some(Bytes::from_static(b"not json")),
+        schema_header: None,
     }
 }
 
@@ -104,6 +106,7 @@ impl Harness {
             idle_timeout: None,
             cancel: CancellationToken::new(),
             checkpoints,
+            schemas: None,
         });
         let (tx, rx) = mpsc::channel(4);
         let (drain, drain_rx) = oneshot::channel();

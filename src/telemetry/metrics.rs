@@ -46,6 +46,7 @@ pub struct Metrics {
     checkpoints: IntCounterVec,
     incomplete_windows: IntCounterVec,
     records_lost: IntCounterVec,
+    registry_requests: IntCounterVec,
     checkpoint_bytes: HistogramVec,
     checkpoint_duration: HistogramVec,
     state_bytes: IntGaugeVec,
@@ -221,6 +222,12 @@ impl Metrics {
                 "streamfold_incomplete_windows_total",
                 "Window results emitted marked incomplete (streamfold.complete: false): records of them were deleted before they were read.",
                 P,
+            ),
+            registry_requests: counter(
+                &r,
+                "streamfold_registry_requests_total",
+                "Writer schema look-ups in the Schema Registry, by result: ok, unreachable (the partition waits), unknown, refused.",
+                &["pipeline", "result"],
             ),
             records_lost: counter(
                 &r,
@@ -624,6 +631,15 @@ impl PipelineMetrics {
     /// `n` records were deleted before they were read.
     pub fn records_lost(&self, n: u64) {
         self.m.records_lost.with_label_values(&self.p()).inc_by(n);
+    }
+
+    /// A writer schema look-up ended with `result` (`ok`, `unreachable`,
+    /// `unknown`, `refused`).
+    pub fn registry_request(&self, result: &str) {
+        self.m
+            .registry_requests
+            .with_label_values(&[&self.name, result])
+            .inc();
     }
 
     /// A checkpoint of `partition` of `bytes` was restored.

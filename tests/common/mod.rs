@@ -375,21 +375,61 @@ pub fn merchant(p: &Payment) -> i32 {
 
 /// Publishes events to explicit partitions; returns (partition, offset) of each.
 pub fn publish(servers: &str, topic: &str, events: &[(i32, Event)]) -> Vec<(i32, i64)> {
+    let schema =
+        Schema::parse_str(&std::fs::read_to_string(schema_dir().join("payment.avsc")).unwrap())
+            .unwrap();
+    let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+        .build()
+        .unwrap();
+    let records: Vec<Outgoing> = events
+        .iter()
+        .map(|(partition, e)| {
+            let (key, value) = match e {
+                Event::Payment(p) => (
+                    p.merchant_id.clone(),
+                    writer.write_value_to_vec(p.to_avro_value()).unwrap(),
+                ),
+                Event::Poison(b) => ("poison".to_string(), b.clone()),
+            };
+            Outgoing {
+                partition: *partition,
+                key,
+                value,
+                schema_header: None,
+            }
+        })
+        .collect();
+    publish_records(servers, topic, &records)
+}
+
+/// A record to publish as it is.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub partition: i32,
+    pub key: String,
+    pub value: Vec<u8>,
+    /// A `__value_schema_id` header.
+    pub schema_header: Option<Vec<u8>>,
+}
+
+/// Publishes `records` in order; returns (partition, offset) of each.
+pub fn publish_records(servers: &str, topic: &str, records: &[Outgoing]) -> Vec<(i32, i64)> {
     // Offsets follow publish order per partition (idempotent producer),
     // starting at each partition's end before publishing.
     let consumer = reader(servers);
     let mut next: HashMap<i32, i64> = HashMap::new();
-    let offsets = events
+    let offsets = records
         .iter()
-        .map(|(p, _)| {
-            let o = next.entry(*p).or_insert_with(|| {
+        .map(|r| {
+            let p = r.partition;
+            let o = next.entry(p).or_insert_with(|| {
                 consumer
-                    .fetch_watermarks(topic, *p, Duration::from_secs(5))
+                    .fetch_watermarks(topic, p, Duration::from_secs(5))
                     .unwrap()
                     .1
             });
             *o += 1;
-            (*p, *o - 1)
+            (p, *o - 1)
         })
         .collect();
     let producer: BaseProducer = ClientConfig::new()
@@ -400,24 +440,19 @@ pub fn publish(servers: &str, topic: &str, events: &[(i32, Event)]) -> Vec<(i32,
         .set("message.max.bytes", "2000000")
         .create()
         .unwrap();
-    let schema =
-        Schema::parse_str(&std::fs::read_to_string(schema_dir().join("payment.avsc")).unwrap())
-            .unwrap();
-    let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
-        .build()
-        .unwrap();
-    for (partition, e) in events {
-        let (key, payload) = match e {
-            Event::Payment(p) => (
-                p.merchant_id.clone(),
-                writer.write_value_to_vec(p.to_avro_value()).unwrap(),
-            ),
-            Event::Poison(b) => ("poison".to_string(), b.clone()),
-        };
+    for r in records {
         let mut record = BaseRecord::to(topic)
-            .partition(*partition)
-            .key(key.as_bytes())
-            .payload(&payload);
+            .partition(r.partition)
+            .key(r.key.as_bytes())
+            .payload(&r.value);
+        if let Some(h) = &r.schema_header {
+            record = record.headers(rdkafka::message::OwnedHeaders::new().insert(
+                rdkafka::message::Header {
+                    key: "__value_schema_id",
+                    value: Some(&h[..]),
+                },
+            ));
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -975,11 +1010,23 @@ pub fn start(setup: &Setup, config: &std::path::Path, run: usize) -> Run {
 
 /// [`start`] with more arguments to `streamfold run`.
 pub fn start_with(setup: &Setup, config: &std::path::Path, run: usize, args: &[&str]) -> Run {
+    start_with_env(setup, config, run, args, &[])
+}
+
+/// [`start_with`] with more environment variables.
+pub fn start_with_env(
+    setup: &Setup,
+    config: &std::path::Path,
+    run: usize,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
     let log = std::fs::File::create(setup.dir.join(format!("run-{run}.log"))).unwrap();
     Run(std::process::Command::new(env!("CARGO_BIN_EXE_streamfold"))
         .args(["run", "--config"])
         .arg(config)
         .args(args)
+        .envs(env.iter().copied())
         .env("STREAMFOLD_PSEUDONYM_KEY", PSEUDONYM_KEY)
         .env("RUST_LOG", "streamfold=debug,info")
         .stdout(std::process::Stdio::null())

@@ -45,6 +45,7 @@ fn click(offset: i64, user: u8, page: u8, dwell: u16, t: i64) -> RawRecord {
         timestamp: Some(t),
         key: None,
         payload: Some(Bytes::from(json)),
+        schema_header: None,
     }
 }
 

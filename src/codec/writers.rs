@@ -1,0 +1,202 @@
+//! The writer schemas that registry-framed records name, each resolved
+//! once against the pipeline's reader schema into how its records decode.
+//!
+//! The partition task learns every schema a batch names before the batch
+//! goes to the rayon pool (it asks the registry; see `task/schemas.rs`),
+//! so the decoder on the pool only reads this map.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use apache_avro::Schema;
+use apache_avro::schema_compatibility::SchemaCompatibility;
+
+use super::framing::{SchemaKind, SchemaRef, unframe};
+use crate::config::Format;
+use crate::record::RawRecord;
+
+/// How the records of one writer schema decode.
+#[derive(Debug)]
+pub enum Writer {
+    /// The writer schema is the reader schema: the plain decoder (its
+    /// direct path) reads the value.
+    Same,
+    /// Avro of another schema the reader schema can read: decoded with
+    /// the writer's schema, then resolved by Avro's rules (fields added
+    /// with defaults, fields removed, promotions).
+    Resolved(Schema),
+    /// JSON (the JSON Schema serializer's output): read like plain JSON
+    /// input, against the reader schema.
+    Json,
+    /// Its records cannot be read; why, for their dead letters.
+    Unusable(String),
+}
+
+/// The writer schemas known to a decoder.
+#[derive(Debug)]
+pub struct Writers {
+    format: Format,
+    reader: Schema,
+    reader_form: String,
+    known: RwLock<HashMap<SchemaRef, Arc<Writer>>>,
+}
+
+impl Writers {
+    /// For records of `format` read with `reader`.
+    pub fn new(reader: &Schema, format: Format) -> Self {
+        Self {
+            format,
+            reader: reader.clone(),
+            reader_form: reader.canonical_form(),
+            known: RwLock::default(),
+        }
+    }
+
+    /// The reader schema.
+    pub fn reader(&self) -> &Schema {
+        &self.reader
+    }
+
+    /// How the records of `r` decode, if it is known.
+    pub fn get(&self, r: &SchemaRef) -> Option<Arc<Writer>> {
+        self.known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(r)
+            .cloned()
+    }
+
+    /// The schemas `records` name that are not known yet, each once (a
+    /// record whose framing is bad names none: it is a dead letter).
+    pub fn missing(&self, records: &[RawRecord]) -> Vec<SchemaRef> {
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<SchemaRef> = Vec::new();
+        for r in records {
+            let Some(value) = r.payload.as_deref() else {
+                continue;
+            };
+            if let Ok((s, _)) = unframe(value, r.schema_header.as_deref())
+                && !known.contains_key(&s)
+                && !out.contains(&s)
+            {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// Learns schema `r` as the registry gave it (`kind` and `text`), or
+    /// why it could not (`Err`: its records become dead letters with that
+    /// reason). Returns how its records will decode.
+    pub fn learn(&self, r: SchemaRef, found: Result<(SchemaKind, String), String>) -> Arc<Writer> {
+        let writer = Arc::new(match found {
+            Err(why) => Writer::Unusable(why),
+            Ok((kind, text)) => self.resolve(&r, kind, &text),
+        });
+        self.known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(r, Arc::clone(&writer));
+        writer
+    }
+
+    fn resolve(&self, r: &SchemaRef, kind: SchemaKind, text: &str) -> Writer {
+        match (kind, self.format) {
+            (SchemaKind::Json, Format::Json) => return Writer::Json,
+            (SchemaKind::Avro, Format::Avro) => {}
+            (SchemaKind::Protobuf, _) => {
+                return Writer::Unusable(format!(
+                    "{r} is a Protobuf schema: Protobuf input is not supported yet"
+                ));
+            }
+            (kind, format) => {
+                return Writer::Unusable(format!(
+                    "{r} is a {} schema, and pipeline.input_format is {}",
+                    kind.name(),
+                    match format {
+                        Format::Avro => "avro",
+                        Format::Json => "json",
+                    }
+                ));
+            }
+        }
+        let writer = match Schema::parse_str(text) {
+            Ok(w) => w,
+            Err(e) => return Writer::Unusable(format!("{r} is not a valid Avro schema: {e}")),
+        };
+        if writer.canonical_form() == self.reader_form {
+            return Writer::Same;
+        }
+        match SchemaCompatibility::can_read(&writer, &self.reader) {
+            Ok(_) => Writer::Resolved(writer),
+            Err(e) => Writer::Unusable(format!(
+                "records written with {r} cannot be read with the pipeline's input schema: {e}"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1: &str = r#"{"type":"record","name":"Bid","fields":[
+        {"name":"auction","type":"long"},{"name":"price","type":"int"}]}"#;
+    const V2: &str = r#"{"type":"record","name":"Bid","fields":[
+        {"name":"auction","type":"long"},{"name":"price","type":"long"},
+        {"name":"channel","type":"string","default":"web"}]}"#;
+
+    fn record(value: Vec<u8>) -> RawRecord {
+        RawRecord {
+            offset: 0,
+            timestamp: None,
+            key: None,
+            payload: Some(value.into()),
+            schema_header: None,
+        }
+    }
+
+    #[test]
+    fn each_writer_is_resolved_once_against_the_reader() {
+        let w = Writers::new(&Schema::parse_str(V2).unwrap(), Format::Avro);
+        let recs = vec![
+            record(vec![0, 0, 0, 0, 1, 2]),
+            record(vec![0, 0, 0, 0, 2, 2]),
+            record(vec![0, 0, 0, 0, 1, 4]),
+            record(b"not framed".to_vec()),
+        ];
+        assert_eq!(w.missing(&recs), [SchemaRef::Id(1), SchemaRef::Id(2)]);
+        assert!(matches!(
+            *w.learn(SchemaRef::Id(1), Ok((SchemaKind::Avro, V1.into()))),
+            Writer::Resolved(_)
+        ));
+        // The same schema, written another way, is the reader's.
+        let spaced = V2.replace(',', " , ");
+        assert!(matches!(
+            *w.learn(SchemaRef::Id(2), Ok((SchemaKind::Avro, spaced))),
+            Writer::Same
+        ));
+        assert!(w.missing(&recs).is_empty());
+    }
+
+    #[test]
+    fn a_writer_the_reader_cannot_read_says_why() {
+        // v2 as the writer, v1 as the reader: long → int is no promotion.
+        let w = Writers::new(&Schema::parse_str(V1).unwrap(), Format::Avro);
+        let Writer::Unusable(why) = &*w.learn(SchemaRef::Id(9), Ok((SchemaKind::Avro, V2.into())))
+        else {
+            panic!("resolved")
+        };
+        assert!(
+            why.contains("schema id 9") && why.contains("cannot be read"),
+            "{why}"
+        );
+        let Writer::Unusable(why) = &*w.learn(
+            SchemaRef::Id(3),
+            Ok((SchemaKind::Protobuf, "syntax".into())),
+        ) else {
+            panic!("protobuf")
+        };
+        assert!(why.contains("Protobuf"), "{why}");
+    }
+}

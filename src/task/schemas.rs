@@ -1,0 +1,113 @@
+//! Registry-framed input: before a batch goes to the rayon pool, the
+//! writer schemas its records name that the decoder does not know yet are
+//! looked up in the Schema Registry.
+//!
+//! While the registry is unreachable the partition waits, retrying with
+//! backoff (its records are not dead-lettered: the fault passes), and
+//! takes no more input; schemas already known keep decoding in the
+//! batches before. A schema the registry does not have (after a few
+//! tries, for a registry still replicating it) or refuses makes its
+//! records dead letters that say so; refused credentials stop the
+//! pipeline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::partition::PartitionTask;
+use super::{Env, PartitionError, SchemaSource};
+use crate::codec::SchemaRef;
+use crate::operator::Operator;
+use crate::record::RawRecord;
+use crate::registry::RegistryError;
+use crate::retry::Backoff;
+
+/// Look-ups of a schema the registry says it does not have.
+const UNKNOWN_TRIES: u32 = 3;
+
+impl<O: Operator> PartitionTask<O> {
+    /// Learns every writer schema `records` name. Returns false when the
+    /// pipeline was cancelled meanwhile (the batch must not be processed).
+    ///
+    /// # Errors
+    /// The registry refused the credentials.
+    pub(super) async fn learn_schemas(
+        &mut self,
+        records: &[RawRecord],
+    ) -> Result<bool, PartitionError> {
+        let Some(source) = self.env.schemas.clone() else {
+            return Ok(true);
+        };
+        let env = Arc::clone(&self.env);
+        for schema in source.writers.missing(records) {
+            if !learn(self.partition, &env, &source, schema).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Learns `schema` for `partition`; false when cancelled meanwhile.
+async fn learn(
+    partition: i32,
+    env: &Env,
+    source: &SchemaSource,
+    schema: SchemaRef,
+) -> Result<bool, PartitionError> {
+    let metrics = &env.metrics;
+    let mut backoff = Backoff::default();
+    let mut unknown = 0;
+    loop {
+        let e = match source.registry.schema(&schema).await {
+            Ok(found) => {
+                metrics.registry_request("ok");
+                source.writers.learn(schema, Ok((found.kind, found.schema)));
+                return Ok(true);
+            }
+            Err(e) => e,
+        };
+        let wait = match &e {
+            RegistryError::Unreachable { .. } => {
+                metrics.registry_request("unreachable");
+                let wait = backoff.failed();
+                if backoff.worth_logging() {
+                    tracing::warn!(
+                        partition = partition,
+                        registry = source.registry.url(),
+                        %schema,
+                        attempts = backoff.attempts,
+                        error = %e,
+                        "schema registry unreachable: the partition waits for it (its records \
+                         are not dead-lettered)"
+                    );
+                }
+                wait
+            }
+            RegistryError::NotFound { .. } if unknown + 1 < UNKNOWN_TRIES => {
+                unknown += 1;
+                Duration::from_millis(200)
+            }
+            RegistryError::Unauthorized { .. } => {
+                metrics.registry_request("refused");
+                return Err(PartitionError::Registry {
+                    partition,
+                    source: e,
+                });
+            }
+            RegistryError::NotFound { .. } => {
+                metrics.registry_request("unknown");
+                source.writers.learn(schema, Err(e.to_string()));
+                return Ok(true);
+            }
+            RegistryError::Refused { .. } | RegistryError::Malformed { .. } => {
+                metrics.registry_request("refused");
+                source.writers.learn(schema, Err(e.to_string()));
+                return Ok(true);
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = env.cancel.cancelled() => return Ok(false),
+        }
+    }
+}
