@@ -211,37 +211,15 @@ fn framed_payments(
         lines += &format!("{json}\n");
         plan.push(version == "v3" || framing == "unknown" || framing == "malformed");
     }
-    let mut child = std::process::Command::new(test_python())
-        .arg(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/python/registry_produce.py"),
-        )
-        .arg(registry.url())
-        .arg(format!("sr-user:{REGISTRY_PASSWORD}"))
-        .arg(&schemas)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Fed from a thread: the script writes while it reads.
-    let mut stdin = child.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || {
-        use std::io::Write;
-        stdin.write_all(lines.as_bytes()).unwrap();
-    });
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let framed = python_lines(
+        "tests/python/registry_produce.py",
+        &[
+            &registry.url(),
+            &format!("sr-user:{REGISTRY_PASSWORD}"),
+            &schemas.display().to_string(),
+        ],
+        &lines,
     );
-    let framed: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(framed.len(), payments.len());
     let mut events = Vec::new();
     let mut outgoing = Vec::new();
@@ -275,6 +253,7 @@ fn framed_config(setup: &Setup, registry: &RegistryStandIn) -> std::path::PathBu
             password_env: Some("TEST_REGISTRY_PASSWORD".into()),
             token_env: None,
             timeout: Duration::from_secs(2),
+            subject_strategy: Default::default(),
         });
     });
     config
@@ -396,4 +375,151 @@ fn records_wait_while_the_registry_is_down_and_none_is_lost() {
         .is_empty(),
         "a record was dead-lettered while the registry was down"
     );
+}
+
+/// With `output_framing`, the derived output schema is registered under
+/// `<output_topic>-value` and Confluent's deserializer reads every result;
+/// a schema the subject's compatibility refuses stops start-up (exit 2)
+/// with the registry's message.
+#[test]
+fn the_output_is_registered_and_confluents_deserializer_reads_it() {
+    let setup = Setup::new(4);
+    let auth = format!("sr-user:{REGISTRY_PASSWORD}");
+    let registry = RegistryStandIn::start(None, &["--auth", &auth]);
+    let options = streamfold::generate::GeneratorOptions {
+        seed: 29,
+        merchants: 4,
+        step_ms: 60,
+        late_every: 0,
+        ..Default::default()
+    };
+    let events = payments_with_closers(&options, 2_000, 4);
+    let offsets = publish(&setup.servers(), &setup.input, &events);
+    let expected = expected(&events, &offsets, 5_000, |p| p.merchant_id.clone());
+
+    let config = framed_config(&setup, &registry);
+    edit_config(&config, |c| {
+        c.pipeline.input_schema = schema_dir().join("payment.avsc");
+        c.pipeline.input_framing = streamfold::config::Framing::None;
+        c.pipeline.output_framing = streamfold::config::Framing::SchemaRegistry;
+    });
+    let mut child = start_framed(&setup, &config, 0);
+    let want = expected.windows.len();
+    let read = read_until(
+        &setup.servers(),
+        &setup.output,
+        Duration::from_secs(60),
+        |r| r.len() >= want,
+    );
+    assert!(child.terminate().success(), "{}", logs(&setup));
+
+    let values: String = read
+        .iter()
+        .map(|r| format!("{}\n", to_hex(&r.payload)))
+        .collect();
+    let decoded = python_lines(
+        "tests/python/registry_consume.py",
+        &[&registry.url(), &auth, &setup.output],
+        &values,
+    );
+    let mut got = std::collections::BTreeMap::new();
+    for d in &decoded {
+        let key = (
+            d["key"].as_str().unwrap().to_string(),
+            d["window_start"].as_i64().unwrap(),
+        );
+        got.insert(
+            key,
+            (d["count"].as_i64().unwrap(), d["sum"].as_f64().unwrap()),
+        );
+    }
+    assert_eq!(got.len(), want, "{decoded:?}");
+    for (k, w) in &expected.windows {
+        let (count, sum) = got[k];
+        assert_eq!(count, w.count, "{k:?}");
+        assert!((sum - w.sum).abs() < 1e-6, "{k:?}: {sum} vs {}", w.sum);
+    }
+
+    // The pipeline changed: one more aggregate, a field (without a
+    // default) that the records already in the topic lack.
+    let other = setup.dir.join("other.toml");
+    std::fs::copy(&config, &other).unwrap();
+    edit_config(&other, |c| {
+        let mut biggest = c.pipeline.aggregates[3].clone();
+        biggest.name = Some("biggest".into());
+        c.pipeline.aggregates.push(biggest);
+        c.pipeline.output_schema = None;
+        c.kafka.group_id = format!("{}-other", c.kafka.group_id);
+    });
+    // `validate` asks the registry, and says so before a run would.
+    let validate = |config: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_streamfold"))
+            .args(["validate", "--config"])
+            .arg(config)
+            .env("TEST_REGISTRY_PASSWORD", REGISTRY_PASSWORD)
+            .env("STREAMFOLD_PSEUDONYM_KEY", PSEUDONYM_KEY)
+            .output()
+            .unwrap()
+    };
+    let good = validate(&config);
+    assert!(
+        good.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&good.stdout),
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let bad = validate(&other);
+    let said = String::from_utf8_lossy(&bad.stdout);
+    assert!(!bad.status.success(), "{said}");
+    assert!(
+        said.contains("pipeline.output_framing")
+            && said.contains(&format!("subject {}-value", setup.output))
+            && said.contains("biggest"),
+        "{said}"
+    );
+    assert!(!said.contains(REGISTRY_PASSWORD));
+    let mut refused = start_framed(&setup, &other, 1);
+    let exit = refused.exit_within(Duration::from_secs(30), &setup);
+    let log = std::fs::read_to_string(setup.dir.join("run-1.log")).unwrap();
+    assert_eq!(exit.code(), Some(2), "{log}");
+    assert!(
+        log.contains(&format!("subject {}-value", setup.output)) && log.contains("incompatible"),
+        "{log}"
+    );
+    assert!(!log.contains(REGISTRY_PASSWORD));
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs a test script with `args`, `input` on stdin; its output as JSON lines.
+fn python_lines(script: &str, args: &[&str], input: &str) -> Vec<serde_json::Value> {
+    let mut child = std::process::Command::new(test_python())
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Fed from a thread: the script writes while it reads.
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(input.as_bytes()).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }

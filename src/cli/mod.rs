@@ -3,6 +3,7 @@
 mod consume;
 mod demo;
 mod produce;
+mod registry_check;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -100,7 +101,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Run { config, admin_addr } => run(&config, admin_addr).await,
-        Command::Validate { config } => Ok(validate(&config)),
+        Command::Validate { config } => Ok(validate(&config).await),
         Command::Schema { config, pipeline } => schema(&config, pipeline.as_deref()),
         Command::Produce(args) => produce::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Consume(args) => consume::run(args).await.map(|()| ExitCode::SUCCESS),
@@ -230,7 +231,7 @@ fn schema(path: &Path, pipeline: Option<&str>) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints every problem of a configuration; exit code 1 if there are any.
-fn validate(path: &Path) -> ExitCode {
+async fn validate(path: &Path) -> ExitCode {
     let (all, found) = match config::load_lenient(path) {
         Ok(l) => l,
         Err(e) => {
@@ -243,15 +244,25 @@ fn validate(path: &Path) -> ExitCode {
     let mut ok = Vec::new();
     for (i, loaded) in all.iter().enumerate() {
         match Plan::build(loaded, Vec::new()) {
-            Ok(plan) => ok.push(format!(
-                "{}: ok: pipeline {:?} reads {} ({}), writes {} and dead letters to {}",
-                path.display(),
-                plan.name,
-                plan.input_topic,
-                plan.decoder.schema().path.display(),
-                plan.output_topic,
-                plan.dead_letter_topic
-            )),
+            Ok(plan) => {
+                let asked = registry_check::problems(&plan, loaded).await;
+                if asked.is_empty() {
+                    ok.push(format!(
+                        "{}: ok: pipeline {:?} reads {} ({}), writes {} and dead letters to {}",
+                        path.display(),
+                        plan.name,
+                        plan.input_topic,
+                        plan.decoder.schema().path.display(),
+                        plan.output_topic,
+                        plan.dead_letter_topic
+                    ));
+                }
+                problems.extend(
+                    asked
+                        .into_iter()
+                        .map(|p| format!("{}: {p}", path.display())),
+                );
+            }
             Err(e) => {
                 for mut p in e.problems {
                     if many && let Some(rest) = p.key.strip_prefix("pipeline.") {

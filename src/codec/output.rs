@@ -33,6 +33,8 @@ pub struct OutputEncoder {
     format: Format,
     names: Vec<String>,
     key_columns: usize,
+    /// The Schema Registry frame every value starts with, if any.
+    frame: Option<[u8; 5]>,
 }
 
 /// Joins the values of a composite key: `a|b`, with `|` and `\\` escaped by
@@ -150,7 +152,29 @@ impl OutputEncoder {
             format,
             names,
             key_columns: key_columns.len(),
+            frame: None,
         })
+    }
+
+    /// Starts every value with the Schema Registry frame of schema `id`
+    /// (magic byte 0x00 and the id), as Confluent's serializers write it.
+    pub fn frame_with(&mut self, id: u32) {
+        let mut frame = Vec::with_capacity(5);
+        super::framing::frame_id(id, &mut frame);
+        self.frame = frame.try_into().ok();
+    }
+
+    /// The derived schema as it is registered (compact JSON).
+    pub fn registered_text(&self) -> String {
+        self.json.to_string()
+    }
+
+    /// The output record's full name (`namespace.name`).
+    pub fn full_name(&self) -> String {
+        match &self.schema {
+            Schema::Record(r) => r.name.fullname(None),
+            _ => String::new(),
+        }
     }
 
     /// The derived schema as pretty JSON (what `streamfold schema` prints).
@@ -223,7 +247,8 @@ impl OutputEncoder {
                 // field order: no `Value::Record` with owned field names,
                 // no per-record schema resolution or validation. The tests
                 // hold it byte-equal to apache-avro's writer.
-                let mut out = Vec::with_capacity(64 + w.key.len() * 2);
+                let mut out = Vec::with_capacity(69 + w.key.len() * 2);
+                out.extend_from_slice(self.frame.as_ref().map_or(&[][..], |f| &f[..]));
                 write_avro_str(&w.key, &mut out);
                 write_avro_long(w.start, &mut out);
                 write_avro_long(w.end, &mut out);
@@ -246,7 +271,9 @@ impl OutputEncoder {
                     .cloned()
                     .zip(self.values(w).map(avro_to_json))
                     .collect();
-                serde_json::to_vec(&map).map_err(|e| err(e.to_string()))
+                let mut out = self.frame.map_or_else(Vec::new, |f| f.to_vec());
+                serde_json::to_writer(&mut out, &map).map_err(|e| err(e.to_string()))?;
+                Ok(out)
             }
         }
     }

@@ -9,5 +9,5 @@ mod secret;
 pub use kafka::ClientConfigError;
 pub use load::{ConfigError, ENV_PREFIX, LoadedConfig, Problem, load, load_all, load_lenient};
 pub use model::*;
-pub use registry::{RegistryAuth, SchemaRegistryConfig};
+pub use registry::{RegistryAuth, SchemaRegistryConfig, SubjectStrategy};
 pub use secret::Secret;

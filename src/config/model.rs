@@ -258,6 +258,10 @@ pub struct PipelineConfig {
     /// wire format (a schema id or GUID in front, or in a header).
     #[serde(default)]
     pub input_framing: Framing,
+    /// How output values are framed: bare, or with the id of the output
+    /// schema, registered at start-up (`schema-registry`).
+    #[serde(default)]
+    pub output_framing: Framing,
     /// Topic the aggregates are written to.
     pub output_topic: String,
     /// Avro schema file for the output records, checked against the schema

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Config, Framing, Secret};
+use super::{Config, Format, Framing, Secret};
 
 /// A Schema Registry (Confluent's REST API).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -25,6 +25,30 @@ pub struct SchemaRegistryConfig {
     /// How long one request may take.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// The subject the output schema is registered under.
+    #[serde(default)]
+    pub subject_strategy: SubjectStrategy,
+}
+
+/// How the output schema's subject is named.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubjectStrategy {
+    /// `<output_topic>-value` (Confluent's TopicNameStrategy).
+    #[default]
+    TopicName,
+    /// The output record's full name (RecordNameStrategy).
+    RecordName,
+}
+
+impl SubjectStrategy {
+    /// The subject of the values of `topic`, records named `record`.
+    pub fn subject(self, topic: &str, record: &str) -> String {
+        match self {
+            Self::TopicName => format!("{topic}-value"),
+            Self::RecordName => record.to_string(),
+        }
+    }
 }
 
 fn default_timeout() -> Duration {
@@ -46,8 +70,8 @@ impl SchemaRegistryConfig {
     /// # Errors
     /// A message naming the key and variable (never a value).
     pub fn auth(&self) -> Result<RegistryAuth, (&'static str, String)> {
+        self.check_auth()?;
         match (&self.username, &self.password_env, &self.token_env) {
-            (None, None, None) => Ok(RegistryAuth::None),
             (Some(user), Some(var), None) => Secret::from_env(var)
                 .map(|password| RegistryAuth::Basic {
                     user: user.clone(),
@@ -57,6 +81,15 @@ impl SchemaRegistryConfig {
             (None, None, Some(var)) => Secret::from_env(var)
                 .map(RegistryAuth::Bearer)
                 .map_err(|e| ("schema_registry.token_env", e)),
+            _ => Ok(RegistryAuth::None),
+        }
+    }
+
+    /// Whether the auth keys go together (without reading the secrets,
+    /// which only running needs).
+    fn check_auth(&self) -> Result<(), (&'static str, String)> {
+        match (&self.username, &self.password_env, &self.token_env) {
+            (None, None, None) | (Some(_), Some(_), None) | (None, None, Some(_)) => Ok(()),
             (Some(_), None, _) => Err((
                 "schema_registry.password_env",
                 "username is set: name the environment variable that holds its password".into(),
@@ -78,12 +111,30 @@ impl SchemaRegistryConfig {
 /// Problems of the registry settings, as (key, message).
 pub(super) fn check(c: &Config) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    match (&c.schema_registry, c.pipeline.input_framing) {
-        (None, Framing::SchemaRegistry) => out.push((
-            "pipeline.input_framing",
-            "\"schema-registry\" needs a [schema_registry] table with its url".into(),
-        )),
-        (Some(r), _) => {
+    let p = &c.pipeline;
+    match &c.schema_registry {
+        None => {
+            for (key, framing) in [
+                ("pipeline.input_framing", p.input_framing),
+                ("pipeline.output_framing", p.output_framing),
+            ] {
+                if framing == Framing::SchemaRegistry {
+                    out.push((
+                        key,
+                        "\"schema-registry\" needs a [schema_registry] table with its url".into(),
+                    ));
+                }
+            }
+        }
+        Some(r) => {
+            if p.output_framing == Framing::SchemaRegistry && p.output_format == Format::Json {
+                out.push((
+                    "pipeline.output_framing",
+                    "\"schema-registry\" frames Avro output (output_format = \"avro\"); JSON \
+                     Schema output is not supported yet"
+                        .into(),
+                ));
+            }
             if !r.url.starts_with("http://") {
                 out.push((
                     "schema_registry.url",
@@ -100,11 +151,10 @@ pub(super) fn check(c: &Config) -> Vec<(&'static str, String)> {
                     "expected a duration above zero, found 0s".into(),
                 ));
             }
-            if let Err(e) = r.auth() {
+            if let Err(e) = r.check_auth() {
                 out.push(e);
             }
         }
-        (None, Framing::None) => {}
     }
     out
 }

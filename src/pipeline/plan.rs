@@ -136,8 +136,9 @@ impl Plan {
         // an environment variable.
         let problem =
             |key: &str, message: String| Problem::new(loaded.source_of(key), key, message);
-        let registry = match (&loaded.config.schema_registry, p.input_framing) {
-            (Some(r), Framing::SchemaRegistry) => r
+        let framed = [p.input_framing, p.output_framing].contains(&Framing::SchemaRegistry);
+        let registry = match &loaded.config.schema_registry {
+            Some(r) if framed => r
                 .auth()
                 .map_err(|(key, e)| problems.push(problem(key, e)))
                 .ok()
@@ -297,11 +298,11 @@ impl Plan {
                     input_topic: p.input_topic.clone(),
                     output_topic: p.output_topic.clone(),
                     dead_letter_topic: p.dead_letter_topic.clone(),
-                    decoder: match registry {
-                        Some(_) => Decoder::new(input, p.input_format)
+                    decoder: match p.input_framing {
+                        Framing::SchemaRegistry => Decoder::new(input, p.input_format)
                             .reading_only(&read)
                             .registry_framed(),
-                        None => Decoder::new(input, p.input_format).reading_only(&read),
+                        Framing::None => Decoder::new(input, p.input_format).reading_only(&read),
                     },
                     registry,
                     transforms,

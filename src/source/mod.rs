@@ -3,6 +3,7 @@
 
 mod checkpoints;
 mod consumer;
+mod output_schema;
 mod resume;
 mod run;
 

@@ -67,6 +67,22 @@ pub enum RunError {
         #[source]
         source: KafkaError,
     },
+    /// The registry refused the output schema.
+    #[error(
+        "the Schema Registry at {registry} refused the derived output schema under subject \
+         {subject} ({status}): {message}. Print the schema with `streamfold schema`; make it \
+         compatible with the subject's versions (aggregates and names as before), write to \
+         another output topic, or change the subject's compatibility in the registry"
+    )]
+    OutputSchema {
+        subject: String,
+        registry: String,
+        status: u16,
+        message: String,
+    },
+    /// The registry refused the credentials or could not be reached.
+    #[error(transparent)]
+    Registry(crate::registry::RegistryError),
     /// The pipeline stopped after an error it cannot recover from.
     #[error("pipeline {pipeline} stopped: {error}")]
     Failed {
@@ -80,13 +96,16 @@ impl RunError {
     /// The process exit code for this error, as README states it: 2 when
     /// the configuration was refused at start-up (its values or schemas,
     /// a missing secret, a client setting librdkafka refuses, a topic that
-    /// does not exist), 1 for failures while running. Every check that
+    /// does not exist, an output schema the registry refuses), 1 for
+    /// failures while running. Every check that
     /// gives 2 runs before anything is created or committed on the broker.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Config(_) | Self::Secret(_) | Self::Client { .. } | Self::MissingTopic { .. } => {
-                2
-            }
+            Self::Config(_)
+            | Self::Secret(_)
+            | Self::Client { .. }
+            | Self::MissingTopic { .. }
+            | Self::OutputSchema { .. } => 2,
             // A checkpoint of other settings (or another format) asks the
             // user to choose, as a configuration problem does.
             Self::Failed { error, .. }
@@ -101,7 +120,10 @@ impl RunError {
             {
                 2
             }
-            Self::Connect { .. } | Self::Broker { .. } | Self::Failed { .. } => 1,
+            Self::Connect { .. }
+            | Self::Broker { .. }
+            | Self::Registry(_)
+            | Self::Failed { .. } => 1,
         }
     }
 }
@@ -124,7 +146,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let config = &loaded.config;
-    let plan = Arc::new(Plan::build(loaded, extra)?);
+    let mut plan = Plan::build(loaded, extra)?;
+    super::output_schema::register(&mut plan, loaded, &shutdown).await?;
+    let plan = Arc::new(plan);
     // Every topic the pipeline reads or writes but does not create.
     let mut topics = vec![
         (plan.input_topic.clone(), "input"),
