@@ -35,6 +35,7 @@ fn nexmark_harness_runs_every_query_end_to_end() {
         "q7",
         "q0-avro",
         "q5-avro",
+        "q5-avro-framed",
         "quix-q5",
         "quix-q7",
     ] {
@@ -46,6 +47,7 @@ fn nexmark_harness_runs_every_query_end_to_end() {
     assert!(stdout.contains("q0 / ceiling B = "), "{stdout}");
     assert!(stdout.contains("q5 / Quix Streams q5 = "), "{stdout}");
     assert!(stdout.contains("q5 end-to-end latency"), "{stdout}");
+    assert!(stdout.contains("q5-avro-framed / q5-avro = "), "{stdout}");
     // The restart row: a minute of bids at 10/s, 90% of the window, re-read
     // in full without checkpoints, and with them only the two closers.
     let row = stdout

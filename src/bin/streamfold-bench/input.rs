@@ -13,6 +13,9 @@ use streamfold::generate::{NEXMARK_BID_SCHEMA, nexmark_bid_json, nexmark_bids};
 pub(super) enum Encoding {
     Json,
     Avro,
+    /// Avro in the Schema Registry's wire format: magic byte 0x00 and
+    /// schema id 1 (served by `registry.rs`) in front of each datum.
+    AvroFramed,
 }
 
 impl Encoding {
@@ -20,6 +23,15 @@ impl Encoding {
         match self {
             Encoding::Json => "bids",
             Encoding::Avro => "bids-avro",
+            Encoding::AvroFramed => "bids-avro-framed",
+        }
+    }
+
+    /// The pipeline's `input_format`.
+    pub(super) fn format(self) -> &'static str {
+        match self {
+            Encoding::Json => "json",
+            Encoding::Avro | Encoding::AvroFramed => "avro",
         }
     }
 }
@@ -96,10 +108,14 @@ pub(super) fn preload(
     let encode = |b: &nexmark::event::Bid, date_time: u64| -> anyhow::Result<Vec<u8>> {
         Ok(match encoding {
             Encoding::Json => nexmark_bid_json(b, date_time).into_bytes(),
-            Encoding::Avro => {
+            Encoding::Avro | Encoding::AvroFramed => {
                 use apache_avro::types::Value;
                 let s = |v: &str| Value::String(v.to_string());
-                writer.write_value_to_vec(Value::Record(vec![
+                let mut out = Vec::new();
+                if encoding == Encoding::AvroFramed {
+                    streamfold::codec::frame_id(super::registry::BID_SCHEMA_ID, &mut out);
+                }
+                out.extend(writer.write_value_to_vec(Value::Record(vec![
                     ("auction".into(), Value::Long(b.auction as i64)),
                     ("bidder".into(), Value::Long(b.bidder as i64)),
                     ("price".into(), Value::Long(b.price as i64)),
@@ -107,7 +123,8 @@ pub(super) fn preload(
                     ("url".into(), s(&b.url)),
                     ("date_time".into(), Value::TimestampMillis(date_time as i64)),
                     ("extra".into(), s(&b.extra)),
-                ]))?
+                ]))?);
+                out
             }
         })
     };

@@ -37,6 +37,7 @@ mod ceiling;
 mod input;
 mod latency;
 mod quix;
+mod registry;
 mod report;
 mod restart;
 
@@ -55,13 +56,14 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// What to run, comma-separated: ceiling-a, ceiling-b; q0, q1, q2, q5,
-    /// q7 (streamfold, JSON input; `-avro` after a name: Avro input);
+    /// q7 (streamfold, JSON input; `-avro` after a name: Avro input,
+    /// `-avro-framed`: Avro in the Schema Registry's wire format);
     /// q5-latency (after q5: latency at half its rate); quix-q5, quix-q7
     /// (Quix Streams); restart (restart time after SIGKILL, with and
     /// without checkpoints, for each of --restart-windows).
     #[arg(
         long,
-        default_value = "ceiling-a,ceiling-b,q0,q1,q2,q5,q7,q0-avro,q5-avro,q5-latency,quix-q5,quix-q7,restart"
+        default_value = "ceiling-a,ceiling-b,q0,q1,q2,q5,q7,q0-avro,q5-avro,q5-avro-framed,q5-latency,quix-q5,quix-q7,restart"
     )]
     only: String,
     /// Window sizes of the restart measurement.
@@ -261,11 +263,23 @@ fn spawn_query(
     tag: &str,
 ) -> anyhow::Result<(Killed, u16, String)> {
     let body = query(name).context("unknown query")?;
-    let format = match encoding {
-        Encoding::Json => "json",
-        Encoding::Avro => "avro",
+    let (body, extra) = match encoding {
+        Encoding::AvroFramed => (
+            format!("input_framing = \"schema-registry\"\n{body}"),
+            format!("\n[schema_registry]\nurl = \"{}\"\n", registry::url()?),
+        ),
+        _ => (body.to_string(), String::new()),
     };
-    let (config, output) = write_config(dir, broker, name, input, format, tag, body, "")?;
+    let (config, output) = write_config(
+        dir,
+        broker,
+        name,
+        input,
+        encoding.format(),
+        tag,
+        &body,
+        &extra,
+    )?;
     let (child, admin) = spawn_streamfold(streamfold, &config)?;
     Ok((child, admin, output))
 }
@@ -470,6 +484,9 @@ fn main() -> anyhow::Result<()> {
     if names.iter().any(|n| n.ends_with("-avro")) {
         encodings.push(Encoding::Avro);
     }
+    if names.iter().any(|n| n.ends_with("-avro-framed")) {
+        encodings.push(Encoding::AvroFramed);
+    }
     let mut total = 0;
     for encoding in encodings {
         let input = encoding.topic();
@@ -564,12 +581,16 @@ fn main() -> anyhow::Result<()> {
                 q if q.starts_with("quix-") => {
                     quix::run_quix(&args.quix_python, &dir, &broker, &q[5..], input, run)?
                 }
-                q => match q.strip_suffix("-avro") {
-                    Some(base) => {
-                        run_query(&streamfold, &dir, &broker, base, Encoding::Avro, total, run)?
-                    }
-                    None => run_query(&streamfold, &dir, &broker, q, Encoding::Json, total, run)?,
-                },
+                q => {
+                    let (base, encoding) = if let Some(b) = q.strip_suffix("-avro-framed") {
+                        (b, Encoding::AvroFramed)
+                    } else if let Some(b) = q.strip_suffix("-avro") {
+                        (b, Encoding::Avro)
+                    } else {
+                        (q, Encoding::Json)
+                    };
+                    run_query(&streamfold, &dir, &broker, base, encoding, total, run)?
+                }
             };
             eprintln!(
                 "run {run} {name}: {:.2}s, {:.0} events/s",

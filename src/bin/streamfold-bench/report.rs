@@ -24,6 +24,7 @@ pub(super) fn table(
             total, args.partitions, args.runs
         );
         let mut medians = BTreeMap::new();
+        let mut cpu_medians = BTreeMap::new();
         for (name, samples) in results.values() {
             let eps: Vec<f64> = samples.iter().map(|s| total as f64 / s.secs).collect();
             let cpu: Vec<f64> = samples
@@ -35,6 +36,7 @@ pub(super) fn table(
             let (c, c0, c1) = stats(&cpu);
             let (r, r0, r1) = stats(&rss);
             medians.insert(name.clone(), e);
+            cpu_medians.insert(name.clone(), c);
             let ckpt: Option<Vec<f64>> = samples
                 .iter()
                 .map(|s| Some(s.checkpoint_bytes? / s.secs / 1e3))
@@ -56,6 +58,15 @@ pub(super) fn table(
             ratio("q5", "quix-q5"),
             ratio("q7", "quix-q7")
         );
+        if let (Some(framed), Some(bare)) = (
+            cpu_medians.get("q5-avro-framed"),
+            cpu_medians.get("q5-avro"),
+        ) {
+            table += &format!(
+                "CPU-s per M events, q5-avro-framed / q5-avro = {:.2}\n",
+                framed / bare
+            );
+        }
     }
     if !latencies.is_empty() {
         let p50: Vec<f64> = latencies.iter().map(|l| l.0).collect();
