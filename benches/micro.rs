@@ -11,6 +11,7 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use streamfold::aggregate::Aggregates;
 use streamfold::codec::{Decoder, RecordSchema};
+use streamfold::codec::{SchemaKind, SchemaRef, frame_id};
 use streamfold::config::Format;
 use streamfold::generate::{
     GeneratorOptions, NEXMARK_BID_SCHEMA, PaymentGenerator, nexmark_bid_json, nexmark_bids,
@@ -93,6 +94,37 @@ fn batch_step(c: &mut Criterion) {
         b.iter(|| {
             for r in &input {
                 std::hint::black_box(decoder.decode(r.payload.as_deref()).unwrap());
+            }
+        })
+    });
+    // The same records in the Schema Registry's wire format, their writer
+    // schema (id 1) the reader's: the registry-framed common case.
+    let framed_decoder = base.decoder.clone().registry_framed();
+    let writers = framed_decoder.writers().unwrap();
+    writers.learn(
+        SchemaRef::Id(1),
+        Ok((
+            SchemaKind::Avro,
+            base.decoder.schema().schema.canonical_form(),
+        )),
+    );
+    let framed: Vec<RawRecord> = input
+        .iter()
+        .map(|r| {
+            let mut value = Vec::new();
+            frame_id(1, &mut value);
+            value.extend_from_slice(r.payload.as_deref().unwrap());
+            RawRecord {
+                payload: Some(value.into()),
+                ..r.clone()
+            }
+        })
+        .collect();
+    let framed_batch = framed_decoder.batch().unwrap();
+    g.bench_function("decode_avro_framed", |b| {
+        b.iter(|| {
+            for r in &framed {
+                std::hint::black_box(framed_batch.decode_record(r).unwrap());
             }
         })
     });
