@@ -9,7 +9,7 @@ use super::direct::DirectPlan;
 use super::framing::{FramingError, SchemaRef, unframe};
 use super::json::json_to_value;
 use super::schema::RecordSchema;
-use super::writers::{Writer, Writers};
+use super::writers::{Known, Writer, Writers, find};
 use crate::config::Format;
 use crate::record::{RawRecord, Record};
 
@@ -127,6 +127,7 @@ impl Decoder {
         Ok(BatchDecoder {
             decoder: self,
             avro,
+            known: self.writers.as_ref().map(|w| w.known()),
         })
     }
 
@@ -142,6 +143,9 @@ impl Decoder {
 pub struct BatchDecoder<'a> {
     decoder: &'a Decoder,
     avro: Option<GenericDatumReader<'a>>,
+    /// For registry-framed input: the writer schemas known when the batch
+    /// began (the partition task learnt every one it names before).
+    known: Option<Known>,
 }
 
 impl BatchDecoder<'_> {
@@ -151,15 +155,13 @@ impl BatchDecoder<'_> {
     /// # Errors
     /// A [`DecodeError`] saying what is wrong with the bytes.
     pub fn decode_record(&self, r: &RawRecord) -> Result<Record, DecodeError> {
-        let Some(writers) = &self.decoder.writers else {
+        let (Some(writers), Some(known)) = (&self.decoder.writers, &self.known) else {
             return self.decode(r.payload.as_deref());
         };
         let bytes = r.payload.as_deref().ok_or(DecodeError::Empty)?;
         let (schema, body) = unframe(bytes, r.schema_header.as_deref())?;
-        let writer = writers
-            .get(&schema)
-            .ok_or(DecodeError::NotLookedUp { schema })?;
-        match &*writer {
+        let writer = find(known, &schema).ok_or(DecodeError::NotLookedUp { schema })?;
+        match &**writer {
             Writer::Same | Writer::Json => self.decode_bytes(body),
             Writer::Resolved(w) => self.decode_resolved(w, writers, schema, body),
             Writer::Unusable(reason) => Err(DecodeError::Writer {

@@ -21,4 +21,4 @@ pub use output::{
     EncodeError, OutputEncoder, WindowOutput, join_key, push_key_part, record_name, split_key,
 };
 pub use schema::{RecordSchema, SchemaError};
-pub use writers::{Writer, Writers};
+pub use writers::{Known, Writer, Writers};

@@ -5,7 +5,6 @@
 //! goes to the rayon pool (it asks the registry; see `task/schemas.rs`),
 //! so the decoder on the pool only reads this map.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use apache_avro::Schema;
@@ -32,13 +31,19 @@ pub enum Writer {
     Unusable(String),
 }
 
+/// The writer schemas known, as a batch reads them: a topic has a few,
+/// so a list scanned in order beats hashing.
+pub type Known = Arc<Vec<(SchemaRef, Arc<Writer>)>>;
+
 /// The writer schemas known to a decoder.
 #[derive(Debug)]
 pub struct Writers {
     format: Format,
     reader: Schema,
     reader_form: String,
-    known: RwLock<HashMap<SchemaRef, Arc<Writer>>>,
+    /// Replaced whole when a schema is learnt (rarely), so that a batch
+    /// takes it once and reads it without a lock.
+    known: RwLock<Known>,
 }
 
 impl Writers {
@@ -47,8 +52,8 @@ impl Writers {
         Self {
             format,
             reader: reader.clone(),
-            reader_form: reader.canonical_form(),
-            known: RwLock::default(),
+            reader_form: layout(reader),
+            known: RwLock::new(Arc::new(Vec::new())),
         }
     }
 
@@ -57,26 +62,27 @@ impl Writers {
         &self.reader
     }
 
+    /// The schemas known now, for one batch.
+    pub fn known(&self) -> Known {
+        Arc::clone(&self.known.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// How the records of `r` decode, if it is known.
     pub fn get(&self, r: &SchemaRef) -> Option<Arc<Writer>> {
-        self.known
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(r)
-            .cloned()
+        find(&self.known(), r).cloned()
     }
 
     /// The schemas `records` name that are not known yet, each once (a
     /// record whose framing is bad names none: it is a dead letter).
     pub fn missing(&self, records: &[RawRecord]) -> Vec<SchemaRef> {
-        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        let known = self.known();
         let mut out: Vec<SchemaRef> = Vec::new();
         for r in records {
             let Some(value) = r.payload.as_deref() else {
                 continue;
             };
             if let Ok((s, _)) = unframe(value, r.schema_header.as_deref())
-                && !known.contains_key(&s)
+                && find(&known, &s).is_none()
                 && !out.contains(&s)
             {
                 out.push(s);
@@ -93,10 +99,10 @@ impl Writers {
             Err(why) => Writer::Unusable(why),
             Ok((kind, text)) => self.resolve(&r, kind, &text),
         });
-        self.known
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(r, Arc::clone(&writer));
+        let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+        let mut next: Vec<_> = known.iter().filter(|(s, _)| *s != r).cloned().collect();
+        next.push((r, Arc::clone(&writer)));
+        *known = Arc::new(next);
         writer
     }
 
@@ -124,7 +130,7 @@ impl Writers {
             Ok(w) => w,
             Err(e) => return Writer::Unusable(format!("{r} is not a valid Avro schema: {e}")),
         };
-        if writer.canonical_form() == self.reader_form {
+        if layout(&writer) == self.reader_form {
             return Writer::Same;
         }
         match SchemaCompatibility::can_read(&writer, &self.reader) {
@@ -134,6 +140,21 @@ impl Writers {
             )),
         }
     }
+}
+
+/// What decides whether the bytes of one schema are those of another:
+/// its Parsing Canonical Form, taken twice. apache-avro writes a logical
+/// type's underlying type as `{"type":"long"}`, and a plain `long` as
+/// `"long"`, although both encode alike; the form of the form is the
+/// same for both.
+fn layout(schema: &Schema) -> String {
+    let form = schema.canonical_form();
+    Schema::parse_str(&form).map_or(form, |s| s.canonical_form())
+}
+
+/// How the records of `r` decode, in `known`.
+pub fn find<'a>(known: &'a Known, r: &SchemaRef) -> Option<&'a Arc<Writer>> {
+    known.iter().find(|(s, _)| s == r).map(|(_, w)| w)
 }
 
 #[cfg(test)]
@@ -170,13 +191,25 @@ mod tests {
             *w.learn(SchemaRef::Id(1), Ok((SchemaKind::Avro, V1.into()))),
             Writer::Resolved(_)
         ));
-        // The same schema, written another way, is the reader's.
+        // The same schema, written another way (or as its canonical form,
+        // which drops logical types), is the reader's.
         let spaced = V2.replace(',', " , ");
         assert!(matches!(
             *w.learn(SchemaRef::Id(2), Ok((SchemaKind::Avro, spaced))),
             Writer::Same
         ));
         assert!(w.missing(&recs).is_empty());
+        let ts = r#"{"type":"record","name":"T","fields":[
+            {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
+        let reader = Schema::parse_str(ts).unwrap();
+        let w = Writers::new(&reader, Format::Avro);
+        assert!(matches!(
+            *w.learn(
+                SchemaRef::Id(3),
+                Ok((SchemaKind::Avro, reader.canonical_form()))
+            ),
+            Writer::Same
+        ));
     }
 
     #[test]
