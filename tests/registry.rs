@@ -67,7 +67,7 @@ async fn confluents_client_and_streamfolds_agree_on_the_stand_in() {
         user: "sr-user".into(),
         password: Secret::new(password),
     };
-    let client = Registry::new(&registry.url(), auth, Duration::from_secs(5)).unwrap();
+    let client = Registry::new(&registry.url(), auth, Duration::from_secs(5), None).unwrap();
     let v1 = got["v1"].as_str().unwrap();
     let v2 = got["v2"].as_str().unwrap();
     let by_id = client.schema(&SchemaRef::Id(v1_id)).await.unwrap();
@@ -122,6 +122,7 @@ async fn confluents_client_and_streamfolds_agree_on_the_stand_in() {
             password: Secret::new("not-the-password"),
         },
         Duration::from_secs(5),
+        None,
     )
     .unwrap();
     let e = wrong.subjects().await.unwrap_err();
@@ -254,6 +255,7 @@ fn framed_config(setup: &Setup, registry: &RegistryStandIn) -> std::path::PathBu
             token_env: None,
             timeout: Duration::from_secs(2),
             subject_strategy: Default::default(),
+            tls: None,
         });
     });
     config
@@ -522,4 +524,66 @@ fn python_lines(script: &str, args: &[&str], input: &str) -> Vec<serde_json::Val
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// An https registry: trusted through `tls.ca_file`, refused (naming the
+/// registry) without it.
+#[tokio::test]
+async fn an_https_registry_is_reached_through_the_configured_ca() {
+    let dir = tempdir();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(made.success());
+    let (c, k) = (cert.display().to_string(), key.display().to_string());
+    let registry = RegistryStandIn::start(None, &["--tls", &c, &k]);
+    let tls = streamfold::config::TlsConfig {
+        ca_file: Some(cert.clone()),
+        ..Default::default()
+    };
+    let trusted = Registry::new(
+        &registry.https_url(),
+        Auth::None,
+        Duration::from_secs(5),
+        Some(&tls),
+    )
+    .unwrap();
+    assert!(trusted.subjects().await.unwrap().is_empty());
+    let untrusted = Registry::new(
+        &registry.https_url(),
+        Auth::None,
+        Duration::from_secs(5),
+        None,
+    )
+    .unwrap();
+    let e = untrusted.subjects().await.unwrap_err();
+    assert!(
+        matches!(e, RegistryError::Tls { .. }) && !e.transient(),
+        "an untrusted certificate does not pass by waiting: {e}"
+    );
+    assert!(
+        e.to_string().contains(&registry.https_url()) && e.to_string().contains("certificate"),
+        "{e}"
+    );
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("streamfold-registry-{:08x}", fastrand::u32(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

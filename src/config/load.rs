@@ -195,8 +195,15 @@ pub fn load_lenient(path: &Path) -> Result<(Vec<LoadedConfig>, Vec<Problem>), Co
             }
         }
         // TLS files, like schemas, are relative to the config file.
-        if let Some(tls) = &mut kafka.tls {
-            let dir = path.parent().unwrap_or_else(|| Path::new("."));
+        let mut schema_registry = file.schema_registry.clone();
+        let dir = path.parent().unwrap_or_else(|| Path::new("."));
+        for tls in [
+            kafka.tls.as_mut(),
+            schema_registry.as_mut().and_then(|r| r.tls.as_mut()),
+        ]
+        .into_iter()
+        .flatten()
+        {
             for f in [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file]
                 .into_iter()
                 .flatten()
@@ -212,7 +219,7 @@ pub fn load_lenient(path: &Path) -> Result<(Vec<LoadedConfig>, Vec<Problem>), Co
             batch: file.batch.clone(),
             commit: file.commit.clone(),
             state: file.state.clone(),
-            schema_registry: file.schema_registry.clone(),
+            schema_registry,
             log: file.log.clone(),
         };
         for mut problem in check(&config, &shown) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Config, Format, Framing, Secret};
+use super::{Config, Format, Framing, Secret, TlsConfig};
 
 /// A Schema Registry (Confluent's REST API).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -28,6 +28,10 @@ pub struct SchemaRegistryConfig {
     /// The subject the output schema is registered under.
     #[serde(default)]
     pub subject_strategy: SubjectStrategy,
+    /// TLS for an `https://` URL: a CA file (default: the system's trust
+    /// store) and, for mutual TLS, a client certificate and its key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 /// How the output schema's subject is named.
@@ -135,14 +139,26 @@ pub(super) fn check(c: &Config) -> Vec<(&'static str, String)> {
                         .into(),
                 ));
             }
-            if !r.url.starts_with("http://") {
+            if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
                 out.push((
                     "schema_registry.url",
                     format!(
-                        "expected http://host:port, found {:?} (https:// is not supported yet: \
-                         put a TLS-terminating proxy on loopback in front of the registry)",
+                        "expected http://host:port or https://host:port, found {:?}",
                         r.url
                     ),
+                ));
+            } else if r.tls.is_some() && r.url.starts_with("http://") {
+                out.push((
+                    "schema_registry.tls",
+                    format!("set, and the url {:?} is not https://", r.url),
+                ));
+            }
+            if let Some(t) = &r.tls
+                && t.cert_file.is_some() != t.key_file.is_some()
+            {
+                out.push((
+                    "schema_registry.tls",
+                    "cert_file and key_file go together (mutual TLS needs both)".into(),
                 ));
             }
             if r.timeout.is_zero() {

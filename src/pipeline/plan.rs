@@ -143,7 +143,7 @@ impl Plan {
                 .map_err(|(key, e)| problems.push(problem(key, e)))
                 .ok()
                 .and_then(|auth| {
-                    Registry::new(&r.url, auth, r.timeout)
+                    Registry::new(&r.url, auth, r.timeout, r.tls.as_ref())
                         .map_err(|e| problems.push(problem("schema_registry.url", e)))
                         .ok()
                 }),

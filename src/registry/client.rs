@@ -5,6 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
+use hyper_tls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -12,6 +13,7 @@ use serde_json::{Value as Json, json};
 
 use crate::codec::{SchemaKind, SchemaRef, guid_text, parse_guid};
 pub use crate::config::RegistryAuth as Auth;
+use crate::config::TlsConfig;
 
 /// The registry's media type, for requests and answers.
 const MEDIA: &str = "application/vnd.schemaregistry.v1+json";
@@ -46,6 +48,17 @@ pub enum RegistryError {
         url: String,
         what: String,
         message: String,
+    },
+    /// The TLS handshake failed: an untrusted or wrong certificate, which
+    /// waiting does not cure.
+    #[error(
+        "schema registry {url}: the TLS handshake failed ({what}): {reason}; check \
+         schema_registry.tls (ca_file, cert_file, key_file)"
+    )]
+    Tls {
+        url: String,
+        what: String,
+        reason: String,
     },
     /// The credentials were refused.
     #[error(
@@ -90,7 +103,7 @@ pub struct Registry {
     base: String,
     auth: Auth,
     timeout: Duration,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -103,28 +116,35 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// A client of the registry at `url` (`http://host:port`, with a path
-    /// prefix if the registry sits behind one). Requests time out after
-    /// `timeout`.
+    /// A client of the registry at `url` (`http://` or `https://`, with a
+    /// path prefix if the registry sits behind one), trusting the CA of
+    /// `tls` (default: the system's trust store) and presenting its client
+    /// certificate, if any. Requests time out after `timeout`.
     ///
     /// # Errors
-    /// When the URL is not `http://…`.
-    pub fn new(url: &str, auth: Auth, timeout: Duration) -> Result<Self, String> {
+    /// A URL of another scheme, or TLS files that cannot be read or used,
+    /// named.
+    pub fn new(
+        url: &str,
+        auth: Auth,
+        timeout: Duration,
+        tls: Option<&TlsConfig>,
+    ) -> Result<Self, String> {
         let base = url.trim_end_matches('/').to_string();
-        if !base.starts_with("http://") {
-            return Err(format!(
-                "{url:?}: only http:// registry URLs are supported (https:// is not yet; put a \
-                 TLS-terminating proxy on loopback in front of the registry)"
-            ));
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(format!("{url:?}: expected an http:// or https:// URL"));
         }
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let tls = tls_connector(tls)?;
         Ok(Self {
             base,
             auth,
             timeout,
-            http: Client::builder(TokioExecutor::new()).build(connector),
+            http: Client::builder(TokioExecutor::new())
+                .build(HttpsConnector::from((connector, tls.into()))),
         })
     }
 
@@ -309,12 +329,22 @@ impl Registry {
                 // hyper-util's error says "client error (Connect)"; its
                 // source says why.
                 let mut reason = e.to_string();
+                let mut tls = false;
                 let mut source = std::error::Error::source(&e);
                 while let Some(s) = source {
                     reason = format!("{reason}: {s}");
+                    tls |= s.downcast_ref::<native_tls::Error>().is_some();
                     source = s.source();
                 }
-                unreachable(reason)
+                if tls {
+                    RegistryError::Tls {
+                        url: self.base.clone(),
+                        what: what.to_string(),
+                        reason,
+                    }
+                } else {
+                    unreachable(reason)
+                }
             })?;
             let status = resp.status();
             let bytes = resp
@@ -368,6 +398,37 @@ impl Registry {
     }
 }
 
+/// The TLS settings of the client.
+fn tls_connector(tls: Option<&TlsConfig>) -> Result<native_tls::TlsConnector, String> {
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))
+    };
+    let mut b = native_tls::TlsConnector::builder();
+    if let Some(t) = tls {
+        if let Some(ca) = &t.ca_file {
+            let pem = read("ca_file", ca)?;
+            let cert = native_tls::Certificate::from_pem(&pem)
+                .map_err(|e| format!("ca_file {}: not a PEM certificate: {e}", ca.display()))?;
+            b.add_root_certificate(cert);
+        }
+        if let (Some(c), Some(k)) = (&t.cert_file, &t.key_file) {
+            let identity = native_tls::Identity::from_pkcs8(
+                &read("cert_file", c)?,
+                &read("key_file", k)?,
+            )
+            .map_err(|e| {
+                format!(
+                    "cert_file {} with key_file {}: not a PEM certificate and PKCS #8 key: {e}",
+                    c.display(),
+                    k.display()
+                )
+            })?;
+            b.identity(identity);
+        }
+    }
+    b.build().map_err(|e| format!("cannot set up TLS: {e}"))
+}
+
 /// The body of a register or compatibility request.
 fn request(kind: SchemaKind, schema: &str) -> Json {
     match kind {
@@ -403,9 +464,22 @@ mod tests {
     }
 
     #[test]
-    fn only_http_urls_are_taken_and_the_error_says_what_to_do() {
-        let e = Registry::new("https://sr:8081", Auth::None, Duration::from_secs(1)).unwrap_err();
-        assert!(e.contains("https://sr:8081") && e.contains("proxy"), "{e}");
+    fn only_http_and_https_urls_are_taken() {
+        let e =
+            Registry::new("ftp://sr:8081", Auth::None, Duration::from_secs(1), None).unwrap_err();
+        assert!(e.contains("ftp://sr:8081"), "{e}");
+        let missing = TlsConfig {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..TlsConfig::default()
+        };
+        let e = Registry::new(
+            "https://sr:8081",
+            Auth::None,
+            Duration::from_secs(1),
+            Some(&missing),
+        )
+        .unwrap_err();
+        assert!(e.contains("ca_file /nonexistent/ca.pem"), "{e}");
     }
 
     #[tokio::test]
@@ -419,6 +493,7 @@ mod tests {
             &format!("http://127.0.0.1:{port}"),
             Auth::None,
             Duration::from_secs(2),
+            None,
         )
         .unwrap();
         let e = r.schema(&SchemaRef::Id(1)).await.unwrap_err();

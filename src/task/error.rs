@@ -32,7 +32,8 @@ pub enum PartitionError {
         #[source]
         source: SendError,
     },
-    /// The Schema Registry refused this pipeline's credentials.
+    /// The Schema Registry refused this pipeline's credentials, or its TLS
+    /// handshake failed.
     #[error("partition {partition}: {source}")]
     Registry {
         partition: i32,

@@ -7,8 +7,8 @@
 //! takes no more input; schemas already known keep decoding in the
 //! batches before. A schema the registry does not have (after a few
 //! tries, for a registry still replicating it) or refuses makes its
-//! records dead letters that say so; refused credentials stop the
-//! pipeline.
+//! records dead letters that say so; refused credentials or a failed TLS
+//! handshake stop the pipeline.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +87,7 @@ async fn learn(
                 unknown += 1;
                 Duration::from_millis(200)
             }
-            RegistryError::Unauthorized { .. } => {
+            RegistryError::Unauthorized { .. } | RegistryError::Tls { .. } => {
                 metrics.registry_request("refused");
                 return Err(PartitionError::Registry {
                     partition,

@@ -1333,9 +1333,14 @@ impl RegistryStandIn {
         Self { child, port }
     }
 
-    /// Its base URL.
+    /// Its base URL (`http`).
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Its base URL when started with `--tls`.
+    pub fn https_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
     }
 }
 

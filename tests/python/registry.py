@@ -12,7 +12,7 @@ subject, GUIDs, BACKWARD compatibility for Avro records (a reader field
 needs a default unless the writer has it; a changed type must be one of
 Avro's promotions), 401 without the configured basic-auth credentials.
 
-    python registry.py PORT [--auth USER:PASSWORD] [--state FILE]
+    python registry.py PORT [--auth USER:PASSWORD] [--state FILE] [--tls CERT KEY]
 
 prints "ready" once it listens; it serves until killed. With --state it
 keeps its schemas in FILE, so that a registry stopped and started again
@@ -242,6 +242,7 @@ def main():
     args.add_argument("port", type=int)
     args.add_argument("--auth")
     args.add_argument("--state")
+    args.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     a = args.parse_args()
     Handler.auth = a.auth
     state_file = a.state
@@ -252,6 +253,11 @@ def main():
         subjects.update(saved["subjects"])
     port = a.port
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    if a.tls:
+        import ssl
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*a.tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print("ready", flush=True)
     server.serve_forever()
 
