@@ -531,25 +531,7 @@ fn python_lines(script: &str, args: &[&str], input: &str) -> Vec<serde_json::Val
 #[tokio::test]
 async fn an_https_registry_is_reached_through_the_configured_ca() {
     let dir = tempdir();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(made.success());
+    let (cert, key) = self_signed(&dir);
     let (c, k) = (cert.display().to_string(), key.display().to_string());
     let registry = RegistryStandIn::start(None, &["--tls", &c, &k]);
     let tls = streamfold::config::TlsConfig {

@@ -36,25 +36,7 @@ impl Drop for TlsBroker {
 }
 
 fn tls_broker(dir: &Path, user: Option<(&str, &str)>) -> TlsBroker {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(made.success());
+    let (cert, key) = self_signed(dir);
     let mut args = vec![
         "--cert".as_ref(),
         cert.as_os_str(),

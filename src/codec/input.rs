@@ -333,6 +333,43 @@ mod tests {
     }
 
     #[test]
+    fn registry_framed_json_reads_like_plain_json_and_avro_writers_are_refused() {
+        use crate::codec::{SchemaKind, frame_id};
+        let d = decoder(Format::Json).registry_framed();
+        let writers = d.writers().unwrap();
+        writers.learn(
+            SchemaRef::Id(5),
+            Ok((SchemaKind::Json, r#"{"type":"object"}"#.into())),
+        );
+        writers.learn(SchemaRef::Id(6), Ok((SchemaKind::Avro, SCHEMA.into())));
+        let record = |id: u32, body: &[u8]| {
+            let mut value = Vec::new();
+            frame_id(id, &mut value);
+            value.extend_from_slice(body);
+            RawRecord {
+                offset: 0,
+                timestamp: None,
+                key: None,
+                payload: Some(value.into()),
+                schema_header: None,
+            }
+        };
+        let b = d.batch().unwrap();
+        let r = b.decode_record(&record(5, br#"{"k":"x","n":5}"#)).unwrap();
+        assert_eq!(r.i64(1).unwrap(), 5);
+        let e = b
+            .decode_record(&record(6, br#"{"k":"x","n":5}"#))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("schema id 6 is registered as AVRO, and pipeline.input_format is json"),
+            "{e}"
+        );
+        let e = b.decode_record(&record(7, b"{}")).unwrap_err();
+        assert!(matches!(e, DecodeError::NotLookedUp { .. }), "{e}");
+    }
+
+    #[test]
     fn a_schema_registry_frame_that_does_not_decode_says_so() {
         let d = decoder(Format::Avro);
         let b = d.batch().unwrap();

@@ -117,7 +117,7 @@ impl Writers {
             }
             (kind, format) => {
                 return Writer::Unusable(format!(
-                    "{r} is a {} schema, and pipeline.input_format is {}",
+                    "{r} is registered as {}, and pipeline.input_format is {}",
                     kind.name(),
                     match format {
                         Format::Avro => "avro",
