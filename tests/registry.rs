@@ -569,3 +569,80 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// `streamfold produce` frames the input topic's values as a registry
+/// serializer does (Confluent's deserializer reads them), and `consume`
+/// unframes and decodes them.
+#[test]
+fn produce_and_consume_speak_the_wire_format() {
+    let setup = Setup::new(2);
+    let auth = format!("sr-user:{REGISTRY_PASSWORD}");
+    let registry = RegistryStandIn::start(None, &["--auth", &auth]);
+    let config = framed_config(&setup, &registry);
+    edit_config(&config, |c| {
+        c.pipeline.input_schema = schema_dir().join("payment.avsc")
+    });
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_streamfold"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env("TEST_REGISTRY_PASSWORD", REGISTRY_PASSWORD)
+            .env("STREAMFOLD_PSEUDONYM_KEY", PSEUDONYM_KEY)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    cli(&["produce", "--generate", "20"]);
+    let read = read_until(
+        &setup.servers(),
+        &setup.input,
+        Duration::from_secs(10),
+        |r| r.len() >= 20,
+    );
+    assert_eq!(read.len(), 20);
+    let values: String = read
+        .iter()
+        .map(|r| format!("{}\n", to_hex(&r.payload)))
+        .collect();
+    let decoded = python_lines(
+        "tests/python/registry_consume.py",
+        &[&registry.url(), &auth, &setup.input],
+        &values,
+    );
+    assert!(
+        decoded.iter().all(|d| d["merchant_id"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("m-"))),
+        "{decoded:?}"
+    );
+    let shown = cli(&[
+        "consume",
+        "--topic",
+        &setup.input,
+        "--max-records",
+        "20",
+        "--idle-timeout",
+        "5s",
+    ]);
+    let lines: Vec<serde_json::Value> = shown
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 20, "{shown}");
+    let ids = |v: Vec<&serde_json::Value>| {
+        let mut ids: Vec<String> = v.iter().map(|v| v["payment_id"].to_string()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        ids(lines.iter().map(|l| &l["value"]).collect()),
+        ids(decoded.iter().collect()),
+        "{shown}"
+    );
+}

@@ -12,8 +12,10 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::json;
 
-use crate::codec::{Decoder, RecordSchema, avro_to_json};
-use crate::config::Format;
+use crate::codec::{Decoder, RecordSchema, VALUE_SCHEMA_HEADER, avro_to_json};
+use crate::config::{Format, Framing, LoadedConfig};
+use crate::record::RawRecord;
+use crate::registry::Registry;
 
 /// Arguments of `streamfold consume`.
 #[derive(Debug, clap::Args)]
@@ -41,34 +43,78 @@ pub struct ConsumeArgs {
 /// How the values of a topic are shown.
 pub(crate) enum ValueView {
     Decoded(Box<Decoder>),
+    /// In the Schema Registry's wire format: each writer schema is looked
+    /// up in the registry the first time a value names it.
+    Framed(Box<(Decoder, Registry)>),
     Raw,
 }
 
 impl ValueView {
-    fn show(&self, payload: Option<&[u8]>) -> serde_json::Value {
-        match (self, payload) {
-            (_, None) => serde_json::Value::Null,
-            (Self::Decoded(d), Some(p)) => match d.batch().and_then(|b| b.decode(Some(p))) {
-                Ok(r) => {
-                    let fields = d.schema().fields.iter().map(|f| f.name.clone());
-                    serde_json::Value::Object(
-                        fields
-                            .zip(r.values)
-                            .map(|(k, v)| (k, avro_to_json(v)))
-                            .collect(),
-                    )
-                }
-                Err(e) => {
-                    json!({ "undecodable": e.to_string(), "raw": String::from_utf8_lossy(p) })
-                }
-            },
-            (Self::Raw, Some(p)) => match std::str::from_utf8(p) {
-                Ok(s) => serde_json::from_str(s).unwrap_or_else(|_| json!(s)),
-                Err(_) => {
-                    json!({ "bytes_hex": p.iter().map(|b| format!("{b:02x}")).collect::<String>() })
-                }
-            },
+    /// For a registry-framed topic, learns the writer schema `r` names,
+    /// if it is new (a look-up that fails makes the value undecodable,
+    /// saying why).
+    pub(crate) async fn prepare(&self, r: &RawRecord) {
+        let Self::Framed(framed) = self else {
+            return;
+        };
+        let (d, registry) = &**framed;
+        let Some(writers) = d.writers() else {
+            return;
+        };
+        for schema in writers.missing(std::slice::from_ref(r)) {
+            let found = registry
+                .schema(&schema)
+                .await
+                .map(|s| (s.kind, s.schema))
+                .map_err(|e| e.to_string());
+            writers.learn(schema, found);
         }
+    }
+
+    fn show(&self, r: &RawRecord) -> serde_json::Value {
+        let Some(p) = r.payload.as_deref() else {
+            return serde_json::Value::Null;
+        };
+        let (decoder, decoded) = match self {
+            Self::Decoded(d) => (&**d, d.batch().and_then(|b| b.decode(Some(p)))),
+            Self::Framed(framed) => (&framed.0, framed.0.batch().and_then(|b| b.decode_record(r))),
+            Self::Raw => {
+                return match std::str::from_utf8(p) {
+                    Ok(s) => serde_json::from_str(s).unwrap_or_else(|_| json!(s)),
+                    Err(_) => json!({
+                        "bytes_hex": p.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                    }),
+                };
+            }
+        };
+        match decoded {
+            Ok(rec) => {
+                let fields = decoder.schema().fields.iter().map(|f| f.name.clone());
+                serde_json::Value::Object(
+                    fields
+                        .zip(rec.values)
+                        .map(|(k, v)| (k, avro_to_json(v)))
+                        .collect(),
+                )
+            }
+            Err(e) => json!({ "undecodable": e.to_string(), "raw": String::from_utf8_lossy(p) }),
+        }
+    }
+}
+
+/// A message as read, for decoding.
+pub(crate) fn raw_record<M: Message>(m: &M) -> RawRecord {
+    RawRecord {
+        offset: m.offset(),
+        timestamp: m.timestamp().to_millis(),
+        key: m.key().map(bytes::Bytes::copy_from_slice),
+        payload: m.payload().map(bytes::Bytes::copy_from_slice),
+        schema_header: m.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == VALUE_SCHEMA_HEADER)?
+                .value
+                .map(bytes::Bytes::copy_from_slice)
+        }),
     }
 }
 
@@ -95,7 +141,7 @@ pub(crate) fn message_json<M: Message>(m: &M, view: &ValueView) -> serde_json::V
         "timestamp": m.timestamp().to_millis(),
         "key": m.key().map(String::from_utf8_lossy),
         "headers": headers,
-        "value": view.show(m.payload()),
+        "value": view.show(&raw_record(m)),
     })
 }
 
@@ -134,6 +180,17 @@ pub(crate) fn reader(
     Ok(consumer)
 }
 
+/// The view of a topic of `framing` decoded with `decoder`.
+fn view(l: &LoadedConfig, decoder: Decoder, framing: Framing) -> anyhow::Result<ValueView> {
+    Ok(match (framing, &l.config.schema_registry) {
+        (Framing::SchemaRegistry, Some(r)) => ValueView::Framed(Box::new((
+            decoder.registry_framed(),
+            Registry::from_config(r).map_err(|(key, e)| anyhow::anyhow!("{key}: {e}"))?,
+        ))),
+        _ => ValueView::Decoded(Box::new(decoder)),
+    })
+}
+
 pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let loaded = super::optional_config(args.config.as_deref())?;
     let servers = super::servers(args.bootstrap_servers.as_deref(), loaded.as_ref())?;
@@ -145,10 +202,10 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             let p = &l.config.pipeline;
             if args.topic == p.output_topic {
                 let s = super::output_schema(l)?;
-                ValueView::Decoded(Box::new(Decoder::new(s, p.output_format)))
+                view(l, Decoder::new(s, p.output_format), p.output_framing)?
             } else if args.topic == p.input_topic {
                 let s = RecordSchema::load(&l.resolve(&p.input_schema))?;
-                ValueView::Decoded(Box::new(Decoder::new(s, p.input_format)))
+                view(l, Decoder::new(s, p.input_format), p.input_framing)?
             } else {
                 ValueView::Raw
             }
@@ -187,6 +244,7 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         };
         match next {
             Some(Ok(m)) => {
+                view.prepare(&raw_record(&m)).await;
                 writeln!(out, "{}", message_json(&m, &view))?;
                 seen += 1;
             }

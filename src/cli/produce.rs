@@ -13,9 +13,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::{RecordSchema, json_to_value};
-use crate::config::Format;
+use crate::codec::{RecordSchema, SchemaKind, json_to_value};
+use crate::config::{Format, Framing};
 use crate::generate::{GeneratorOptions, PaymentGenerator};
+use crate::registry::Registry;
 
 /// Arguments of `streamfold produce`.
 #[derive(Debug, clap::Args)]
@@ -69,6 +70,8 @@ pub(crate) struct Target {
     pub schema: RecordSchema,
     pub format: Format,
     pub key_field: String,
+    /// The Schema Registry frame each value starts with, if any.
+    pub frame: Vec<u8>,
 }
 
 impl Target {
@@ -94,7 +97,34 @@ impl Target {
             schema,
             format,
             key_field,
+            frame: Vec::new(),
         })
+    }
+
+    /// Frames every value with the id `registry` gives the schema under
+    /// the topic's subject (`<topic>-value`), registering it if needed, as
+    /// Confluent's serializers do.
+    ///
+    /// # Errors
+    /// The registry refuses it or cannot be reached.
+    pub async fn framed_by(&mut self, registry: &Registry) -> anyhow::Result<()> {
+        let subject = format!("{}-value", self.topic);
+        let kind = match self.format {
+            Format::Avro => SchemaKind::Avro,
+            Format::Json => bail!(
+                "producing registry-framed JSON (the JSON Schema serializer's format) is not \
+                 supported yet"
+            ),
+        };
+        // The schema as its file writes it (its canonical form would drop
+        // logical types).
+        let text = std::fs::read_to_string(&self.schema.path)
+            .with_context(|| format!("reading {}", self.schema.path.display()))?;
+        let (id, _) = registry.register(&subject, kind, &text).await?;
+        eprintln!("framing values with schema id {id} of subject {subject}");
+        self.frame.clear();
+        crate::codec::frame_id(id, &mut self.frame);
+        Ok(())
     }
 
     /// Encodes and enqueues one record value (already resolved to the schema).
@@ -111,12 +141,17 @@ impl Target {
                 other => format!("{other:?}"),
             })
             .with_context(|| format!("the record has no key field {:?}", self.key_field))?;
-        let payload = match self.format {
-            Format::Avro => GenericDatumWriter::builder(&self.schema.schema)
-                .build()?
-                .write_value_to_vec(value.clone())?,
-            Format::Json => serde_json::to_vec(&crate::codec::avro_to_json(value.clone()))?,
-        };
+        let mut payload = self.frame.clone();
+        match self.format {
+            Format::Avro => payload.extend(
+                GenericDatumWriter::builder(&self.schema.schema)
+                    .build()?
+                    .write_value_to_vec(value.clone())?,
+            ),
+            Format::Json => {
+                serde_json::to_writer(&mut payload, &crate::codec::avro_to_json(value.clone()))?
+            }
+        }
         self.send_raw(Some(key.as_bytes()), &payload)
     }
 
@@ -226,7 +261,18 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         .map(|l| l.config.producer_config())
         .transpose()?
         .unwrap_or_default();
-    let target = Target::new(&servers, &extra, topic, schema, format, key_field)?;
+    let mut target = Target::new(&servers, &extra, topic, schema, format, key_field)?;
+    // The pipeline's input topic, framed: values go out as a registry
+    // serializer writes them.
+    if let Some(l) = &loaded
+        && let Some(r) = &l.config.schema_registry
+        && l.config.pipeline.input_framing == Framing::SchemaRegistry
+        && target.topic == l.config.pipeline.input_topic
+    {
+        let registry =
+            Registry::from_config(r).map_err(|(key, e)| anyhow::anyhow!("{key}: {e}"))?;
+        target.framed_by(&registry).await?;
+    }
     let cancel = CancellationToken::new();
     super::shutdown_on_signals(cancel.clone());
 

@@ -138,15 +138,9 @@ impl Plan {
             |key: &str, message: String| Problem::new(loaded.source_of(key), key, message);
         let framed = [p.input_framing, p.output_framing].contains(&Framing::SchemaRegistry);
         let registry = match &loaded.config.schema_registry {
-            Some(r) if framed => r
-                .auth()
+            Some(r) if framed => Registry::from_config(r)
                 .map_err(|(key, e)| problems.push(problem(key, e)))
-                .ok()
-                .and_then(|auth| {
-                    Registry::new(&r.url, auth, r.timeout, r.tls.as_ref())
-                        .map_err(|e| problems.push(problem("schema_registry.url", e)))
-                        .ok()
-                }),
+                .ok(),
             _ => None,
         };
         let input = RecordSchema::load(&loaded.resolve(&p.input_schema))

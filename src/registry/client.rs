@@ -13,7 +13,7 @@ use serde_json::{Value as Json, json};
 
 use crate::codec::{SchemaKind, SchemaRef, guid_text, parse_guid};
 pub use crate::config::RegistryAuth as Auth;
-use crate::config::TlsConfig;
+use crate::config::{SchemaRegistryConfig, TlsConfig};
 
 /// The registry's media type, for requests and answers.
 const MEDIA: &str = "application/vnd.schemaregistry.v1+json";
@@ -146,6 +146,16 @@ impl Registry {
             http: Client::builder(TokioExecutor::new())
                 .build(HttpsConnector::from((connector, tls.into()))),
         })
+    }
+
+    /// The client `[schema_registry]` describes, its secrets read from the
+    /// environment.
+    ///
+    /// # Errors
+    /// The key at fault and why.
+    pub fn from_config(c: &SchemaRegistryConfig) -> Result<Self, (&'static str, String)> {
+        let auth = c.auth()?;
+        Self::new(&c.url, auth, c.timeout, c.tls.as_ref()).map_err(|e| ("schema_registry.url", e))
     }
 
     /// The base URL.
