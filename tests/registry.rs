@@ -415,15 +415,7 @@ fn the_output_is_registered_and_confluents_deserializer_reads_it() {
     );
     assert!(child.terminate().success(), "{}", logs(&setup));
 
-    let values: String = read
-        .iter()
-        .map(|r| format!("{}\n", to_hex(&r.payload)))
-        .collect();
-    let decoded = python_lines(
-        "tests/python/registry_consume.py",
-        &[&registry.url(), &auth, &setup.output],
-        &values,
-    );
+    let decoded = confluent_reads(&registry, &auth, &setup.output, &read);
     let mut got = std::collections::BTreeMap::new();
     for d in &decoded {
         let key = (
@@ -489,6 +481,25 @@ fn the_output_is_registered_and_confluents_deserializer_reads_it() {
         "{log}"
     );
     assert!(!log.contains(REGISTRY_PASSWORD));
+}
+
+/// The values of `read` (of `topic`) as Confluent's `AvroDeserializer`
+/// reads them.
+fn confluent_reads(
+    registry: &RegistryStandIn,
+    auth: &str,
+    topic: &str,
+    read: &[Read],
+) -> Vec<serde_json::Value> {
+    let values: String = read
+        .iter()
+        .map(|r| format!("{}\n", to_hex(&r.payload)))
+        .collect();
+    python_lines(
+        "tests/python/registry_consume.py",
+        &[&registry.url(), auth, topic],
+        &values,
+    )
 }
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -606,15 +617,7 @@ fn produce_and_consume_speak_the_wire_format() {
         |r| r.len() >= 20,
     );
     assert_eq!(read.len(), 20);
-    let values: String = read
-        .iter()
-        .map(|r| format!("{}\n", to_hex(&r.payload)))
-        .collect();
-    let decoded = python_lines(
-        "tests/python/registry_consume.py",
-        &[&registry.url(), &auth, &setup.input],
-        &values,
-    );
+    let decoded = confluent_reads(&registry, &auth, &setup.input, &read);
     assert!(
         decoded.iter().all(|d| d["merchant_id"]
             .as_str()
