@@ -218,6 +218,7 @@ fn framed_payments(
             &registry.url(),
             &format!("sr-user:{REGISTRY_PASSWORD}"),
             &schemas.display().to_string(),
+            &setup.input,
         ],
         &lines,
     );
@@ -246,7 +247,7 @@ fn framed_config(setup: &Setup, registry: &RegistryStandIn) -> std::path::PathBu
     std::fs::write(&reader, versions()["v2"].as_str().unwrap()).unwrap();
     let config = setup.write_config("5s", "");
     edit_config(&config, |c| {
-        c.pipeline.input_schema = reader;
+        c.pipeline.input_schema = Some(reader);
         c.pipeline.input_framing = streamfold::config::Framing::SchemaRegistry;
         c.schema_registry = Some(streamfold::config::SchemaRegistryConfig {
             url: registry.url(),
@@ -379,6 +380,61 @@ fn records_wait_while_the_registry_is_down_and_none_is_lost() {
     );
 }
 
+/// Without `input_schema`, the reader schema is the latest version of
+/// `<input_topic>-value`: start-up names the subject when it has none yet
+/// (validate and run, exit 2), and once Confluent's serializers have
+/// registered v1 and v2 the pipeline reads both with v2, as the log says.
+#[test]
+fn without_an_input_schema_the_latest_version_of_the_subject_reads() {
+    let setup = Setup::new(4);
+    let auth = format!("sr-user:{REGISTRY_PASSWORD}");
+    let registry = RegistryStandIn::start(None, &["--auth", &auth]);
+    let config = framed_config(&setup, &registry);
+    edit_config(&config, |c| c.pipeline.input_schema = None);
+    let subject = format!("{}-value", setup.input);
+
+    let validate = std::process::Command::new(env!("CARGO_BIN_EXE_streamfold"))
+        .args(["validate", "--config"])
+        .arg(&config)
+        .env("TEST_REGISTRY_PASSWORD", REGISTRY_PASSWORD)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&validate.stdout);
+    assert!(!validate.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("has no subject {subject}")) && said.contains("input_schema"),
+        "{said}"
+    );
+    let mut early = start_framed(&setup, &config, 0);
+    assert_eq!(
+        early.exit_within(Duration::from_secs(30), &setup).code(),
+        Some(2)
+    );
+    let log = std::fs::read_to_string(setup.dir.join("run-0.log")).unwrap();
+    assert!(log.contains(&format!("has no subject {subject}")), "{log}");
+
+    let (events, outgoing) = framed_payments(&setup, &registry, false);
+    let offsets = publish_records(&setup.servers(), &setup.input, &outgoing);
+    let expected = expected(&events, &offsets, 5_000, |p| p.merchant_id.clone());
+    let mut child = start_framed(&setup, &config, 1);
+    let rows = windows_covering(&setup, &expected, Duration::from_secs(60));
+    assert!(child.terminate().success(), "{}", logs(&setup));
+    assert_complete(&rows, &expected, || logs(&setup));
+    let log = std::fs::read_to_string(setup.dir.join("run-1.log")).unwrap();
+    assert!(
+        log.contains("reader schema: the latest version of the input subject")
+            && log.contains(&format!("version 2 of subject {subject}")),
+        "{log}"
+    );
+    assert!(
+        read_until(&setup.servers(), &setup.dlq, Duration::from_secs(1), |_| {
+            false
+        })
+        .is_empty(),
+        "v1 and v2 both read with the latest version"
+    );
+}
+
 /// With `output_framing`, the derived output schema is registered under
 /// `<output_topic>-value` and Confluent's deserializer reads every result;
 /// a schema the subject's compatibility refuses stops start-up (exit 2)
@@ -401,7 +457,7 @@ fn the_output_is_registered_and_confluents_deserializer_reads_it() {
 
     let config = framed_config(&setup, &registry);
     edit_config(&config, |c| {
-        c.pipeline.input_schema = schema_dir().join("payment.avsc");
+        c.pipeline.input_schema = Some(schema_dir().join("payment.avsc"));
         c.pipeline.input_framing = streamfold::config::Framing::None;
         c.pipeline.output_framing = streamfold::config::Framing::SchemaRegistry;
     });
@@ -591,7 +647,7 @@ fn produce_and_consume_speak_the_wire_format() {
     let registry = RegistryStandIn::start(None, &["--auth", &auth]);
     let config = framed_config(&setup, &registry);
     edit_config(&config, |c| {
-        c.pipeline.input_schema = schema_dir().join("payment.avsc")
+        c.pipeline.input_schema = Some(schema_dir().join("payment.avsc"))
     });
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_streamfold"))

@@ -201,10 +201,10 @@ pub(crate) async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         (None, Some(l)) => {
             let p = &l.config.pipeline;
             if args.topic == p.output_topic {
-                let s = super::output_schema(l)?;
+                let s = super::output_schema(l).await?;
                 view(l, Decoder::new(s, p.output_format), p.output_framing)?
             } else if args.topic == p.input_topic {
-                let s = RecordSchema::load(&l.resolve(&p.input_schema))?;
+                let s = super::input_schema(l).await?;
                 view(l, Decoder::new(s, p.input_format), p.input_framing)?
             } else {
                 ValueView::Raw

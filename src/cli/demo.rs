@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::consume::{ValueView, message_json, reader};
 use super::produce::{Pacer, Target};
 use crate::broker::EmbeddedBroker;
-use crate::codec::{Decoder, RecordSchema};
+use crate::codec::Decoder;
 use crate::config::{self, Format};
 use crate::generate::{ClickGenerator, GeneratorOptions, PaymentGenerator};
 use crate::telemetry::{self, Metrics};
@@ -207,7 +207,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         })
     };
 
-    let input_schema = RecordSchema::load(&loaded.resolve(&p.input_schema))?;
+    let input_schema = super::input_schema(&loaded).await?;
     let target = Target::new(
         &servers,
         &ClientConfig::new(),
@@ -255,7 +255,7 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         })
     };
 
-    let output_schema = super::output_schema(&loaded)?;
+    let output_schema = super::output_schema(&loaded).await?;
     let outputs = reader(&servers, &p.output_topic, &ClientConfig::new())?;
     let dead = reader(&servers, &p.dead_letter_topic, &ClientConfig::new())?;
     let out_view = ValueView::Decoded(Box::new(Decoder::new(output_schema, p.output_format)));

@@ -102,7 +102,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Run { config, admin_addr } => run(&config, admin_addr).await,
         Command::Validate { config } => Ok(validate(&config).await),
-        Command::Schema { config, pipeline } => schema(&config, pipeline.as_deref()),
+        Command::Schema { config, pipeline } => schema(&config, pipeline.as_deref()).await,
         Command::Produce(args) => produce::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Consume(args) => consume::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::DevBroker { topics } => dev_broker(&topics).await.map(|()| ExitCode::SUCCESS),
@@ -125,12 +125,31 @@ fn servers(flag: Option<&str>, loaded: Option<&LoadedConfig>) -> anyhow::Result<
 
 /// The schema of the pipeline's output topic: the configured file, else
 /// the one derived from the aggregates.
-fn output_schema(loaded: &LoadedConfig) -> anyhow::Result<crate::codec::RecordSchema> {
+async fn output_schema(loaded: &LoadedConfig) -> anyhow::Result<crate::codec::RecordSchema> {
     if let Some(path) = &loaded.config.pipeline.output_schema {
         return Ok(crate::codec::RecordSchema::load(&loaded.resolve(path))?);
     }
-    let plan = Plan::build(loaded, Vec::new())?;
+    let reader = crate::pipeline::latest_reader(loaded).await?;
+    let plan = Plan::build_with(loaded, Vec::new(), reader)?;
     Ok(plan.output_schema())
+}
+
+/// The schema of the pipeline's input records: its `input_schema` file,
+/// else the latest version of the input subject in the registry.
+async fn input_schema(loaded: &LoadedConfig) -> anyhow::Result<crate::codec::RecordSchema> {
+    let p = &loaded.config.pipeline;
+    if let Some(path) = &p.input_schema {
+        return Ok(crate::codec::RecordSchema::load(&loaded.resolve(path))?);
+    }
+    crate::pipeline::latest_reader(loaded)
+        .await?
+        .with_context(|| {
+            format!(
+                "{}: pipeline.input_schema is not set and the input is not registry framed: \
+             pass --schema",
+                loaded.path.display()
+            )
+        })
 }
 
 async fn run(path: &Path, admin: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
@@ -188,7 +207,7 @@ async fn run(path: &Path, admin: Option<std::net::SocketAddr>) -> anyhow::Result
 }
 
 /// Prints the derived output schema of a pipeline.
-fn schema(path: &Path, pipeline: Option<&str>) -> anyhow::Result<ExitCode> {
+async fn schema(path: &Path, pipeline: Option<&str>) -> anyhow::Result<ExitCode> {
     let all = match config::load_all(path) {
         Ok(all) => all,
         Err(e) => {
@@ -218,7 +237,14 @@ fn schema(path: &Path, pipeline: Option<&str>) -> anyhow::Result<ExitCode> {
             names.join(", ")
         ),
     };
-    match Plan::build(loaded, Vec::new()) {
+    let reader = match crate::pipeline::latest_reader(loaded).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return Ok(ExitCode::from(if e.transient() { 1 } else { 2 }));
+        }
+    };
+    match Plan::build_with(loaded, Vec::new(), reader) {
         Ok(plan) => {
             println!("{}", plan.encoder.schema_text());
             Ok(ExitCode::SUCCESS)
@@ -243,7 +269,14 @@ async fn validate(path: &Path) -> ExitCode {
     let mut problems: Vec<String> = found.iter().map(ToString::to_string).collect();
     let mut ok = Vec::new();
     for (i, loaded) in all.iter().enumerate() {
-        match Plan::build(loaded, Vec::new()) {
+        let reader = match crate::pipeline::latest_reader(loaded).await {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(format!("{}: {e}", path.display()));
+                continue;
+            }
+        };
+        match Plan::build_with(loaded, Vec::new(), reader) {
             Ok(plan) => {
                 let asked = registry_check::problems(&plan, loaded).await;
                 if asked.is_empty() {

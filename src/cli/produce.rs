@@ -240,12 +240,11 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| p.map(|p| p.input_topic.clone()))
         .context("no topic: pass --topic or --config")?;
-    let schema_path = match (&args.schema, &loaded) {
-        (Some(s), _) => s.clone(),
-        (None, Some(l)) => l.resolve(&l.config.pipeline.input_schema),
+    let schema = match (&args.schema, &loaded) {
+        (Some(s), _) => RecordSchema::load(s)?,
+        (None, Some(l)) => super::input_schema(l).await?,
         (None, None) => bail!("no schema: pass --schema or --config"),
     };
-    let schema = RecordSchema::load(&schema_path)?;
     let key_field = args
         .key_field
         .clone()

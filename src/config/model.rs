@@ -249,8 +249,11 @@ pub struct PipelineConfig {
     pub name: String,
     /// Topic to read.
     pub input_topic: String,
-    /// Avro schema of the input records (path relative to the config file).
-    pub input_schema: PathBuf,
+    /// Avro schema of the input records (path relative to the config
+    /// file). Absent with registry-framed input: the latest version of
+    /// `<input_topic>-value` at start-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<PathBuf>,
     /// Encoding of input values.
     #[serde(default = "defaults::format")]
     pub input_format: Format,

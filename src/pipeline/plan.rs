@@ -107,6 +107,22 @@ impl Plan {
     }
 }
 
+/// Why a pipeline without `input_schema` has no reader schema.
+fn missing_reader(p: &crate::config::PipelineConfig) -> String {
+    if p.input_framing == Framing::SchemaRegistry {
+        format!(
+            "not set, and the latest version of subject {}-value was not fetched (only run, \
+             validate and schema ask the registry for it); set it to the input's .avsc",
+            p.input_topic
+        )
+    } else {
+        "not set: give the .avsc of the input records, or read registry-framed input \
+         (input_framing = \"schema-registry\"), whose reader schema is then the latest version \
+         of <input_topic>-value"
+            .to_string()
+    }
+}
+
 impl std::fmt::Debug for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plan")
@@ -128,6 +144,19 @@ impl Plan {
         loaded: &LoadedConfig,
         extra: Vec<Box<dyn Transform>>,
     ) -> Result<Self, ConfigError> {
+        Self::build_with(loaded, extra, None)
+    }
+
+    /// [`Plan::build`] with the reader schema `reader` where the pipeline
+    /// has no `input_schema` file (see [`super::latest_reader`]).
+    ///
+    /// # Errors
+    /// As [`Plan::build`].
+    pub fn build_with(
+        loaded: &LoadedConfig,
+        extra: Vec<Box<dyn Transform>>,
+        reader: Option<RecordSchema>,
+    ) -> Result<Self, ConfigError> {
         let file = loaded.path.display().to_string();
         let p = &loaded.config.pipeline;
         let mut problems = Vec::new();
@@ -143,9 +172,16 @@ impl Plan {
                 .ok(),
             _ => None,
         };
-        let input = RecordSchema::load(&loaded.resolve(&p.input_schema))
-            .map_err(|e| problems.push(problem("pipeline.input_schema", e.to_string())))
-            .ok();
+        let input = match (&p.input_schema, reader) {
+            (Some(path), _) => RecordSchema::load(&loaded.resolve(path))
+                .map_err(|e| problems.push(problem("pipeline.input_schema", e.to_string())))
+                .ok(),
+            (None, Some(reader)) => Some(reader),
+            (None, None) => {
+                problems.push(problem("pipeline.input_schema", missing_reader(p)));
+                None
+            }
+        };
         let output = p.output_schema.as_ref().and_then(|path| {
             RecordSchema::load(&loaded.resolve(path))
                 .map_err(|e| problems.push(problem("pipeline.output_schema", e.to_string())))
@@ -347,4 +383,33 @@ pub(crate) fn clickstream_plan(
     p.output_schema = None;
     change(p);
     std::sync::Arc::new(Plan::build(&loaded, Vec::new()).expect("the test plan builds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipeline_without_an_input_schema_is_told_where_one_comes_from() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/clickstream.toml");
+        let mut loaded = crate::config::load(&path).expect("the clickstream example loads");
+        loaded.config.pipeline.input_schema = None;
+        let e = Plan::build(&loaded, Vec::new())
+            .err()
+            .expect("no reader schema");
+        let said = e.to_string();
+        assert!(
+            said.contains("pipeline.input_schema") && said.contains("input_framing"),
+            "{said}"
+        );
+        loaded.config.pipeline.input_framing = Framing::SchemaRegistry;
+        let e = Plan::build(&loaded, Vec::new()).err().expect("not fetched");
+        assert!(e.to_string().contains("clicks-value"), "{e}");
+        let reader = RecordSchema::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/click.avsc"),
+        )
+        .expect("the click schema loads");
+        let built = Plan::build_with(&loaded, Vec::new(), Some(reader));
+        assert!(built.is_ok(), "{:?}", built.err());
+    }
 }

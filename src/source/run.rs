@@ -21,7 +21,7 @@ use super::{Shared, Stage, Transient};
 use crate::checkpoint::CheckpointError;
 use crate::config::{ClientConfigError, Config, ConfigError, LoadedConfig, ResumeState};
 use crate::offsets::CommitBoard;
-use crate::pipeline::Plan;
+use crate::pipeline::{Plan, ReaderError};
 use crate::sink::{KafkaSink, Sink, SinkContext, SinkProducer};
 use crate::task::{CheckpointSettings, Env};
 use crate::telemetry::Metrics;
@@ -83,6 +83,9 @@ pub enum RunError {
     /// The registry refused the credentials or could not be reached.
     #[error(transparent)]
     Registry(crate::registry::RegistryError),
+    /// The reader schema, to be taken from the registry, could not be.
+    #[error(transparent)]
+    Reader(#[from] crate::pipeline::ReaderError),
     /// The pipeline stopped after an error it cannot recover from.
     #[error("pipeline {pipeline} stopped: {error}")]
     Failed {
@@ -106,6 +109,7 @@ impl RunError {
             | Self::Client { .. }
             | Self::MissingTopic { .. }
             | Self::OutputSchema { .. } => 2,
+            Self::Reader(e) if !matches!(e, ReaderError::Registry { .. }) => 2,
             // A checkpoint of other settings (or another format) asks the
             // user to choose, as a configuration problem does.
             Self::Failed { error, .. }
@@ -123,6 +127,7 @@ impl RunError {
             Self::Connect { .. }
             | Self::Broker { .. }
             | Self::Registry(_)
+            | Self::Reader(_)
             | Self::Failed { .. } => 1,
         }
     }
@@ -146,7 +151,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let config = &loaded.config;
-    let mut plan = Plan::build(loaded, extra)?;
+    let reader = crate::pipeline::latest_reader(loaded).await?;
+    let mut plan = Plan::build_with(loaded, extra, reader)?;
     super::output_schema::register(&mut plan, loaded, &shutdown).await?;
     let plan = Arc::new(plan);
     // Every topic the pipeline reads or writes but does not create.

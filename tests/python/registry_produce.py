@@ -5,9 +5,10 @@ schema ("v1", "v2", "v3") and the framing ("id": magic 0x00 and schema id
 in front, Confluent's default; "header": the GUID in the __value_schema_id
 header, bare value; "guid": magic 0x01 and the GUID in front; "unknown": a
 schema id the registry does not have; "malformed": no frame), and writes a
-JSON line per payment: {"value": hex, "header": hex or null}.
+JSON line per payment: {"value": hex, "header": hex or null}. The subject
+is TOPIC-value (TopicNameStrategy), as the producer of TOPIC would register.
 
-    python registry_produce.py URL USER:PASSWORD SCHEMAS.json < payments
+    python registry_produce.py URL USER:PASSWORD SCHEMAS.json TOPIC < payments
 """
 
 import json
@@ -18,7 +19,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient, header_schema_
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-url, auth, schemas_file = sys.argv[1:4]
+url, auth, schemas_file, input_topic = sys.argv[1:5]
 schemas = json.load(open(schemas_file))
 client = SchemaRegistryClient({"url": url, "basic.auth.user.info": auth})
 prefix = {v: AvroSerializer(client, schemas[v]) for v in schemas}
@@ -31,7 +32,7 @@ for line in sys.stdin:
     version, framing = p.pop("version"), p.pop("framing")
     # v3 is registered under a subject of its own: the registry takes it,
     # and the pipeline cannot read it.
-    topic = "elsewhere" if version == "v3" else "payments"
+    topic = "elsewhere" if version == "v3" else input_topic
     value, head = None, None
     if framing in ("id", "unknown", "malformed"):
         value = prefix[version](p, SerializationContext(topic, MessageField.VALUE))
