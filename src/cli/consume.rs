@@ -61,7 +61,10 @@ impl ValueView {
         let Some(writers) = d.writers() else {
             return;
         };
-        for schema in writers.missing(std::slice::from_ref(r)) {
+        if let Some(value) = r.payload.as_deref() {
+            writers.note(value, r.schema_header.as_deref(), &mut None);
+        }
+        for schema in writers.pending() {
             let found = registry
                 .schema(&schema)
                 .await

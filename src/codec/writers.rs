@@ -5,14 +5,13 @@
 //! goes to the rayon pool (it asks the registry; see `task/schemas.rs`),
 //! so the decoder on the pool only reads this map.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 
 use super::framing::{SchemaKind, SchemaRef, unframe};
 use crate::config::Format;
-use crate::record::RawRecord;
 
 /// How the records of one writer schema decode.
 #[derive(Debug)]
@@ -44,6 +43,10 @@ pub struct Writers {
     /// Replaced whole when a schema is learnt (rarely), so that a batch
     /// takes it once and reads it without a lock.
     known: RwLock<Known>,
+    /// Schemas that records named, as the consumer read them, which were
+    /// not known then: the partition task learns them before the batch
+    /// goes to the pool. Each stays here until learnt.
+    pending: Mutex<Vec<SchemaRef>>,
 }
 
 impl Writers {
@@ -54,6 +57,7 @@ impl Writers {
             reader: reader.clone(),
             reader_form: layout(reader),
             known: RwLock::new(Arc::new(Vec::new())),
+            pending: Mutex::new(Vec::new()),
         }
     }
 
@@ -72,23 +76,38 @@ impl Writers {
         find(&self.known(), r).cloned()
     }
 
-    /// The schemas `records` name that are not known yet, each once (a
-    /// record whose framing is bad names none: it is a dead letter).
-    pub fn missing(&self, records: &[RawRecord]) -> Vec<SchemaRef> {
-        let known = self.known();
-        let mut out: Vec<SchemaRef> = Vec::new();
-        for r in records {
-            let Some(value) = r.payload.as_deref() else {
-                continue;
-            };
-            if let Ok((s, _)) = unframe(value, r.schema_header.as_deref())
-                && find(&known, &s).is_none()
-                && !out.contains(&s)
-            {
-                out.push(s);
+    /// Notes the schema that `value` (with its `__value_schema_id`
+    /// `header`) names, when it is not known yet: called as each record
+    /// is read, while its bytes are at hand. `last` is what the previous
+    /// record of the partition named, so a run of records of one schema
+    /// costs a comparison each. A value whose framing is bad names none
+    /// (it is a dead letter).
+    pub fn note(&self, value: &[u8], header: Option<&[u8]>, last: &mut Option<SchemaRef>) {
+        let Ok((r, _)) = unframe(value, header) else {
+            return;
+        };
+        if last.as_ref() == Some(&r) {
+            return;
+        }
+        if find(&self.known(), &r).is_none() {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if !pending.contains(&r) {
+                pending.push(r);
             }
         }
-        out
+        *last = Some(r);
+    }
+
+    /// The schemas noted that are not known yet, each once.
+    pub fn pending(&self) -> Vec<SchemaRef> {
+        let known = self.known();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|r| find(&known, r).is_none())
+            .cloned()
+            .collect()
     }
 
     /// Learns schema `r` as the registry gave it (`kind` and `text`), or
@@ -101,6 +120,10 @@ impl Writers {
         });
         let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
         let mut next: Vec<_> = known.iter().filter(|(s, _)| *s != r).cloned().collect();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != r);
         next.push((r, Arc::clone(&writer)));
         *known = Arc::new(next);
         writer
@@ -167,26 +190,20 @@ mod tests {
         {"name":"auction","type":"long"},{"name":"price","type":"long"},
         {"name":"channel","type":"string","default":"web"}]}"#;
 
-    fn record(value: Vec<u8>) -> RawRecord {
-        RawRecord {
-            offset: 0,
-            timestamp: None,
-            key: None,
-            payload: Some(value.into()),
-            schema_header: None,
-        }
-    }
-
     #[test]
     fn each_writer_is_resolved_once_against_the_reader() {
         let w = Writers::new(&Schema::parse_str(V2).unwrap(), Format::Avro);
-        let recs = vec![
-            record(vec![0, 0, 0, 0, 1, 2]),
-            record(vec![0, 0, 0, 0, 2, 2]),
-            record(vec![0, 0, 0, 0, 1, 4]),
-            record(b"not framed".to_vec()),
-        ];
-        assert_eq!(w.missing(&recs), [SchemaRef::Id(1), SchemaRef::Id(2)]);
+        let mut last = None;
+        for value in [
+            &[0, 0, 0, 0, 1, 2][..],
+            &[0, 0, 0, 0, 1, 3],
+            &[0, 0, 0, 0, 2, 2],
+            &[0, 0, 0, 0, 1, 4],
+            b"not framed",
+        ] {
+            w.note(value, None, &mut last);
+        }
+        assert_eq!(w.pending(), [SchemaRef::Id(1), SchemaRef::Id(2)]);
         assert!(matches!(
             *w.learn(SchemaRef::Id(1), Ok((SchemaKind::Avro, V1.into()))),
             Writer::Resolved(_)
@@ -198,7 +215,10 @@ mod tests {
             *w.learn(SchemaRef::Id(2), Ok((SchemaKind::Avro, spaced))),
             Writer::Same
         ));
-        assert!(w.missing(&recs).is_empty());
+        assert!(w.pending().is_empty());
+        // A schema known is not noted again.
+        w.note(&[0, 0, 0, 0, 2, 2], None, &mut None);
+        assert!(w.pending().is_empty());
         let ts = r#"{"type":"record","name":"T","fields":[
             {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
         let reader = Schema::parse_str(ts).unwrap();

@@ -394,16 +394,14 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/clickstream.toml");
         let mut loaded = crate::config::load(&path).expect("the clickstream example loads");
         loaded.config.pipeline.input_schema = None;
-        let e = Plan::build(&loaded, Vec::new())
-            .err()
-            .expect("no reader schema");
+        let e = Plan::build(&loaded, Vec::new()).expect_err("no reader schema");
         let said = e.to_string();
         assert!(
             said.contains("pipeline.input_schema") && said.contains("input_framing"),
             "{said}"
         );
         loaded.config.pipeline.input_framing = Framing::SchemaRegistry;
-        let e = Plan::build(&loaded, Vec::new()).err().expect("not fetched");
+        let e = Plan::build(&loaded, Vec::new()).expect_err("not fetched");
         assert!(e.to_string().contains("clicks-value"), "{e}");
         let reader = RecordSchema::load(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/click.avsc"),

@@ -44,6 +44,8 @@ struct Feed {
     paused: bool,
     /// When the partition was paused, for the backpressure metric.
     paused_since: Option<Instant>,
+    /// The writer schema the last registry-framed record named.
+    last_schema: Option<crate::codec::SchemaRef>,
 }
 
 /// Copies of fetched keys and values, carved from chunks shared by
@@ -398,6 +400,16 @@ impl SourceContext {
                 None
             },
         };
+        if let (Some(writers), Some(value)) = (
+            self.shared.plan.decoder.writers(),
+            record.payload.as_deref(),
+        ) {
+            writers.note(
+                value,
+                record.schema_header.as_deref(),
+                &mut feed.last_schema,
+            );
+        }
         feed.since.get_or_insert_with(Instant::now);
         feed.batch.push(record);
         if feed.batch.len() >= max {

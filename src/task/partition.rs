@@ -194,7 +194,7 @@ impl<O: Operator> PartitionTask<O> {
                     records = rx.recv(), if can_take => match records {
                         Some(records) => {
                             idle_since = tokio::time::Instant::now();
-                            if !self.learn_schemas(&records).await? {
+                            if !self.learn_schemas().await? {
                                 return Ok(());
                             }
                             self.start(records);

@@ -17,7 +17,6 @@ use super::partition::PartitionTask;
 use super::{Env, PartitionError, SchemaSource};
 use crate::codec::SchemaRef;
 use crate::operator::Operator;
-use crate::record::RawRecord;
 use crate::registry::RegistryError;
 use crate::retry::Backoff;
 
@@ -25,20 +24,19 @@ use crate::retry::Backoff;
 const UNKNOWN_TRIES: u32 = 3;
 
 impl<O: Operator> PartitionTask<O> {
-    /// Learns every writer schema `records` name. Returns false when the
-    /// pipeline was cancelled meanwhile (the batch must not be processed).
+    /// Learns every writer schema the records read so far named (the
+    /// consumer notes them as it reads; see `Writers::note`). Returns
+    /// false when the pipeline was cancelled meanwhile (the batch must not
+    /// be processed).
     ///
     /// # Errors
     /// The registry refused the credentials.
-    pub(super) async fn learn_schemas(
-        &mut self,
-        records: &[RawRecord],
-    ) -> Result<bool, PartitionError> {
+    pub(super) async fn learn_schemas(&mut self) -> Result<bool, PartitionError> {
         let Some(source) = self.env.schemas.clone() else {
             return Ok(true);
         };
         let env = Arc::clone(&self.env);
-        for schema in source.writers.missing(records) {
+        for schema in source.writers.pending() {
             if !learn(self.partition, &env, &source, schema).await? {
                 return Ok(false);
             }

@@ -193,6 +193,7 @@ impl SourceContext {
                     waiting: VecDeque::new(),
                     paused: false,
                     paused_since: None,
+                    last_schema: None,
                 },
             );
         }
