@@ -526,7 +526,15 @@ fn main() -> anyhow::Result<()> {
         .map(|_| [Vec::new(), Vec::new()])
         .collect();
     for run in 0..args.runs {
-        for (i, &name) in names.iter().enumerate() {
+        // Odd runs go through the list backwards, so that no measurement
+        // always runs right after the same other one (what a run leaves
+        // behind, on the broker and in the caches, shifts the next one by
+        // a few percent).
+        let mut order: Vec<(usize, &str)> = names.iter().copied().enumerate().collect();
+        if run % 2 == 1 {
+            order.reverse();
+        }
+        for (i, name) in order {
             let sample = match name {
                 "ceiling-a" => ceiling::run_ceiling("a", &broker, input, total)?,
                 "ceiling-b" => ceiling::run_ceiling("b", &broker, input, total)?,
