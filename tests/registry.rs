@@ -331,6 +331,59 @@ fn registry_framed_payments_of_two_versions_window_as_computed_independently() {
     assert!(!log.contains(REGISTRY_PASSWORD), "the password was printed");
 }
 
+/// A repartitioning pipeline reads registry-framed input in all three
+/// framings: the first stage forwards each value framed in band (a value
+/// whose schema was named in a header gets the header's frame in front),
+/// and the aggregating stage windows them as computed independently.
+#[test]
+fn registry_framed_input_through_the_repartition_topic_windows_as_computed() {
+    let setup = Setup::new(4);
+    let registry =
+        RegistryStandIn::start(None, &["--auth", &format!("sr-user:{REGISTRY_PASSWORD}")]);
+    let (events, mut outgoing) = framed_payments(&setup, &registry, false);
+    // The closers (one per partition, an hour later) go in once every
+    // other record is through the internal topic, which interleaves the
+    // input partitions: the expectation merges them, and allows for it.
+    let closers = outgoing.split_off(outgoing.len() - 4);
+    let mut offsets = publish_records(&setup.servers(), &setup.input, &outgoing);
+    offsets.extend(closers.iter().map(|_| (0, i64::MAX)));
+    let merged: Vec<(i32, Event)> = events.iter().map(|(_, e)| (0, e.clone())).collect();
+    let expected = expected(&merged, &offsets, 600_000, |p| p.merchant_id.clone());
+    assert!(expected.late.is_empty() && expected.windows.len() > 10);
+
+    let internal = format!("internal-{}", setup.input);
+    // One partition: any closer closes every merchant's windows.
+    setup.broker.create_topic(&internal, 1).unwrap();
+    let config = framed_config(&setup, &registry);
+    edit_config(&config, |c| {
+        c.pipeline.allowed_lateness = Duration::from_secs(600);
+        c.pipeline.repartition = true;
+        c.pipeline.repartition_topic = Some(internal.clone());
+    });
+    let mut child = start_framed(&setup, &config, 0);
+    let forwarded = read_until(&setup.servers(), &internal, Duration::from_secs(60), |r| {
+        r.len() >= outgoing.len()
+    });
+    assert_eq!(forwarded.len(), outgoing.len(), "{}", logs(&setup));
+    for r in &forwarded {
+        assert!(
+            !r.headers.contains_key("__value_schema_id"),
+            "forwarded values are framed in band: {r:?}"
+        );
+    }
+    publish_records(&setup.servers(), &setup.input, &closers);
+    let rows = windows_covering(&setup, &expected, Duration::from_secs(60));
+    assert!(child.terminate().success(), "{}", logs(&setup));
+    assert_complete(&rows, &expected, || logs(&setup));
+    assert!(
+        read_until(&setup.servers(), &setup.dlq, Duration::from_secs(1), |_| {
+            false
+        })
+        .is_empty(),
+        "nothing dead-lettered"
+    );
+}
+
 /// While the registry is down, records naming schemas not seen yet wait
 /// (none is dead-lettered); once it is back every window is right.
 #[test]

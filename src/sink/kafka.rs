@@ -144,7 +144,7 @@ impl KafkaSink {
         delivery: Box<Delivery>,
     ) -> Result<(), SendError> {
         let (mut partition, mut offset) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let mut headers = OwnedHeaders::new_with_capacity(3)
+        let headers = OwnedHeaders::new_with_capacity(2)
             .insert(Header {
                 key: dead_letter::headers::PARTITION,
                 value: Some(partition.format(source_partition)),
@@ -153,19 +153,20 @@ impl KafkaSink {
                 key: dead_letter::headers::OFFSET,
                 value: Some(offset.format(r.offset)),
             });
-        // A registry-framed value whose schema is named in a header keeps
-        // it on its way to the aggregating stage.
-        if let Some(h) = &r.schema_header {
-            headers = headers.insert(Header {
-                key: crate::codec::VALUE_SCHEMA_HEADER,
-                value: Some(&h[..]),
-            });
-        }
+        // A registry-framed value whose schema is named in a header goes
+        // on framed in band (the header's bytes are the frame: a magic
+        // byte, then the id or GUID), so that the aggregating stage reads
+        // no headers.
+        let framed: Option<Vec<u8>> = r
+            .schema_header
+            .as_ref()
+            .zip(r.payload.as_ref())
+            .map(|(h, p)| [&h[..], &p[..]].concat());
         let mut record = BaseRecord::with_opaque_to(&self.output_topic, delivery)
             .key(key.as_bytes())
             .headers(headers);
-        if let Some(p) = &r.payload {
-            record = record.payload(&p[..]);
+        if let Some(p) = framed.as_deref().or(r.payload.as_deref()) {
+            record = record.payload(p);
         }
         if let Some(ts) = r.timestamp {
             record = record.timestamp(ts);

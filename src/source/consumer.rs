@@ -394,7 +394,7 @@ impl SourceContext {
             payload: m.payload().map(|v| feed.arena.copy(v)),
             // Only registry-framed input reads headers: the header may
             // name the value's writer schema.
-            schema_header: if self.shared.plan.decoder.writers().is_some() {
+            schema_header: if self.shared.schema_headers {
                 schema_header(m)
             } else {
                 None

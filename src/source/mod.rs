@@ -52,6 +52,11 @@ pub(crate) struct Shared {
     /// This consumer's liveness and readiness.
     pub health: Arc<LoopHealth>,
     pub batch: BatchConfig,
+    /// Whether a record's `__value_schema_id` header may name its writer
+    /// schema: registry-framed records of the pipeline's input topic. The
+    /// internal topic of a repartitioning pipeline frames every value in
+    /// band, so its consumer leaves headers unparsed.
+    pub schema_headers: bool,
     pub drain_deadline: Duration,
     /// The process's shutdown: the consumer drains and commits, then stops.
     pub shutdown: CancellationToken,

@@ -550,9 +550,11 @@ async fn run_stage(
             .zip(plan.decoder.writers().cloned())
             .map(|(registry, writers)| crate::task::SchemaSource { registry, writers }),
     };
+    let schema_headers = plan.decoder.writers().is_some() && input_topic == plan.input_topic;
     let shared = Arc::new(Shared {
         plan: Arc::clone(&plan),
         stage,
+        schema_headers,
         env: Arc::new(env),
         kafka,
         tasks: TaskTracker::new(),
