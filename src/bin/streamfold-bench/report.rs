@@ -62,9 +62,25 @@ pub(super) fn table(
             cpu_medians.get("q5-avro-framed"),
             cpu_medians.get("q5-avro"),
         ) {
+            // Each run measured both back to back: the ratio within a
+            // run cancels what shifts a whole run (the broker, the
+            // machine's other load) that a ratio of medians keeps.
+            let of = |n: &str| results.values().find(|(name, _)| name == n).map(|(_, s)| s);
+            let paired: Vec<f64> = of("q5-avro-framed")
+                .zip(of("q5-avro"))
+                .map(|(f, b)| {
+                    f.iter()
+                        .zip(b)
+                        .map(|(f, b)| f.cpu_secs / b.cpu_secs)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let (p, p0, p1) = stats(&paired);
             table += &format!(
-                "CPU-s per M events, q5-avro-framed / q5-avro = {:.2}\n",
-                framed / bare
+                "CPU-s per M events, q5-avro-framed / q5-avro = {:.2} (ratio of medians); \
+                 {p:.2} ({p0:.2}–{p1:.2}) median (min–max) of the {} runs' own ratios\n",
+                framed / bare,
+                paired.len()
             );
         }
     }
