@@ -8,7 +8,9 @@
 mod spec;
 mod state;
 
-pub use spec::{AggKind, AggSpec, DEFAULT_HLL_PRECISION, DEFAULT_RELATIVE_ERROR, quantile_field};
+pub use spec::{
+    AggKind, AggSpec, DEFAULT_HLL_PRECISION, DEFAULT_RELATIVE_ERROR, ValueField, quantile_field,
+};
 pub use state::{AggState, Aggregates, Scalar, Stamped};
 
 /// Scale of fixed-point values: 1.0 is stored as 1_000_000.
@@ -93,10 +95,27 @@ mod tests {
             precision: None,
             exact: None,
             k: Some(3).filter(|_| function == AggregateFn::TopK),
+            value: None,
         }
     }
 
+    /// Every aggregate, max-by and min-by included.
     fn specs() -> Vec<AggSpec> {
+        let mut specs = base_specs();
+        let mut max_by = agg(AggregateFn::MaxBy, Some("x"));
+        max_by.value = Some(vec!["page".into(), "n".into()]);
+        let mut min_by = agg(AggregateFn::MinBy, Some("n"));
+        min_by.value = Some(vec!["x".into()]);
+        specs.extend(
+            [max_by, min_by]
+                .iter()
+                .map(|c| AggSpec::resolve(c, &layout()).unwrap()),
+        );
+        specs
+    }
+
+    /// The aggregates of the first golden bytes.
+    fn base_specs() -> Vec<AggSpec> {
         use AggregateFn::*;
         let l = layout();
         let mut exact = agg(CountDistinct, Some("page"));
@@ -168,6 +187,71 @@ mod tests {
             ])
         );
         assert_eq!(top.len(), 3);
+        // max-by x: the record (3, 0, 4.0); min-by n: (2, -2, 0.5).
+        assert_eq!(
+            out[13..],
+            [
+                Value::String("/p3".into()),
+                Value::Long(0),
+                Value::Double(0.5)
+            ]
+        );
+    }
+
+    /// Records tied on max-by's field: the one whose value fields compare
+    /// smallest wins, whatever the order they come in, and wherever they
+    /// sit in the partition (offsets and event times play no part).
+    #[test]
+    fn max_by_and_min_by_break_ties_by_the_values() {
+        let specs = specs();
+        let rows = [
+            (5, 7, 4.0),
+            (2, 9, 4.0),
+            (2, 3, 4.0),
+            (9, -1, 1.0),
+            (1, -1, 3.0),
+        ];
+        let mut outs = Vec::new();
+        for order in [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 1, 3]] {
+            let mut a = Aggregates::new(&specs);
+            for (at, i) in order.iter().enumerate() {
+                let (p, n, x) = rows[*i];
+                a.add(&specs, &record(p, n, x), at as i64 * 1_000, at as i64)
+                    .unwrap();
+            }
+            outs.push(a.finish(&specs)[13..].to_vec());
+        }
+        // x = 4.0 three times: "/p2" < "/p5", then n 3 < 9. n = -1 twice:
+        // x 1.0 < 3.0.
+        let want = vec![
+            Value::String("/p2".into()),
+            Value::Long(3),
+            Value::Double(1.0),
+        ];
+        assert!(outs.iter().all(|o| *o == want), "{outs:?}");
+        let spec = &specs[11];
+        let names: Vec<String> = spec
+            .output_fields()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["max_by_page", "max_by_n"]);
+        assert_eq!(specs[12].output_fields()[0]["name"], "min_by_x");
+    }
+
+    #[test]
+    fn max_by_says_what_it_needs() {
+        let l = layout();
+        let e = AggSpec::resolve(&agg(AggregateFn::MaxBy, Some("x")), &l).unwrap_err();
+        assert!(e.contains("needs value = ["), "{e}");
+        let mut c = agg(AggregateFn::MinBy, Some("x"));
+        c.value = Some(vec!["nope".into()]);
+        let e = AggSpec::resolve(&c, &l).unwrap_err();
+        assert!(e.contains("\"nope\"") && e.contains("no such field"), "{e}");
+        let mut c = agg(AggregateFn::Sum, Some("x"));
+        c.value = Some(vec!["n".into()]);
+        let e = AggSpec::resolve(&c, &l).unwrap_err();
+        assert!(e.contains("value does not apply to sum"), "{e}");
     }
 
     /// Golden bytes: the Avro and JSON output of every aggregate for a
@@ -193,9 +277,7 @@ mod tests {
 
     #[test]
     fn golden_output_bytes_of_every_aggregate() {
-        use crate::codec::{OutputEncoder, WindowOutput};
-        use crate::config::Format;
-        let mut specs = specs();
+        let mut specs = base_specs();
         // A coarse sketch over many values: its estimate depends on every
         // bit of the hash.
         let mut coarse = agg(AggregateFn::CountDistinct, Some("n"));
@@ -211,29 +293,57 @@ mod tests {
             );
             a.add(&specs, &r, 1_000 + (i * 37) % 500, i).unwrap();
         }
-        let values = a.finish(&specs);
+        let (avro, json) = golden_bytes(&specs, a);
+        assert_eq!(avro, GOLDEN_AVRO, "Avro output bytes changed");
+        assert_eq!(json, GOLDEN_JSON, "JSON output changed");
+    }
+
+    /// The golden bytes of max-by and min-by (added after the others):
+    /// the largest x is 14.0, held by 17 records, of which page "/p0" with
+    /// n = -483 compares smallest; the smallest n, -500, is held by two,
+    /// x 0.0 and 13.125 (computed independently in Python).
+    #[test]
+    fn golden_output_bytes_of_max_by_and_min_by() {
+        let specs = specs()[11..].to_vec();
+        let mut a = Aggregates::new(&specs);
+        for i in 0..2_000i64 {
+            let r = record(
+                (i % 7) as u8,
+                (i * 7_919) % 1_009 - 500,
+                (i % 113) as f64 / 8.0,
+            );
+            a.add(&specs, &r, 1_000 + (i * 37) % 500, i).unwrap();
+        }
+        let (avro, json) = golden_bytes(&specs, a);
+        assert_eq!(avro, GOLDEN_ARG_BY_AVRO, "Avro output bytes changed");
+        assert_eq!(json, GOLDEN_ARG_BY_JSON, "JSON output changed");
+    }
+
+    /// The Avro (hex) and JSON encodings of a window of `a`.
+    fn golden_bytes(specs: &[AggSpec], a: Aggregates) -> (String, String) {
+        use crate::codec::{OutputEncoder, WindowOutput};
+        use crate::config::Format;
         let out = WindowOutput {
             key: "m-1".into(),
             start: 1_767_225_600_000,
             end: 1_767_225_660_000,
-            values,
+            values: a.finish(specs),
         };
-        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        let avro = OutputEncoder::derive("golden", Some("streamfold"), &[], &specs, Format::Avro)
-            .unwrap()
-            .encode(&out)
-            .unwrap();
-        let json = OutputEncoder::derive("golden", Some("streamfold"), &[], &specs, Format::Json)
-            .unwrap()
-            .encode(&out)
-            .unwrap();
-        assert_eq!(hex(&avro), GOLDEN_AVRO, "Avro output bytes changed");
-        assert_eq!(
-            String::from_utf8(json).unwrap(),
-            GOLDEN_JSON,
-            "JSON output changed"
-        );
+        let encode = |format| {
+            OutputEncoder::derive("golden", Some("streamfold"), &[], specs, format)
+                .unwrap()
+                .encode(&out)
+                .unwrap()
+        };
+        let avro = encode(Format::Avro)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect();
+        (avro, String::from_utf8(encode(Format::Json)).unwrap())
     }
+
+    const GOLDEN_ARG_BY_AVRO: &str = "066d2d3180a0d5edee66c0c9dcedee66062f7030c5070000000000000000";
+    const GOLDEN_ARG_BY_JSON: &str = r#"{"key":"m-1","max_by_n":-483,"max_by_page":"/p0","min_by_x":0.0,"window_end":1767225660000,"window_start":1767225600000}"#;
 
     const GOLDEN_AVRO: &str = "066d2d3180a0d5edee66c0c9dcedee66a01f000000002098be400000000000407fc0000000000000264039b4c876be1f1040062f703000000000000011400e0e834c18cef7db0e40397a90a0738e24404a2d35ebdfd3254006062f7030bc04062f7031bc04062f7032bc0400da10";
     const GOLDEN_JSON: &str = r#"{"count":2000,"count_distinct":7,"first":"/p0","key":"m-1","last":4.25,"max":11.0,"mean":4.031,"min":-500.0,"n_distinct_p4":1069,"pages_exact":7,"quantiles_p50":3.857406244389098,"quantiles_p95":10.278225915562063,"quantiles_p99":10.913817739716837,"sum":7832.125,"top_k":[{"count":286,"value":"/p0"},{"count":286,"value":"/p1"},{"count":286,"value":"/p2"}],"window_end":1767225660000,"window_start":1767225600000}"#;
@@ -336,9 +446,12 @@ mod tests {
             fields.push(Field { name: "m".into(), ty: FieldType::Long, nullable: true });
             let l = Layout::new(fields);
             let mut specs = specs();
-            for f in [AggregateFn::Min, AggregateFn::Mean, AggregateFn::First] {
+            for f in [AggregateFn::Min, AggregateFn::Mean, AggregateFn::First, AggregateFn::MaxBy] {
                 let mut c = agg(f, Some("m"));
                 c.name = Some(format!("m_{f:?}"));
+                if f == AggregateFn::MaxBy {
+                    c.value = Some(vec!["m".into(), "page".into()]);
+                }
                 specs.push(AggSpec::resolve(&c, &l).unwrap());
             }
             let enc = OutputEncoder::derive(

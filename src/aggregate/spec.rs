@@ -45,6 +45,26 @@ pub enum AggKind {
         /// How many.
         k: usize,
     },
+    /// The `values` of the record whose field is the largest (`max`) or
+    /// the smallest; among records with the same field, the one whose
+    /// values compare smallest (see `state.rs`).
+    ArgBy {
+        /// Largest (`max-by`) or smallest (`min-by`).
+        max: bool,
+        /// The fields whose values are the result.
+        values: Vec<ValueField>,
+    },
+}
+
+/// A field whose value an aggregate reports (`max-by`'s `value`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueField {
+    /// Its name in the record, and in the output after the aggregate's.
+    pub name: String,
+    /// Its position in the record.
+    pub index: usize,
+    pub ty: FieldType,
+    pub nullable: bool,
 }
 
 /// One resolved aggregate.
@@ -131,6 +151,8 @@ impl AggSpec {
             config.relative_error.is_some() && f != AggregateFn::Quantiles,
         )?;
         extra("k", config.k.is_some() && f != AggregateFn::TopK)?;
+        let by = matches!(f, AggregateFn::MaxBy | AggregateFn::MinBy);
+        extra("value", config.value.is_some() && !by)?;
         extra(
             "precision",
             config.precision.is_some() && f != AggregateFn::CountDistinct,
@@ -189,6 +211,10 @@ impl AggSpec {
                 }
                 AggKind::TopK { k }
             }
+            AggregateFn::MaxBy | AggregateFn::MinBy => AggKind::ArgBy {
+                max: f == AggregateFn::MaxBy,
+                values: value_fields(config, layout)?,
+            },
         };
         Ok(Self { name, kind, field })
     }
@@ -197,14 +223,7 @@ impl AggSpec {
     pub fn output_fields(&self) -> Vec<Json> {
         let nullable = self.field.is_some_and(|f| f.2);
         let wrap = |t: Json| if nullable { json!(["null", t]) } else { t };
-        let field_type = || match self.field.map(|f| f.1) {
-            Some(FieldType::String) => json!("string"),
-            Some(FieldType::Long) => json!("long"),
-            Some(FieldType::TimestampMillis) => {
-                json!({"type": "long", "logicalType": "timestamp-millis"})
-            }
-            _ => json!("double"),
-        };
+        let field_type = || avro_type(self.field.map_or(FieldType::Double, |f| f.1));
         match &self.kind {
             AggKind::Count | AggKind::CountDistinct { .. } => {
                 vec![json!({"name": self.name, "type": "long"})]
@@ -220,6 +239,20 @@ impl AggSpec {
                 .iter()
                 .map(|q| json!({"name": quantile_field(&self.name, *q), "type": wrap(json!("double"))}))
                 .collect(),
+            AggKind::ArgBy { values, .. } => values
+                .iter()
+                .map(|v| {
+                    let ty = avro_type(v.ty);
+                    // No value when no record had one (`field` null in
+                    // every record, or the value itself null).
+                    let ty = if nullable || v.nullable {
+                        json!(["null", ty])
+                    } else {
+                        ty
+                    };
+                    json!({"name": self.value_field_name(v), "type": ty})
+                })
+                .collect(),
             AggKind::TopK { .. } => vec![json!({
                 "name": self.name,
                 "type": {"type": "array", "items": {
@@ -233,6 +266,65 @@ impl AggSpec {
             })],
         }
     }
+}
+
+impl AggSpec {
+    /// The output field of `max-by`'s value `v`: `<name>_<field>`.
+    pub fn value_field_name(&self, v: &ValueField) -> String {
+        format!("{}_{}", self.name, v.name)
+    }
+}
+
+/// The Avro type of an output field holding values of `ty`.
+fn avro_type(ty: FieldType) -> Json {
+    match ty {
+        FieldType::String => json!("string"),
+        FieldType::Long => json!("long"),
+        FieldType::TimestampMillis => json!({"type": "long", "logicalType": "timestamp-millis"}),
+        _ => json!("double"),
+    }
+}
+
+/// The `value` fields of a `max-by` or `min-by`, resolved.
+fn value_fields(config: &AggregateConfig, layout: &Layout) -> Result<Vec<ValueField>, String> {
+    let f = config.function.as_str();
+    let names = match &config.value {
+        Some(v) if !v.is_empty() => v,
+        _ => {
+            return Err(format!(
+                "{f} needs value = [\"field\", ...]: the fields to report of the record with \
+                 the {} field",
+                if config.function == AggregateFn::MaxBy {
+                    "largest"
+                } else {
+                    "smallest"
+                }
+            ));
+        }
+    };
+    let mut out: Vec<ValueField> = Vec::with_capacity(names.len());
+    for name in names {
+        if out.iter().any(|v| v.name == *name) {
+            return Err(format!("value: field {name:?} is named twice"));
+        }
+        let index = layout.index_of(name).ok_or_else(|| {
+            format!("value: field {name:?}: expected a field of the record, found no such field")
+        })?;
+        let fd = layout.field(index);
+        if fd.ty == FieldType::Other {
+            return Err(format!(
+                "value: field {name:?}: expected string, long, double or timestamp, found {}",
+                fd.ty.describe()
+            ));
+        }
+        out.push(ValueField {
+            name: name.clone(),
+            index,
+            ty: fd.ty,
+            nullable: fd.nullable,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -4,8 +4,12 @@
 //! depends only on the set of records it saw (never on batch boundaries or
 //! merge order), so a window rebuilt after a restart is identical:
 //! sums are exact fixed-point integers, first/last compare (event time,
-//! offset), HyperLogLog keeps register maxima, DDSketch keeps bucket counts.
+//! offset), HyperLogLog keeps register maxima, DDSketch keeps bucket counts,
+//! max-by/min-by compare (field, then the value fields): nothing of the
+//! record's position decides a tie, so any split, any order, and a replay
+//! from another offset pick the same record.
 
+use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 
@@ -77,6 +81,56 @@ pub struct Stamped {
     pub offset: i64,
     /// The value.
     pub value: Scalar,
+}
+
+impl Scalar {
+    /// The order max-by and min-by compare by: numbers by value (a double
+    /// by IEEE 754's total order), strings by their UTF-8 bytes. A field
+    /// holds one kind; kinds compare string < integer < double.
+    fn order(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Self::Double(a), Self::Double(b)) => f64::from_bits(*a).total_cmp(&f64::from_bits(*b)),
+            (a, b) => a.cmp(b),
+        }
+    }
+}
+
+/// The record a max-by or min-by holds: its field, and its value fields
+/// (`None`: null).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Best {
+    pub by: Scalar,
+    pub values: Vec<Option<Scalar>>,
+}
+
+impl Best {
+    /// Whether `self` wins over `other`: the larger (`max`) or smaller
+    /// field, then, on a tie, the smaller value fields compared in order
+    /// (null first).
+    fn beats(&self, other: &Self, max: bool) -> bool {
+        let by = self.by.order(&other.by);
+        let by = if max { by } else { by.reverse() };
+        let values = || {
+            for (a, b) in self.values.iter().zip(&other.values) {
+                let o = match (a, b) {
+                    (Some(a), Some(b)) => a.order(b),
+                    (a, b) => a.is_some().cmp(&b.is_some()),
+                };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            Ordering::Equal
+        };
+        by.then_with(|| values().reverse()) == Ordering::Greater
+    }
+
+    /// Keeps the winner of `cur` and `new` in `cur`.
+    fn keep(cur: &mut Option<Self>, new: Self, max: bool) {
+        if cur.as_ref().is_none_or(|c| new.beats(c, max)) {
+            *cur = Some(new);
+        }
+    }
 }
 
 impl Scalar {
@@ -174,6 +228,8 @@ pub enum AggState {
     Sketch(Box<Sketch>),
     /// Value counts.
     Frequencies(HashMap<Scalar, u64>),
+    /// The record max-by (`max`) or min-by holds.
+    ArgBy { max: bool, best: Option<Best> },
 }
 
 /// Why a numeric aggregate cannot take a record's value.
@@ -230,6 +286,10 @@ impl AggState {
                 DDSketch::new(SketchConfig::new(*relative_error, 4096, 1e-9)),
             ))),
             AggKind::TopK { .. } => Self::Frequencies(HashMap::new()),
+            AggKind::ArgBy { max, .. } => Self::ArgBy {
+                max: *max,
+                best: None,
+            },
         }
     }
 
@@ -322,6 +382,19 @@ impl AggState {
                     *m.entry(v).or_insert(0) += 1;
                 }
             }
+            Self::ArgBy { max, best } => {
+                let AggKind::ArgBy { values, .. } = &spec.kind else {
+                    unreachable!("an arg-by state belongs to a max-by or min-by aggregate")
+                };
+                if let Some(by) = Scalar::read(record, index, ty).map_err(|e| err(e.to_string()))? {
+                    let values = values
+                        .iter()
+                        .map(|v| Scalar::read(record, v.index, v.ty))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| err(e.to_string()))?;
+                    Best::keep(best, Best { by, values }, *max);
+                }
+            }
         }
         Ok(())
     }
@@ -329,6 +402,11 @@ impl AggState {
     /// Folds `other` (a state of the same aggregate) into this one.
     pub fn merge(&mut self, other: Self) {
         match (self, other) {
+            (Self::ArgBy { max, best: a }, Self::ArgBy { best: b, .. }) => {
+                if let Some(b) = b {
+                    Best::keep(a, b, *max);
+                }
+            }
             (Self::Count(a), Self::Count(b)) => *a += b,
             (Self::Sum(a), Self::Sum(b)) => *a += b,
             (Self::Min(a), Self::Min(b)) => *a = opt(*a, b, i64::min),
@@ -396,6 +474,29 @@ impl AggState {
                 quantiles
                     .iter()
                     .map(|q| wrap(s.0.quantile(*q).ok().flatten().map(Value::Double)))
+                    .collect()
+            }
+            Self::ArgBy { best, .. } => {
+                let AggKind::ArgBy { values, .. } = &spec.kind else {
+                    unreachable!("an arg-by state belongs to a max-by or min-by aggregate")
+                };
+                values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let value = best
+                            .as_ref()
+                            .and_then(|b| b.values[i].as_ref())
+                            .map(|s| s.to_avro(v.ty));
+                        match value {
+                            // The output field is nullable (see
+                            // `AggSpec::output_fields`) wherever a value
+                            // can be missing.
+                            Some(x) if nullable || v.nullable => Value::Union(1, Box::new(x)),
+                            Some(x) => x,
+                            None => Value::Union(0, Box::new(Value::Null)),
+                        }
+                    })
                     .collect()
             }
             Self::Frequencies(m) => {
@@ -500,9 +601,15 @@ impl Aggregates {
                         Err(e) => Some(e.in_field(field)),
                     }
                 } else {
-                    Scalar::read(record, index, ty)
-                        .err()
-                        .map(|e| e.in_field(field))
+                    let mut read = vec![(index, ty, field)];
+                    if let AggKind::ArgBy { values, .. } = &spec.kind {
+                        read.extend(values.iter().map(|v| (v.index, v.ty, v.name.as_str())));
+                    }
+                    read.into_iter().find_map(|(index, ty, field)| {
+                        Scalar::read(record, index, ty)
+                            .err()
+                            .map(|e| e.in_field(field))
+                    })
                 };
                 if let Some(problem) = problem {
                     return Err(format!("aggregate {}: {problem}", spec.name));

@@ -334,6 +334,7 @@ mod tests {
                     precision: None,
                     exact: None,
                     k: None,
+                    value: None,
                 };
                 AggSpec::resolve(&c, &layout).unwrap()
             })

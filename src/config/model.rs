@@ -479,6 +479,10 @@ pub struct AggregateConfig {
     /// `top-k`: how many values (default 10).
     #[serde(default)]
     pub k: Option<usize>,
+    /// `max-by`, `min-by`: the fields whose values, at the record with the
+    /// largest (smallest) `field`, are the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Vec<String>>,
 }
 
 /// Aggregate functions.
@@ -505,6 +509,10 @@ pub enum AggregateFn {
     Quantiles,
     /// Most frequent values with counts.
     TopK,
+    /// The `value` fields of the record with the largest `field`.
+    MaxBy,
+    /// The `value` fields of the record with the smallest `field`.
+    MinBy,
 }
 
 impl AggregateFn {
@@ -521,6 +529,8 @@ impl AggregateFn {
             Self::CountDistinct => "count-distinct",
             Self::Quantiles => "quantiles",
             Self::TopK => "top-k",
+            Self::MaxBy => "max-by",
+            Self::MinBy => "min-by",
         }
     }
 }

@@ -42,6 +42,7 @@ fn plan(change: impl FnOnce(&mut crate::config::PipelineConfig)) -> Arc<Plan> {
             precision: None,
             exact: None,
             k: None,
+            value: None,
         }];
         change(p);
     })
