@@ -188,7 +188,12 @@ fn window_state(c: &mut Criterion) {
                     let pane = windows.pane(p.pane_start).unwrap();
                     store.merge(&windows, &p.key, pane.start, pane.last_end, p.aggregates);
                 }
-                store.close_until(&windows, &plan.aggregates, i64::MAX - 1, i64::MIN)
+                store.close_until(
+                    &windows,
+                    &plan.windowing().aggregates,
+                    i64::MAX - 1,
+                    i64::MIN,
+                )
             },
             BatchSize::SmallInput,
         )
@@ -215,7 +220,7 @@ fn window_state(c: &mut Criterion) {
         b.iter_batched(
             || parts.clone(),
             |parts| {
-                let mut all = Aggregates::new(&sketches.aggregates);
+                let mut all = Aggregates::new(&sketches.windowing().aggregates);
                 for p in parts {
                     all.merge(p);
                 }

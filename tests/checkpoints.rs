@@ -122,9 +122,9 @@ fn hour_windows_restart_from_checkpoints_and_commits_reach_the_log_end() {
     let group = format!("group-{}", setup.input);
     let config = setup.write_config("5s", "[batch]\nmax_records = 500\nmax_wait = \"10ms\"\n");
     edit_config(&config, |c| {
-        c.pipeline.window = WindowConfig::Tumbling {
+        c.pipeline.window = Some(WindowConfig::Tumbling {
             size: Duration::from_secs(3600),
-        };
+        });
         c.pipeline.output_schema = None;
         c.commit.interval = Duration::from_millis(200);
         c.state.checkpoint_interval = Duration::from_millis(500);
@@ -302,9 +302,9 @@ async fn a_checkpoint_of_other_window_settings_is_refused_naming_the_change() {
 
     // The window grew from one minute to two: the state does not fit.
     edit_config(&config, |c| {
-        c.pipeline.window = WindowConfig::Tumbling {
+        c.pipeline.window = Some(WindowConfig::Tumbling {
             size: Duration::from_secs(120),
-        };
+        });
     });
     let loaded = streamfold::config::load(&config).unwrap();
     let run = streamfold::source::run(

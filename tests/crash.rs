@@ -89,7 +89,7 @@ fn crash_and_restart(window: WindowConfig, bursty: bool, expect: impl Expect) {
 fn crash_config(setup: &Setup, window: WindowConfig) -> PathBuf {
     let config = setup.write_config("5s", "[batch]\nmax_records = 100\nmax_wait = \"10ms\"\n");
     edit_config(&config, |c| {
-        c.pipeline.window = window;
+        c.pipeline.window = Some(window);
         c.pipeline.output_schema = None;
         c.commit.interval = Duration::from_millis(500);
         c.state.checkpoint_interval = Duration::from_millis(500);

@@ -57,7 +57,7 @@ async fn compare(window: WindowConfig, events: Vec<(i32, Event)>, expect: impl E
     let path = setup.write_config("5s", "[batch]\nmax_records = 200\nmax_wait = \"10ms\"\n");
     without_pseudonymise(&path);
     edit_config(&path, |c| {
-        c.pipeline.window = window;
+        c.pipeline.window = Some(window);
         c.pipeline.output_schema = None;
     });
     let loaded = streamfold::config::load(&path).unwrap();
@@ -165,7 +165,7 @@ async fn idle_partitions_close_their_windows_with_idle_timeout() {
         let path = setup.write_config("0s", "");
         without_pseudonymise(&path);
         edit_config(&path, |c| {
-            c.pipeline.window = WindowConfig::Tumbling { size: secs(2) };
+            c.pipeline.window = Some(WindowConfig::Tumbling { size: secs(2) });
             c.pipeline.idle_timeout = idle;
             c.kafka.group_id = format!("g{want}-{}", c.kafka.group_id);
         });
@@ -273,7 +273,7 @@ async fn processing_time_windows_follow_the_clock() {
     without_pseudonymise(&path);
     edit_config(&path, |c| {
         c.pipeline.event_time = EventTimeConfig::ProcessingTime;
-        c.pipeline.window = WindowConfig::Tumbling { size: secs(2) };
+        c.pipeline.window = Some(WindowConfig::Tumbling { size: secs(2) });
     });
     let loaded = streamfold::config::load(&path).unwrap();
     let now = || {

@@ -4,7 +4,7 @@
 use apache_avro::Schema;
 use apache_avro::types::Value;
 
-use serde_json::json;
+use serde_json::{Value as Json, json};
 
 use super::avro::{write_avro, write_avro_long, write_avro_str};
 use super::json::avro_to_json;
@@ -118,6 +118,13 @@ impl OutputEncoder {
         specs: &[AggSpec],
         format: Format,
     ) -> Result<Self, String> {
+        let fields = Self::window_fields(key_columns, specs);
+        Self::with_fields(name, namespace, &fields, key_columns.len(), format)
+    }
+
+    /// The fields of a window result: `key`, `window_start`, `window_end`,
+    /// the key columns, then the fields of every aggregate in order.
+    pub fn window_fields(key_columns: &[String], specs: &[AggSpec]) -> Vec<Json> {
         let ts = json!({"type": "long", "logicalType": "timestamp-millis"});
         let mut fields = vec![
             json!({"name": "key", "type": "string", "doc": "The group key (also the record key)."}),
@@ -130,12 +137,29 @@ impl OutputEncoder {
         for s in specs {
             fields.extend(s.output_fields());
         }
+        fields
+    }
+
+    /// An encoder of records of `fields` (Avro field definitions), named
+    /// `name` in `namespace`: window results ([`Self::encode`], with
+    /// `key_columns` key parts after the bounds) or a stateless pipeline's
+    /// records ([`Self::encode_values`]).
+    ///
+    /// # Errors
+    /// Two fields of one name, or fields that make no valid schema.
+    pub fn with_fields(
+        name: &str,
+        namespace: Option<&str>,
+        fields: &[Json],
+        key_columns: usize,
+        format: Format,
+    ) -> Result<Self, String> {
         let mut names: Vec<String> = Vec::new();
-        for f in &fields {
+        for f in fields {
             let n = f["name"].as_str().unwrap_or_default().to_string();
             if names.contains(&n) {
                 return Err(format!(
-                    "two output fields are called {n:?}: give one of the aggregates another name"
+                    "two output fields are called {n:?}: give one of them another name"
                 ));
             }
             names.push(n);
@@ -151,7 +175,7 @@ impl OutputEncoder {
             json,
             format,
             names,
-            key_columns: key_columns.len(),
+            key_columns,
             frame: None,
         })
     }
@@ -276,6 +300,32 @@ impl OutputEncoder {
                 Ok(out)
             }
         }
+    }
+
+    /// Encodes one record of a stateless pipeline: `values` in the order
+    /// of the fields, each of its field's type.
+    ///
+    /// # Errors
+    /// A value of no output type (the projection rules that out).
+    pub fn encode_values(&self, values: &[Value]) -> Result<Vec<u8>, String> {
+        let mut out = self.frame.map_or_else(Vec::new, |f| f.to_vec());
+        match self.format {
+            Format::Avro => {
+                for v in values {
+                    write_avro(v, &mut out)?;
+                }
+            }
+            Format::Json => {
+                let map: serde_json::Map<String, serde_json::Value> = self
+                    .names
+                    .iter()
+                    .cloned()
+                    .zip(values.iter().cloned().map(avro_to_json))
+                    .collect();
+                serde_json::to_writer(&mut out, &map).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(out)
     }
 
     /// Every output field's value, in schema order.

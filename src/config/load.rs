@@ -566,9 +566,9 @@ aggregates = [{ fn = "count" }, { fn = "sum", field = "v" }]
         assert_eq!(c.kafka.prefetch, bytesize::ByteSize::mib(8));
         assert_eq!(
             c.pipeline.window,
-            crate::config::WindowConfig::Tumbling {
+            Some(crate::config::WindowConfig::Tumbling {
                 size: std::time::Duration::from_secs(60)
-            }
+            })
         );
     }
 

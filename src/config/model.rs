@@ -241,7 +241,8 @@ pub enum Format {
     Json,
 }
 
-/// One pipeline: input topic → transforms → windowed aggregates → output topic.
+/// One pipeline: input topic → transforms → windowed aggregates (or, with
+/// no window, each record's selected fields) → output topic.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
@@ -287,12 +288,23 @@ pub struct PipelineConfig {
     #[serde(default, rename = "where")]
     pub filter: Option<String>,
     /// Field(s) whose values form the group key: a string field, or a
-    /// list of them for a composite key.
+    /// list of them for a composite key (windowed pipelines).
+    #[serde(default)]
     pub group_by: GroupBy,
-    /// Where event time comes from.
+    /// Where event time comes from (default: the Kafka timestamp).
+    #[serde(default = "defaults::event_time")]
     pub event_time: EventTimeConfig,
-    /// The window every record is assigned to.
-    pub window: WindowConfig,
+    /// The window every record is assigned to; without one, the pipeline
+    /// is stateless: each record's `select`ed fields go to the output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowConfig>,
+    /// Stateless pipelines: the output fields, in order (default: every
+    /// field of the record after transforms and derived fields).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub select: Vec<SelectConfig>,
+    /// Stateless pipelines: the output record's key.
+    #[serde(default, skip_serializing_if = "OutputKey::is_input")]
+    pub output_key: OutputKey,
     /// How far behind the newest event time a record may be and still count.
     #[serde(default, with = "humantime_serde")]
     pub allowed_lateness: Duration,
@@ -322,7 +334,9 @@ pub struct PipelineConfig {
     /// partition count when missing.
     #[serde(default)]
     pub repartition_topic: Option<String>,
-    /// Aggregates to compute; each adds fields to the output record.
+    /// Aggregates to compute; each adds fields to the output record
+    /// (windowed pipelines).
+    #[serde(default)]
     pub aggregates: Vec<AggregateConfig>,
     /// When window results are written.
     #[serde(default)]
@@ -368,6 +382,88 @@ pub struct DeriveConfig {
     pub expr: String,
 }
 
+/// One output field of a stateless pipeline: `"field"`, or
+/// `{ field = "field", name = "output name" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum SelectConfig {
+    /// The field under its own name.
+    Field(String),
+    /// The field under another name.
+    Renamed {
+        field: String,
+        #[serde(rename = "as")]
+        name: String,
+    },
+}
+
+impl SelectConfig {
+    /// The record field it reads.
+    pub fn field(&self) -> &str {
+        match self {
+            Self::Field(f) | Self::Renamed { field: f, .. } => f,
+        }
+    }
+
+    /// Its name in the output.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Field(f) => f,
+            Self::Renamed { name, .. } => name,
+        }
+    }
+}
+
+/// The key of a stateless pipeline's output records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "OutputKeyForm", into = "OutputKeyForm")]
+pub enum OutputKey {
+    /// `output_key = "input"`: the input record's key, as it was.
+    #[default]
+    Input,
+    /// `output_key = { field = "bidder" }`: the field's value as text (no
+    /// key where it is null).
+    Field(String),
+}
+
+impl OutputKey {
+    /// Whether it is the input record's key (the default).
+    pub fn is_input(&self) -> bool {
+        *self == Self::Input
+    }
+}
+
+/// How [`OutputKey`] is written in TOML.
+#[derive(Deserialize, Serialize)]
+#[serde(untagged)]
+enum OutputKeyForm {
+    Word(String),
+    Field { field: String },
+}
+
+impl TryFrom<OutputKeyForm> for OutputKey {
+    type Error = String;
+
+    fn try_from(f: OutputKeyForm) -> Result<Self, String> {
+        match f {
+            OutputKeyForm::Word(w) if w == "input" => Ok(Self::Input),
+            OutputKeyForm::Word(w) => Err(format!(
+                "expected \"input\" or {{ field = \"...\" }}, found {w:?}"
+            )),
+            OutputKeyForm::Field { field } => Ok(Self::Field(field)),
+        }
+    }
+}
+
+impl From<OutputKey> for OutputKeyForm {
+    fn from(k: OutputKey) -> Self {
+        match k {
+            OutputKey::Input => Self::Word("input".into()),
+            OutputKey::Field(field) => Self::Field { field },
+        }
+    }
+}
+
 /// One group-by field or several.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
@@ -376,6 +472,13 @@ pub enum GroupBy {
     One(String),
     /// `group_by = ["merchant_id", "country"]`.
     Many(Vec<String>),
+}
+
+impl Default for GroupBy {
+    /// No group key (a stateless pipeline).
+    fn default() -> Self {
+        Self::Many(Vec::new())
+    }
 }
 
 impl GroupBy {
@@ -748,6 +851,10 @@ pub(crate) mod defaults {
     pub fn checkpoint_interval() -> Duration {
         Duration::from_secs(10)
     }
+    pub fn event_time() -> EventTimeConfig {
+        EventTimeConfig::KafkaTimestamp
+    }
+
     pub fn late_records() -> LatePolicy {
         LatePolicy::DeadLetter
     }

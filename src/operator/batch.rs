@@ -56,6 +56,16 @@ impl Keyed<'_> {
             .map(|x| (x.key, x.event_time))
             .map_err(|e| (Stage::Extract, e))
     }
+
+    /// The record's event time alone (a stateless pipeline's records
+    /// have no group key).
+    ///
+    /// # Errors
+    /// Stage `extract`: the field missing, null or of the wrong type, or
+    /// the time out of bounds.
+    pub fn event_time(&self, plan: &Plan) -> Result<i64, (Stage, String)> {
+        event_time(plan, self.raw, &self.record, self.now).map_err(|e| (Stage::Extract, e))
+    }
 }
 
 /// What an operator's step does with each keyed record of a batch.
@@ -133,7 +143,7 @@ fn extract<'a>(
 ) -> Result<Extracted<'a>, String> {
     let name = |i: usize| plan.field_names.get(i).map_or("?", String::as_str);
     let wrong = |i: usize| move |e: FieldError| format!("group key: {}", e.in_field(name(i)));
-    let key = match plan.key_indexes.as_slice() {
+    let key = match plan.windowing().key_indexes.as_slice() {
         [one] => Cow::Borrowed(rec.key_part(*one, buf).map_err(wrong(*one))?),
         many => {
             let mut key = String::new();
@@ -145,18 +155,25 @@ fn extract<'a>(
             Cow::Owned(key)
         }
     };
-    Aggregates::check(&plan.aggregates, rec, &plan.field_names)?;
+    Aggregates::check(&plan.windowing().aggregates, rec, &plan.field_names)?;
+    let event_time = event_time(plan, r, rec, now)?;
+    Ok(Extracted { key, event_time })
+}
+
+/// The event time of a record, checked against the wall clock `now`.
+fn event_time(plan: &Plan, r: &RawRecord, rec: &Record, now: i64) -> Result<i64, String> {
     let event_time = match plan.event_time {
-        EventTime::Field(i) => rec
-            .i64(i)
-            .map_err(|e| format!("event time: {}", e.in_field(name(i))))?,
+        EventTime::Field(i) => rec.i64(i).map_err(|e| {
+            let name = plan.field_names.get(i).map_or("?", String::as_str);
+            format!("event time: {}", e.in_field(name))
+        })?,
         EventTime::KafkaTimestamp => r
             .timestamp
             .ok_or_else(|| "event time: the record has no Kafka timestamp".to_string())?,
         EventTime::ProcessingTime => now,
     };
     check_event_time(event_time, now, plan.max_ahead_ms)?;
-    Ok(Extracted { key, event_time })
+    Ok(event_time)
 }
 
 /// Refuses an event time before the epoch (Kafka refuses such timestamps

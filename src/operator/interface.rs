@@ -165,6 +165,25 @@ impl<'a> Context<'a> {
         self.outputs.push(Output::Forward { record, key });
     }
 
+    /// Writes a stateless pipeline's output record made of the input
+    /// record at `offset`.
+    pub fn record(
+        &mut self,
+        offset: i64,
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+        timestamp: i64,
+        max_event_time_before: i64,
+    ) {
+        self.frontier.hold(offset, max_event_time_before);
+        self.outputs.push(Output::Record {
+            offset,
+            key,
+            value,
+            timestamp: Some(timestamp),
+        });
+    }
+
     /// Writes the final result of a window; the frontier's settled bound
     /// waits for its acknowledgement.
     pub fn final_result(&mut self, window: EncodedWindow) {

@@ -6,9 +6,11 @@
 pub mod batch;
 mod interface;
 mod repartition;
+mod stateless;
 mod windowed;
 
 pub use batch::{Batch, Collect, Failure, Keyed, process};
 pub use interface::{Context, Operator, OperatorError, Step};
 pub use repartition::{Keys, Repartition, RepartitionStep};
+pub use stateless::{Projected, Projections, Stateless, StatelessStep};
 pub use windowed::{InOrderRecord, Panes, WindowPartial, WindowStep, Windowed};

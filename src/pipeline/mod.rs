@@ -2,9 +2,11 @@
 //! before any record is read.
 
 mod plan;
+mod projection;
 mod reader;
 
 #[cfg(test)]
 pub(crate) use plan::clickstream_plan;
-pub use plan::{EventTime, Late, Plan};
+pub use plan::{EventTime, Late, Plan, Shape, Windowing};
+pub use projection::{KeySource, Projection, Selected};
 pub use reader::{ReaderError, latest_reader};

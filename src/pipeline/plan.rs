@@ -9,6 +9,8 @@ use crate::registry::Registry;
 use crate::transform::{self, Transform};
 use crate::window::{Lateness, WindowKind};
 
+use super::projection::Projection;
+
 /// Where a record's event time comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventTime {
@@ -65,19 +67,36 @@ pub struct Plan {
     pub transforms: Vec<Box<dyn Transform>>,
     /// The `where` filter, applied after every transform.
     pub filter: Option<crate::transform::Filter>,
-    /// Positions of the group-key fields.
-    pub key_indexes: Vec<usize>,
     /// The record's field names by position (after transforms), for
     /// errors that name the field.
     pub field_names: Vec<String>,
     /// Event-time source.
     pub event_time: EventTime,
+    /// How far ahead of the wall clock an event time may lie (millis).
+    pub max_ahead_ms: i64,
+    /// What the pipeline makes of its records: windows, or each record.
+    pub shape: Shape,
+    /// Output encoder.
+    pub encoder: OutputEncoder,
+}
+
+/// What a pipeline makes of its records.
+pub enum Shape {
+    /// Windowed aggregates per group key.
+    Windowed(Windowing),
+    /// Each record's selected fields, one output record per input record
+    /// (a pipeline without a window).
+    Stateless(Projection),
+}
+
+/// The windows of a windowed pipeline and what they compute.
+pub struct Windowing {
+    /// Positions of the group-key fields.
+    pub key_indexes: Vec<usize>,
     /// Window assignment.
     pub window: std::sync::Arc<dyn WindowKind>,
     /// Watermark and lateness.
     pub lateness: Lateness,
-    /// How far ahead of the wall clock an event time may lie (millis).
-    pub max_ahead_ms: i64,
     /// What happens to late records.
     pub late: Late,
     /// Advance event time with the wall clock after this long without records.
@@ -86,8 +105,6 @@ pub struct Plan {
     pub update_interval: Option<std::time::Duration>,
     /// The aggregates computed.
     pub aggregates: Vec<AggSpec>,
-    /// Output encoder.
-    pub encoder: OutputEncoder,
 }
 
 /// A configured duration in millis (durations beyond `i64` millis, some
@@ -97,6 +114,35 @@ fn millis(d: std::time::Duration) -> i64 {
 }
 
 impl Plan {
+    /// The windows of a windowed pipeline.
+    ///
+    /// # Panics
+    /// On a stateless plan: only the windowed operator (and the
+    /// repartition forwarder, which only windowed pipelines have) ask.
+    pub fn windowing(&self) -> &Windowing {
+        match &self.shape {
+            Shape::Windowed(w) => w,
+            Shape::Stateless(_) => panic!("pipeline {} has no window", self.name),
+        }
+    }
+
+    /// The topic late records go to, if the pipeline has one.
+    pub fn late_topic(&self) -> Option<&str> {
+        match &self.shape {
+            Shape::Windowed(w) => w.late.topic(),
+            Shape::Stateless(_) => None,
+        }
+    }
+
+    /// Advance event time with the wall clock after this long without
+    /// records (windowed pipelines).
+    pub fn idle_timeout(&self) -> Option<std::time::Duration> {
+        match &self.shape {
+            Shape::Windowed(w) => w.idle_timeout,
+            Shape::Stateless(_) => None,
+        }
+    }
+
     /// The output schema (derived from the aggregates), for decoding.
     pub fn output_schema(&self) -> RecordSchema {
         RecordSchema::parse(
@@ -235,20 +281,6 @@ impl Plan {
                 })
                 .ok()
         };
-        let key_names = p.group_by.fields();
-        let key_indexes: Option<Vec<usize>> = key_names
-            .iter()
-            .map(|name| {
-                field(
-                    "pipeline.group_by",
-                    name,
-                    &[FieldType::String, FieldType::Long],
-                    "string, int or long",
-                )
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .collect();
         let event_time = match &p.event_time {
             EventTimeConfig::Field { field: name } => field(
                 "pipeline.event_time.field",
@@ -260,16 +292,6 @@ impl Plan {
             EventTimeConfig::KafkaTimestamp => Some(EventTime::KafkaTimestamp),
             EventTimeConfig::ProcessingTime => Some(EventTime::ProcessingTime),
         };
-        let mut aggregates = Vec::new();
-        for (i, a) in p.aggregates.iter().enumerate() {
-            match AggSpec::resolve(a, &layout) {
-                Ok(spec) => aggregates.push(spec),
-                Err(m) => problems.push(problem(
-                    &format!("pipeline.aggregates[{i}]"),
-                    format!("{m} (in {} after transforms)", input.path.display()),
-                )),
-            }
-        }
         let (name, namespace) = match &output {
             Some(o) => match &o.schema {
                 apache_avro::Schema::Record(r) => (
@@ -280,15 +302,35 @@ impl Plan {
             },
             None => (record_name(&p.name), Some("streamfold".to_string())),
         };
-        let encoder = if aggregates.len() == p.aggregates.len() {
-            let key_columns: &[String] = if key_names.len() > 1 { &key_names } else { &[] };
-            match OutputEncoder::derive(
+        let shaped = match &p.window {
+            Some(window) => windowing(p, window, &layout, &input, &mut problems, &problem).map(
+                |(windowing, fields)| {
+                    let key_columns = match windowing.key_indexes.len() {
+                        1 => 0,
+                        n => n,
+                    };
+                    (Shape::Windowed(windowing), fields, key_columns)
+                },
+            ),
+            None => {
+                super::projection::stateless_problems(p, &mut |key, m| {
+                    problems.push(problem(key, m));
+                });
+                super::projection::Projection::build(p, &layout, &input, &mut |key, m| {
+                    problems.push(problem(key, m));
+                })
+                .map(|(projection, fields)| (Shape::Stateless(projection), fields, 0))
+            }
+        };
+        let encoder = shaped.as_ref().and_then(|(_, fields, key_columns)| {
+            let made = OutputEncoder::with_fields(
                 &name,
                 namespace.as_deref(),
-                key_columns,
-                &aggregates,
+                fields,
+                *key_columns,
                 p.output_format,
-            ) {
+            );
+            match made {
                 Ok(enc) => {
                     if let Some(o) = &output {
                         for m in enc.differences(o) {
@@ -298,30 +340,29 @@ impl Plan {
                     Some(enc)
                 }
                 Err(m) => {
-                    problems.push(problem("pipeline.aggregates", m));
+                    let key = match p.window {
+                        Some(_) => "pipeline.aggregates",
+                        None => "pipeline.select",
+                    };
+                    problems.push(problem(key, m));
                     None
                 }
             }
-        } else {
-            None
-        };
-        let window = crate::window::from_config(&p.window)
-            .map_err(|found| {
-                for (key, message) in found {
-                    problems.push(problem(key, message));
-                }
-            })
-            .ok();
+        });
 
         // Every step has looked up its fields by now.
         let read = layout.read(input.fields.len());
         let field_names = (0..layout.len())
             .map(|i| layout.field(i).name.clone())
             .collect();
-        match (key_indexes, event_time, encoder, window) {
-            (Some(key_indexes), Some(event_time), Some(encoder), Some(window))
-                if problems.is_empty() =>
-            {
+        match (event_time, encoder, shaped) {
+            (Some(event_time), Some(encoder), Some((mut shape, _, _))) if problems.is_empty() => {
+                if let Shape::Windowed(w) = &mut shape {
+                    // Processing-time windows follow the clock even when
+                    // no record arrives.
+                    w.idle_timeout = w.idle_timeout.or((event_time == EventTime::ProcessingTime)
+                        .then_some(std::time::Duration::from_secs(1)));
+                }
                 Ok(Self {
                     name: p.name.clone(),
                     fingerprint: crate::checkpoint::Fingerprint::of(p),
@@ -337,34 +378,114 @@ impl Plan {
                     registry,
                     transforms,
                     filter,
-                    key_indexes,
                     field_names,
                     event_time,
-                    window,
-                    lateness: Lateness::new(millis(p.allowed_lateness)),
                     max_ahead_ms: millis(p.max_event_time_ahead),
-                    // The configuration check refuses a topic with another
-                    // policy, and `side-topic` without one.
-                    late: match (p.late_records, &p.late_topic) {
-                        (LatePolicy::Drop, _) => Late::Drop,
-                        (LatePolicy::SideTopic, Some(topic)) => Late::SideTopic(topic.clone()),
-                        _ => Late::DeadLetter,
-                    },
-                    // Processing-time windows follow the clock even when no
-                    // record arrives.
-                    update_interval: match p.emit {
-                        crate::config::EmitConfig::OnClose => None,
-                        crate::config::EmitConfig::OnUpdate { min_interval } => Some(min_interval),
-                    },
-                    idle_timeout: p.idle_timeout.or((event_time == EventTime::ProcessingTime)
-                        .then_some(std::time::Duration::from_secs(1))),
-                    aggregates,
+                    shape,
                     encoder,
                 })
             }
             _ => Err(ConfigError { problems }),
         }
     }
+}
+
+/// The windowing of a pipeline with `window`, and its output fields (key,
+/// window bounds, key columns, then every aggregate's).
+fn windowing(
+    p: &crate::config::PipelineConfig,
+    window: &crate::config::WindowConfig,
+    layout: &Layout,
+    input: &RecordSchema,
+    problems: &mut Vec<Problem>,
+    problem: &dyn Fn(&str, String) -> Problem,
+) -> Option<(Windowing, Vec<serde_json::Value>)> {
+    let key_names = p.group_by.fields();
+    if key_names.is_empty() {
+        problems.push(problem(
+            "pipeline.group_by",
+            "expected the field(s) that key the windows, found none (a pipeline without \
+             group_by has no window either: it forwards records)"
+                .into(),
+        ));
+    }
+    let mut field = |key: &str, name: &str, accepts: &[FieldType], expected: &str| {
+        transform::bind_field(layout, name, accepts, expected)
+            .map_err(|m| {
+                problems.push(problem(
+                    key,
+                    format!("{m} (in {} after transforms)", input.path.display()),
+                ))
+            })
+            .ok()
+    };
+    let key_indexes: Option<Vec<usize>> = key_names
+        .iter()
+        .map(|name| {
+            field(
+                "pipeline.group_by",
+                name,
+                &[FieldType::String, FieldType::Long],
+                "string, int or long",
+            )
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    let mut aggregates = Vec::new();
+    for (i, a) in p.aggregates.iter().enumerate() {
+        match AggSpec::resolve(a, layout) {
+            Ok(spec) => aggregates.push(spec),
+            Err(m) => problems.push(problem(
+                &format!("pipeline.aggregates[{i}]"),
+                format!("{m} (in {} after transforms)", input.path.display()),
+            )),
+        }
+    }
+    for (key, set) in [
+        ("pipeline.select", !p.select.is_empty()),
+        ("pipeline.output_key", !p.output_key.is_input()),
+    ] {
+        if set {
+            problems.push(problem(
+                key,
+                "applies to pipelines without a window (the output of a windowed pipeline is \
+                 keyed by the group key, its fields are the aggregates)"
+                    .into(),
+            ));
+        }
+    }
+    let window = crate::window::from_config(window)
+        .map_err(|found| {
+            for (key, message) in found {
+                problems.push(problem(key, message));
+            }
+        })
+        .ok();
+    let fields = (aggregates.len() == p.aggregates.len()).then(|| {
+        let key_columns: &[String] = if key_names.len() > 1 { &key_names } else { &[] };
+        OutputEncoder::window_fields(key_columns, &aggregates)
+    });
+    let (key_indexes, window, fields) = (key_indexes?, window?, fields?);
+    let windowing = Windowing {
+        key_indexes,
+        window,
+        lateness: Lateness::new(millis(p.allowed_lateness)),
+        // The configuration check refuses a topic with another policy,
+        // and `side-topic` without one.
+        late: match (p.late_records, &p.late_topic) {
+            (LatePolicy::Drop, _) => Late::Drop,
+            (LatePolicy::SideTopic, Some(topic)) => Late::SideTopic(topic.clone()),
+            _ => Late::DeadLetter,
+        },
+        idle_timeout: p.idle_timeout,
+        update_interval: match p.emit {
+            crate::config::EmitConfig::OnClose => None,
+            crate::config::EmitConfig::OnUpdate { min_interval } => Some(min_interval),
+        },
+        aggregates,
+    };
+    Some((windowing, fields))
 }
 
 /// The plan of the clickstream example (`config/clickstream.toml`) reading

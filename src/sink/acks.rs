@@ -25,6 +25,8 @@ pub enum Tag {
     /// A record forwarded to the internal topic of a repartitioning
     /// pipeline.
     Forward { offset: i64 },
+    /// A stateless pipeline's output record, by input offset.
+    Record { offset: i64 },
     /// The final result of a window.
     Window(WindowSpan),
     /// A chunk of a checkpoint, by write attempt.

@@ -232,6 +232,22 @@ impl Sink for KafkaSink {
             Output::Forward { record, key } => self
                 .send_forward(origin.partition, record, key, delivery)
                 .map(|()| false),
+            Output::Record {
+                key,
+                value,
+                timestamp,
+                ..
+            } => {
+                let mut record =
+                    BaseRecord::with_opaque_to(&self.output_topic, delivery).payload(&value[..]);
+                if let Some(k) = key {
+                    record = record.key(&k[..]);
+                }
+                if let Some(ts) = timestamp {
+                    record = record.timestamp(*ts);
+                }
+                self.send(&self.output_topic, record).map(|()| false)
+            }
             Output::DeadLetter {
                 record,
                 stage,

@@ -53,6 +53,18 @@ pub enum Output {
         /// Its group key.
         key: String,
     },
+    /// A stateless pipeline's output record, made of the input record at
+    /// `offset`.
+    Record {
+        /// The offset of the input record.
+        offset: i64,
+        /// Its key (none: no key).
+        key: Option<Vec<u8>>,
+        /// Its value, encoded in the output format.
+        value: Vec<u8>,
+        /// Its timestamp: the input record's event time.
+        timestamp: Option<i64>,
+    },
 }
 
 /// Where the records an operator writes came from: what dead letters and

@@ -161,7 +161,7 @@ pub async fn run(
         (plan.output_topic.clone(), "output"),
         (plan.dead_letter_topic.clone(), "dead-letter"),
     ];
-    if let Some(t) = plan.late.topic() {
+    if let Some(t) = plan.late_topic() {
         topics.push((t.to_string(), "late records"));
     }
     let c = config.clone();
@@ -504,7 +504,7 @@ async fn run_stage(
     let (output, late) = match stage {
         Stage::Aggregate => (
             plan.output_topic.clone(),
-            plan.late.topic().map(str::to_string),
+            plan.late_topic().map(str::to_string),
         ),
         Stage::Repartition => (config.repartition_topic().unwrap_or_default(), None),
     };
@@ -514,9 +514,12 @@ async fn run_stage(
     };
     // Longest a healthy poll loop goes without polling: a rebalance drain.
     let stall_after = config.commit.drain_deadline * 2 + Duration::from_secs(30);
-    let checkpoints = match stage {
-        Stage::Aggregate => checkpoint_topic(config, &plan, &input_topic, &shutdown).await?,
-        Stage::Repartition => None,
+    // Only windows keep state worth a checkpoint.
+    let checkpoints = match (stage, &plan.shape) {
+        (Stage::Aggregate, crate::pipeline::Shape::Windowed(_)) => {
+            checkpoint_topic(config, &plan, &input_topic, &shutdown).await?
+        }
+        _ => None,
     };
     let mut kafka = KafkaSink::new(
         producer,
@@ -537,7 +540,7 @@ async fn run_stage(
         metrics: metrics.pipeline(&label),
         max_in_flight: config.batch.max_in_flight,
         max_pending_outputs: config.batch.max_pending_outputs,
-        idle_timeout: plan.idle_timeout,
+        idle_timeout: plan.idle_timeout(),
         cancel: CancellationToken::new(),
         checkpoints: checkpoints.as_ref().map(|_| CheckpointSettings {
             interval: config.state.checkpoint_interval,

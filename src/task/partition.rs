@@ -324,6 +324,7 @@ impl<O: Operator> PartitionTask<O> {
                 Output::Forward { record, .. } => Tag::Forward {
                     offset: record.offset,
                 },
+                Output::Record { offset, .. } => Tag::Record { offset: *offset },
                 Output::DeadLetter { record, stage, .. } => {
                     let (offset, stage) = (record.offset, *stage);
                     result = self.dead_letter(&env, output, offset, stage).await;
@@ -433,6 +434,7 @@ impl<O: Operator> PartitionTask<O> {
             let what = match tag {
                 Tag::DeadLetter { offset, .. } => format!("dead letter for offset {offset}"),
                 Tag::Forward { offset } => format!("repartitioned record of offset {offset}"),
+                Tag::Record { offset } => format!("output record of offset {offset}"),
                 Tag::Window(w) => format!("window [{}, {})", w.start, w.end),
                 Tag::Update(w) => format!("update of window [{}, {})", w.start, w.end),
                 Tag::Checkpoint { attempt } => format!("checkpoint (write {attempt})"),
@@ -463,6 +465,10 @@ impl<O: Operator> PartitionTask<O> {
             Tag::Forward { offset } => {
                 self.frontier.release(offset);
                 m.produced(Produced::Repartition);
+            }
+            Tag::Record { offset } => {
+                self.frontier.release(offset);
+                m.produced(Produced::Record);
             }
             Tag::Update(_) => m.produced(Produced::Update),
             Tag::Checkpoint { attempt } => self.frontier.checkpoint_acknowledged(attempt),

@@ -29,9 +29,9 @@ const SECOND: i64 = 1_000;
 /// clicks into 10-second tumbling windows counted per user.
 fn plan(change: impl FnOnce(&mut crate::config::PipelineConfig)) -> Arc<Plan> {
     clickstream_plan(|p| {
-        p.window = WindowConfig::Tumbling {
+        p.window = Some(WindowConfig::Tumbling {
             size: Duration::from_secs(10),
-        };
+        });
         p.allowed_lateness = Duration::ZERO;
         p.aggregates = vec![AggregateConfig {
             name: Some("clicks".into()),
@@ -546,4 +546,92 @@ async fn with_checkpoints_the_commit_passes_open_windows_and_a_restore_goes_on_i
     );
     assert_eq!(restored[0].0, "ada");
     assert!(restored[0].2.contains(r#""clicks":1"#), "{restored:?}");
+}
+
+/// A pipeline without a window writes each record's selected fields,
+/// renamed and keyed as configured, in offset order; a record that does
+/// not decode is a dead letter, one the filter drops writes nothing, and
+/// the commit point passes every record once its output is acknowledged.
+#[tokio::test]
+async fn the_stateless_operator_writes_each_record_s_selected_fields() {
+    use crate::config::{OutputKey, SelectConfig};
+    use crate::operator::Stateless;
+    let plan = clickstream_plan(|p| {
+        p.window = None;
+        p.group_by = Default::default();
+        p.aggregates = Vec::new();
+        p.late_records = LatePolicy::DeadLetter;
+        p.filter = Some("page != \"/skip\"".into());
+        p.select = vec![
+            SelectConfig::Field("user_id".into()),
+            SelectConfig::Renamed {
+                field: "dwell_ms".into(),
+                name: "dwell".into(),
+            },
+        ];
+        p.output_key = OutputKey::Field("event_id".into());
+    });
+    let sink = MemorySink::holding(100);
+    let h = Harness::start(sink, Stateless::new(plan, NO_TIME), None);
+    let mut skipped = click(3, "cy", 4 * SECOND);
+    skipped.payload = Some(Bytes::from(
+        r#"{"event_id":"e3","user_id":"cy","page":"/skip","dwell_ms":1,"event_time":4000}"#,
+    ));
+    h.send(vec![
+        click(0, "ada", SECOND),
+        poison(1),
+        click(2, "bob", 2 * SECOND),
+        skipped,
+    ])
+    .await;
+    // Nothing acknowledged yet: the commit point stays at the start.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.sink.written().len() < 3 {
+        assert!(Instant::now() < deadline, "{:?}", h.sink.written());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(h.env.board.get(PARTITION).is_none_or(|p| p.offset == 0));
+    h.sink.acknowledge();
+    h.commit_point("past every record", |p| p.offset == 4).await;
+    let sink = Arc::clone(&h.sink);
+    h.drain().await.unwrap();
+    let outputs: Vec<(i64, Option<String>, String, Option<i64>)> = sink
+        .written()
+        .into_iter()
+        .map(|w| match w.output {
+            Output::Record {
+                offset,
+                key,
+                value,
+                timestamp,
+            } => (
+                offset,
+                key.map(|k| String::from_utf8(k).unwrap()),
+                String::from_utf8(value).unwrap(),
+                timestamp,
+            ),
+            Output::DeadLetter { record, stage, .. } => {
+                (record.offset, None, format!("{stage:?}"), None)
+            }
+            other => panic!("a stateless pipeline writes no {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        outputs,
+        vec![
+            (1, None, "Decode".into(), None),
+            (
+                0,
+                Some("e0".into()),
+                r#"{"dwell":1,"user_id":"ada"}"#.into(),
+                Some(SECOND)
+            ),
+            (
+                2,
+                Some("e2".into()),
+                r#"{"dwell":1,"user_id":"bob"}"#.into(),
+                Some(2 * SECOND)
+            ),
+        ]
+    );
 }

@@ -334,6 +334,7 @@ impl Metrics {
                 dead_letter: produced(Produced::DeadLetter),
                 late_record: produced(Produced::Late),
                 repartition: produced(Produced::Repartition),
+                record: produced(Produced::Record),
                 windows_emitted: self.windows_emitted.with_label_values(&p),
                 end_to_end: self.end_to_end.with_label_values(&p),
             },
@@ -431,6 +432,8 @@ label! {
         Late = "late",
         /// A record forwarded to the internal topic.
         Repartition = "repartition",
+        /// A stateless pipeline's output record.
+        Record = "record",
     }
 }
 
@@ -477,6 +480,7 @@ struct Hot {
     dead_letter: IntCounter,
     late_record: IntCounter,
     repartition: IntCounter,
+    record: IntCounter,
     windows_emitted: IntCounter,
     end_to_end: Histogram,
 }
@@ -511,6 +515,7 @@ impl PipelineMetrics {
             Produced::DeadLetter => &self.hot.dead_letter,
             Produced::Late => &self.hot.late_record,
             Produced::Repartition => &self.hot.repartition,
+            Produced::Record => &self.hot.record,
         };
         c.inc();
     }

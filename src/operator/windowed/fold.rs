@@ -50,7 +50,7 @@ impl Windowed {
     pub fn new(plan: Arc<Plan>, max_event_time: i64) -> Self {
         Self {
             step: Arc::new(WindowStep::new(Arc::clone(&plan))),
-            windows: plan.window.open(),
+            windows: plan.windowing().window.open(),
             plan,
             dirty: BTreeSet::new(),
             last_update: HashMap::new(),
@@ -87,7 +87,7 @@ impl Windowed {
         let mut ok = 0u64;
         // Window kinds that pre-aggregate: one partial per (key, pane).
         for p in std::mem::take(&mut batch.collected.partials) {
-            if plan.lateness.is_closed(p.first_end, before) {
+            if plan.windowing().lateness.is_closed(p.first_end, before) {
                 late.extend_from_slice(&p.members);
                 continue;
             }
@@ -104,7 +104,7 @@ impl Windowed {
             let opened = self
                 .windows
                 .merge_pane(&p.key, p.pane_start, p.last_end, p.aggregates);
-            if plan.update_interval.is_some() {
+            if plan.windowing().update_interval.is_some() {
                 for start in self.windows.windows_of_pane(&p.key, p.pane_start) {
                     self.dirty.insert((p.key.clone(), start));
                 }
@@ -123,7 +123,7 @@ impl Windowed {
         // one by one.
         let mut m = before;
         for s in std::mem::take(&mut batch.collected.in_order) {
-            if plan.lateness.is_closed(s.first_end, m) {
+            if plan.windowing().lateness.is_closed(s.first_end, m) {
                 late.push(s.index);
                 continue;
             }
@@ -131,19 +131,26 @@ impl Windowed {
             let offset = batch.record(s.index).offset;
             let change = self
                 .windows
-                .add_record(&plan.aggregates, &s.key, s.event_time, &s.record, offset, m)
+                .add_record(
+                    &plan.windowing().aggregates,
+                    &s.key,
+                    s.event_time,
+                    &s.record,
+                    offset,
+                    m,
+                )
                 .map_err(|reason| OperatorError::Aggregate { offset, reason })?;
             for (end, first) in change.removed {
                 cx.frontier.window_dropped(end, first);
             }
             let (end, first, met) = change.added;
             cx.frontier.window_opened(end, first, met);
-            if plan.update_interval.is_some() {
+            if plan.windowing().update_interval.is_some() {
                 self.dirty.insert((s.key.clone(), change.start));
             }
             if s.event_time > m {
                 m = s.event_time;
-                self.close_until(plan.lateness.watermark(m), cx)?;
+                self.close_until(plan.windowing().lateness.watermark(m), cx)?;
             }
         }
         Ok((late, ok))
@@ -154,7 +161,11 @@ impl Windowed {
         if self.max_event_time == NO_TIME {
             return Ok(());
         }
-        let watermark = self.plan.lateness.watermark(self.max_event_time);
+        let watermark = self
+            .plan
+            .windowing()
+            .lateness
+            .watermark(self.max_event_time);
         self.close_until(watermark, cx)?;
         cx.frontier.windows_closed(watermark);
         Ok(())
@@ -164,9 +175,11 @@ impl Windowed {
     /// rebuilt in a replay that ends at or before the settled bound was
     /// already emitted and acknowledged: it is dropped instead.
     fn close_until(&mut self, watermark: i64, cx: &mut Context<'_>) -> Result<(), OperatorError> {
-        let closed =
-            self.windows
-                .close_until(&self.plan.aggregates, watermark, cx.frontier.settled());
+        let closed = self.windows.close_until(
+            &self.plan.windowing().aggregates,
+            watermark,
+            cx.frontier.settled(),
+        );
         for c in closed {
             // `first_offset` identifies a session to the frontier; -1 for
             // pane-based windows, which the store already filters.
@@ -194,7 +207,7 @@ impl Windowed {
             key,
             start,
             end,
-            values: aggregates.finish(&self.plan.aggregates),
+            values: aggregates.finish(&self.plan.windowing().aggregates),
         };
         let payload = self.plan.encoder.encode(&window)?;
         let complete = match self.incomplete_until {
@@ -214,16 +227,16 @@ impl Windowed {
     /// that changed, unless it was updated less than `min_interval` ago
     /// (it stays pending for a later batch).
     fn emit_updates(&mut self, cx: &mut Context<'_>) -> Result<(), OperatorError> {
-        let Some(interval) = self.plan.update_interval else {
+        let Some(interval) = self.plan.windowing().update_interval else {
             return Ok(());
         };
         let plan = Arc::clone(&self.plan);
-        let watermark = plan.lateness.watermark(self.max_event_time);
+        let watermark = plan.windowing().lateness.watermark(self.max_event_time);
         let now = tokio::time::Instant::now();
         for (key, start) in std::mem::take(&mut self.dirty) {
             let snapshot = self
                 .windows
-                .snapshot(&plan.aggregates, &key, start)
+                .snapshot(&plan.windowing().aggregates, &key, start)
                 .filter(|(end, _)| *end > watermark);
             let id = (key, start);
             let Some((end, aggregates)) = snapshot else {
@@ -281,12 +294,12 @@ impl Operator for Windowed {
         metrics.processed(Outcome::Filtered, batch.filtered);
         late.sort_unstable();
         metrics.processed(Outcome::Late, late.len() as u64);
-        if self.plan.late != Late::Drop {
+        if self.plan.windowing().late != Late::Drop {
             for &i in &late {
                 let m = batch.max_before(before, i);
                 let reason = format!(
                     "late: its window had already been emitted (watermark {})",
-                    format_millis(self.plan.lateness.watermark(m))
+                    format_millis(self.plan.windowing().lateness.watermark(m))
                 );
                 cx.late(batch.record(i).clone(), reason, m);
             }
@@ -319,7 +332,11 @@ impl Operator for Windowed {
 
     fn report(&self, metrics: &PipelineMetrics, partition: i32) {
         if self.max_event_time != NO_TIME {
-            let wm = self.plan.lateness.watermark(self.max_event_time);
+            let wm = self
+                .plan
+                .windowing()
+                .lateness
+                .watermark(self.max_event_time);
             metrics.watermark(partition, wm);
         }
     }

@@ -100,7 +100,7 @@ impl Collect for Panes {
     fn collect(&mut self, plan: &Plan, k: Keyed<'_>) -> Result<(), (Stage, String)> {
         let mut buf = itoa::Buffer::new();
         let (key, event_time) = k.key_and_time(plan, &mut buf)?;
-        let pane = match plan.window.assign(event_time) {
+        let pane = match plan.windowing().window.assign(event_time) {
             Ok(Assignment::Pane(pane)) => pane,
             Ok(Assignment::InOrder { first_end }) => {
                 // Late records never raise the largest event time, so this
@@ -118,7 +118,11 @@ impl Collect for Panes {
             }
             Err(e) => return Err((Stage::Extract, e.to_string())),
         };
-        if plan.lateness.is_closed(pane.first_end, self.max_event_time) {
+        if plan
+            .windowing()
+            .lateness
+            .is_closed(pane.first_end, self.max_event_time)
+        {
             self.late.push(k.index);
             return Ok(());
         }
@@ -139,7 +143,7 @@ impl Collect for Panes {
                     pane_start: pane.start,
                     first_end: pane.first_end,
                     last_end: pane.last_end,
-                    aggregates: Aggregates::new(&plan.aggregates),
+                    aggregates: Aggregates::new(&plan.windowing().aggregates),
                     members: Vec::new(),
                 });
                 let slot = self.partials.len() - 1;
@@ -154,7 +158,12 @@ impl Collect for Panes {
         // `check` accepted the record, so this cannot fail; should it, the
         // record is dead-lettered rather than lost.
         p.aggregates
-            .add(&plan.aggregates, &k.record, event_time, k.raw.offset)
+            .add(
+                &plan.windowing().aggregates,
+                &k.record,
+                event_time,
+                k.raw.offset,
+            )
             .map_err(|e| (Stage::Extract, e))?;
         p.members.push(k.index);
         Ok(())

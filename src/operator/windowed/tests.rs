@@ -23,7 +23,7 @@ use crate::window::NO_TIME;
 
 fn plan(window: WindowConfig, hll: bool) -> Arc<Plan> {
     clickstream_plan(|p| {
-        p.window = window;
+        p.window = Some(window);
         p.allowed_lateness = Duration::from_millis(300);
         if hll {
             // Approximate distinct count as well as the example's exact one.

@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Arena, Feed, SourceConsumer, SourceContext};
 use crate::checkpoint::Checkpoint;
 use crate::offsets::{CommitPoint, decode_metadata};
-use crate::operator::{Operator, Repartition, Windowed};
+use crate::operator::{Operator, Repartition, Stateless, Windowed};
+use crate::pipeline::Shape;
 use crate::record::RawRecord;
 use crate::source::checkpoints::RestoreError;
 use crate::source::{PipelineError, Stage};
@@ -155,6 +156,16 @@ impl SourceContext {
             let (drain_tx, drain_rx) = oneshot::channel();
             let plan = Arc::clone(&self.shared.plan);
             let started = match self.shared.stage {
+                Stage::Aggregate if matches!(plan.shape, Shape::Stateless(_)) => {
+                    let met = resume.map_or(NO_TIME, |r| r.max_event_time);
+                    let from = Resume {
+                        point: resume,
+                        checkpoint: None,
+                        state_dropped: false,
+                        lost: lost.get(&p).copied(),
+                    };
+                    self.spawn(p, Stateless::new(plan, met), from, rx, drain_rx)
+                }
                 Stage::Aggregate => {
                     let met = resume.map_or(NO_TIME, |r| r.max_event_time);
                     let from = Resume {
