@@ -460,7 +460,8 @@ fn check(c: &Config, file: &str) -> Vec<Problem> {
             format!("expected a topic other than the input and output, found {topic:?}"),
         );
     }
-    if p.aggregates.is_empty() {
+    // A pipeline without a window forwards records: no aggregates.
+    if p.window.is_some() && p.aggregates.is_empty() {
         bad(
             "pipeline.aggregates",
             "expected at least one aggregate, e.g. { fn = \"count\" }, found none".into(),
