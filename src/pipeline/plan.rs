@@ -531,4 +531,52 @@ mod tests {
         let built = Plan::build_with(&loaded, Vec::new(), Some(reader));
         assert!(built.is_ok(), "{:?}", built.err());
     }
+
+    #[test]
+    fn settings_of_the_other_shape_are_named() {
+        use crate::config::{OutputKey, SelectConfig};
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/clickstream.toml");
+        let mut loaded = crate::config::load(&path).expect("the clickstream example loads");
+        loaded.config.pipeline.output_schema = None;
+        loaded.config.pipeline.select = vec![SelectConfig::Field("page".into())];
+        let e = Plan::build(&loaded, Vec::new()).expect_err("select on a windowed pipeline");
+        assert!(
+            e.to_string().contains("pipeline.select") && e.to_string().contains("without a window"),
+            "{e}"
+        );
+        let p = &mut loaded.config.pipeline;
+        p.select = vec![SelectConfig::Field("nope".into())];
+        p.window = None;
+        p.output_key = OutputKey::Field("dwell_ms".into());
+        let said = Plan::build(&loaded, Vec::new())
+            .expect_err("aggregates without a window")
+            .to_string();
+        for needle in [
+            "pipeline.aggregates",
+            "pipeline.group_by",
+            "pipeline.select[0]",
+            "\"nope\"",
+        ] {
+            assert!(said.contains(needle), "{needle}: {said}");
+        }
+        let p = &mut loaded.config.pipeline;
+        p.aggregates.clear();
+        p.group_by = Default::default();
+        p.select.clear();
+        let plan = Plan::build(&loaded, Vec::new()).expect("a stateless pipeline");
+        assert!(matches!(plan.shape, Shape::Stateless(_)));
+        let fields: Vec<String> = serde_json::from_str::<serde_json::Value>(
+            &plan.encoder.schema_text(),
+        )
+        .unwrap()["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            fields, plan.field_names,
+            "every field, in order, by default"
+        );
+    }
 }
