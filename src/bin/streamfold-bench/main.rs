@@ -103,27 +103,18 @@ struct Args {
 /// The pipeline part of each query's config.
 fn query(name: &str) -> Option<&'static str> {
     Some(match name {
-        // Pass-through: each bid its own 1 ms window per (auction, bidder),
-        // so about one output per input through decode, window, encode,
-        // produce.
-        "q0" => {
-            r#"group_by = ["auction", "bidder"]
-window = { kind = "tumbling", size = "1ms" }
-aggregates = [{ fn = "count" }, { fn = "max", field = "price" }]"#
-        }
-        // Currency conversion (map).
+        // Pass-through: a stateless pipeline writing every bid, every
+        // field (decode, encode, produce).
+        "q0" => "",
+        // Currency conversion (map): the bid with its price in euros.
         "q1" => {
             r#"derive = [{ name = "price_eur", expr = "double(price) * 0.908" }]
-group_by = ["auction", "bidder"]
-window = { kind = "tumbling", size = "1ms" }
-aggregates = [{ fn = "max", field = "price_eur" }]"#
+select = ["auction", "bidder", "price_eur", "date_time"]"#
         }
-        // Filter.
+        // Filter: the bids of some auctions.
         "q2" => {
             r#"where = "auction % 123 == 0"
-group_by = ["auction", "bidder"]
-window = { kind = "tumbling", size = "1ms" }
-aggregates = [{ fn = "max", field = "price" }]"#
+select = ["auction", "price"]"#
         }
         // Bids per auction, hopping 10 s every 2 s.
         "q5" => {
