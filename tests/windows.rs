@@ -272,7 +272,7 @@ async fn processing_time_windows_follow_the_clock() {
     let path = setup.write_config("0s", "");
     without_pseudonymise(&path);
     edit_config(&path, |c| {
-        c.pipeline.event_time = EventTimeConfig::ProcessingTime;
+        c.pipeline.event_time_config = Some(EventTimeConfig::ProcessingTime);
         c.pipeline.window = Some(WindowConfig::Tumbling { size: secs(2) });
     });
     let loaded = streamfold::config::load(&path).unwrap();

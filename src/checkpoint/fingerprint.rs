@@ -32,7 +32,7 @@ impl Fingerprint {
                 ),
                 (
                     "pipeline.event_time".into(),
-                    json(serde_json::to_string(&pipeline.event_time)),
+                    json(serde_json::to_string(&pipeline.event_time())),
                 ),
                 (
                     "pipeline.allowed_lateness".into(),

@@ -40,6 +40,11 @@ pub enum Command {
         /// (e.g. 0.0.0.0:9464); off when not given.
         #[arg(long, env = "STREAMFOLD_ADMIN_ADDR")]
         admin_addr: Option<std::net::SocketAddr>,
+        /// Run only these pipelines of the file (by name; repeat the flag
+        /// for several): stages of a chain can then run, scale and
+        /// restart as processes of their own.
+        #[arg(long)]
+        pipeline: Vec<String>,
     },
     /// Check a configuration and its schemas; print every problem found.
     Validate {
@@ -100,7 +105,11 @@ pub fn main(cli: Cli) -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
-        Command::Run { config, admin_addr } => run(&config, admin_addr).await,
+        Command::Run {
+            config,
+            admin_addr,
+            pipeline,
+        } => run(&config, admin_addr, &pipeline).await,
         Command::Validate { config } => Ok(validate(&config).await),
         Command::Schema { config, pipeline } => schema(&config, pipeline.as_deref()).await,
         Command::Produce(args) => produce::run(args).await.map(|()| ExitCode::SUCCESS),
@@ -152,14 +161,30 @@ async fn input_schema(loaded: &LoadedConfig) -> anyhow::Result<crate::codec::Rec
         })
 }
 
-async fn run(path: &Path, admin: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
-    let all = match config::load_all(path) {
+async fn run(
+    path: &Path,
+    admin: Option<std::net::SocketAddr>,
+    only: &[String],
+) -> anyhow::Result<ExitCode> {
+    let mut all = match config::load_all(path) {
         Ok(all) => all,
         Err(e) => {
             eprintln!("{e}");
             return Ok(ExitCode::from(2));
         }
     };
+    if !only.is_empty() {
+        let names: Vec<String> = all.iter().map(|l| l.config.pipeline.name.clone()).collect();
+        if let Some(missing) = only.iter().find(|n| !names.contains(n)) {
+            eprintln!(
+                "{}: --pipeline {missing:?}: no such pipeline (it has: {})",
+                path.display(),
+                names.join(", ")
+            );
+            return Ok(ExitCode::from(2));
+        }
+        all.retain(|l| only.contains(&l.config.pipeline.name));
+    }
     telemetry::init_tracing(&all[0].config.log);
     let shutdown = CancellationToken::new();
     shutdown_on_signals(shutdown.clone());

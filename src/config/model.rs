@@ -248,7 +248,13 @@ pub enum Format {
 pub struct PipelineConfig {
     /// Name used in logs and metrics.
     pub name: String,
-    /// Topic to read.
+    /// Another pipeline of the same file whose output this one reads
+    /// (`input = { pipeline = "NAME" }`): its output topic, format,
+    /// framing and schema are this one's input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<InputConfig>,
+    /// Topic to read (with `input`, the upstream pipeline's output topic).
+    #[serde(default)]
     pub input_topic: String,
     /// Avro schema of the input records (path relative to the config
     /// file). Absent with registry-framed input: the latest version of
@@ -291,9 +297,15 @@ pub struct PipelineConfig {
     /// list of them for a composite key (windowed pipelines).
     #[serde(default)]
     pub group_by: GroupBy,
-    /// Where event time comes from (default: the Kafka timestamp).
-    #[serde(default = "defaults::event_time")]
-    pub event_time: EventTimeConfig,
+    /// Where event time comes from (default: the Kafka timestamp; for a
+    /// pipeline reading a windowed pipeline's results, their
+    /// `window_end`). See [`PipelineConfig::event_time`].
+    #[serde(
+        default,
+        rename = "event_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub event_time_config: Option<EventTimeConfig>,
     /// The window every record is assigned to; without one, the pipeline
     /// is stateless: each record's `select`ed fields go to the output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -341,6 +353,24 @@ pub struct PipelineConfig {
     /// When window results are written.
     #[serde(default)]
     pub emit: EmitConfig,
+}
+
+/// Where a chained pipeline's input comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// The upstream pipeline's name.
+    pub pipeline: String,
+}
+
+impl PipelineConfig {
+    /// Where event time comes from: as configured, else the Kafka
+    /// timestamp.
+    pub fn event_time(&self) -> EventTimeConfig {
+        self.event_time_config
+            .clone()
+            .unwrap_or(EventTimeConfig::KafkaTimestamp)
+    }
 }
 
 impl Config {
@@ -851,10 +881,6 @@ pub(crate) mod defaults {
     pub fn checkpoint_interval() -> Duration {
         Duration::from_secs(10)
     }
-    pub fn event_time() -> EventTimeConfig {
-        EventTimeConfig::KafkaTimestamp
-    }
-
     pub fn late_records() -> LatePolicy {
         LatePolicy::DeadLetter
     }

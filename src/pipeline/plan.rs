@@ -105,6 +105,19 @@ pub struct Windowing {
     pub update_interval: Option<std::time::Duration>,
     /// The aggregates computed.
     pub aggregates: Vec<AggSpec>,
+    /// Reading another pipeline's window results: where each record's
+    /// identity is, so that a result written twice upstream (after a
+    /// restart there) counts once.
+    pub dedupe: Option<Dedupe>,
+}
+
+/// The fields that identify an upstream window result: its group key and
+/// window bounds (positions in the record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dedupe {
+    pub key: usize,
+    pub start: usize,
+    pub end: usize,
 }
 
 /// A configured duration in millis (durations beyond `i64` millis, some
@@ -218,6 +231,23 @@ impl Plan {
                 .ok(),
             _ => None,
         };
+        // A chained pipeline reads what its upstream writes.
+        let reader = match &loaded.upstream {
+            Some(up) => match Plan::build(up, Vec::new()) {
+                Ok(plan) => Some(plan.output_schema()),
+                Err(e) => {
+                    problems.push(problem(
+                        "pipeline.input.pipeline",
+                        format!(
+                            "the upstream pipeline {:?} does not build: {e}",
+                            up.config.pipeline.name
+                        ),
+                    ));
+                    return Err(ConfigError { problems });
+                }
+            },
+            None => reader,
+        };
         let input = match (&p.input_schema, reader) {
             (Some(path), _) => RecordSchema::load(&loaded.resolve(path))
                 .map_err(|e| problems.push(problem("pipeline.input_schema", e.to_string())))
@@ -281,7 +311,7 @@ impl Plan {
                 })
                 .ok()
         };
-        let event_time = match &p.event_time {
+        let event_time = match &p.event_time() {
             EventTimeConfig::Field { field: name } => field(
                 "pipeline.event_time.field",
                 name,
@@ -303,15 +333,25 @@ impl Plan {
             None => (record_name(&p.name), Some("streamfold".to_string())),
         };
         let shaped = match &p.window {
-            Some(window) => windowing(p, window, &layout, &input, &mut problems, &problem).map(
-                |(windowing, fields)| {
-                    let key_columns = match windowing.key_indexes.len() {
-                        1 => 0,
-                        n => n,
-                    };
-                    (Shape::Windowed(windowing), fields, key_columns)
-                },
-            ),
+            Some(window) => windowing(
+                p,
+                window,
+                &layout,
+                &input,
+                loaded
+                    .upstream
+                    .as_ref()
+                    .is_some_and(|u| u.config.pipeline.window.is_some()),
+                &mut problems,
+                &problem,
+            )
+            .map(|(windowing, fields)| {
+                let key_columns = match windowing.key_indexes.len() {
+                    1 => 0,
+                    n => n,
+                };
+                (Shape::Windowed(windowing), fields, key_columns)
+            }),
             None => {
                 super::projection::stateless_problems(p, &mut |key, m| {
                     problems.push(problem(key, m));
@@ -397,9 +437,20 @@ fn windowing(
     window: &crate::config::WindowConfig,
     layout: &Layout,
     input: &RecordSchema,
+    reads_windows: bool,
     problems: &mut Vec<Problem>,
     problem: &dyn Fn(&str, String) -> Problem,
 ) -> Option<(Windowing, Vec<serde_json::Value>)> {
+    // The identity of an upstream result: fields every window result has.
+    let dedupe = reads_windows
+        .then(|| {
+            Some(Dedupe {
+                key: layout.index_of("key")?,
+                start: layout.index_of("window_start")?,
+                end: layout.index_of("window_end")?,
+            })
+        })
+        .flatten();
     let key_names = p.group_by.fields();
     if key_names.is_empty() {
         problems.push(problem(
@@ -425,8 +476,12 @@ fn windowing(
             field(
                 "pipeline.group_by",
                 name,
-                &[FieldType::String, FieldType::Long],
-                "string, int or long",
+                &[
+                    FieldType::String,
+                    FieldType::Long,
+                    FieldType::TimestampMillis,
+                ],
+                "string, int, long or timestamp-millis",
             )
         })
         .collect::<Vec<_>>()
@@ -484,6 +539,7 @@ fn windowing(
             crate::config::EmitConfig::OnUpdate { min_interval } => Some(min_interval),
         },
         aggregates,
+        dedupe,
     };
     Some((windowing, fields))
 }

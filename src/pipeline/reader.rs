@@ -51,6 +51,10 @@ impl ReaderError {
 /// See [`ReaderError`].
 pub async fn latest_reader(loaded: &LoadedConfig) -> Result<Option<RecordSchema>, ReaderError> {
     let p = &loaded.config.pipeline;
+    if loaded.upstream.is_some() {
+        // A chained pipeline's reader is its upstream's output schema.
+        return Ok(None);
+    }
     let (None, Framing::SchemaRegistry, Some(settings)) = (
         &p.input_schema,
         p.input_framing,

@@ -90,9 +90,9 @@ impl Record {
     ) -> Result<&'a str, FieldError> {
         match self.value(index)? {
             Value::String(s) | Value::Enum(_, s) => Ok(s),
-            Value::Long(n) => Ok(buf.format(*n)),
+            Value::Long(n) | Value::TimestampMillis(n) => Ok(buf.format(*n)),
             Value::Int(n) => Ok(buf.format(*n)),
-            v => Err(Self::wrong(index, "string, int or long", v)),
+            v => Err(Self::wrong(index, "string, int, long or timestamp", v)),
         }
     }
 

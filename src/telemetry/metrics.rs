@@ -329,6 +329,7 @@ impl Metrics {
                 filtered: processed(Outcome::Filtered),
                 late: processed(Outcome::Late),
                 dead_lettered: processed(Outcome::DeadLettered),
+                duplicate: processed(Outcome::Duplicate),
                 window: produced(Produced::Window),
                 update: produced(Produced::Update),
                 dead_letter: produced(Produced::DeadLetter),
@@ -416,6 +417,9 @@ label! {
         Late = "late",
         /// Written to the dead-letter topic.
         DeadLettered = "dead_lettered",
+        /// An upstream pipeline's window result read again (written twice
+        /// upstream): counted once.
+        Duplicate = "duplicate",
     }
 }
 
@@ -475,6 +479,7 @@ struct Hot {
     filtered: IntCounter,
     late: IntCounter,
     dead_lettered: IntCounter,
+    duplicate: IntCounter,
     window: IntCounter,
     update: IntCounter,
     dead_letter: IntCounter,
@@ -502,6 +507,7 @@ impl PipelineMetrics {
             Outcome::Filtered => &self.hot.filtered,
             Outcome::Late => &self.hot.late,
             Outcome::DeadLettered => &self.hot.dead_lettered,
+            Outcome::Duplicate => &self.hot.duplicate,
         };
         c.inc_by(n);
     }

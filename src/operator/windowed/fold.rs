@@ -24,6 +24,16 @@ struct WindowedState {
     windows: SavedWindows,
     /// Records were lost before it: see [`Windowed`].
     incomplete_until: Option<i64>,
+    /// The upstream results seen: see [`Windowed`].
+    seen: Vec<(u64, i64)>,
+}
+
+/// A checkpoint written before upstream results were deduplicated (it
+/// has no `seen`).
+#[derive(Debug, serde::Deserialize)]
+struct WindowedStateV1 {
+    windows: SavedWindows,
+    incomplete_until: Option<i64>,
 }
 
 /// Keyed, windowed aggregation of one partition.
@@ -41,6 +51,12 @@ pub struct Windowed {
     /// After records were lost: windows starting at or before this may
     /// miss some (`Some(NO_TIME)` until the first batch after the loss).
     incomplete_until: Option<i64>,
+    /// Reading another pipeline's window results: the identity of each
+    /// result folded, with the end of the first window it joined. A copy
+    /// read again (the upstream wrote it twice) is skipped; an identity is
+    /// forgotten once the watermark passes that end, when a copy would be
+    /// late anyway.
+    seen: HashMap<u64, i64>,
 }
 
 impl Windowed {
@@ -56,7 +72,21 @@ impl Windowed {
             last_update: HashMap::new(),
             max_event_time,
             incomplete_until: None,
+            seen: HashMap::new(),
         }
+    }
+
+    /// Whether the upstream result `identity` (ending its first window at
+    /// `first_end`) was folded before; notes it if not.
+    fn seen_before(&mut self, identity: Option<u64>, first_end: i64) -> bool {
+        let Some(id) = identity else {
+            return false;
+        };
+        if self.seen.contains_key(&id) {
+            return true;
+        }
+        self.seen.insert(id, first_end);
+        false
     }
 
     /// Open panes or sessions, and keys holding them.
@@ -81,14 +111,18 @@ impl Windowed {
         batch: &mut Batch<Panes>,
         before: i64,
         cx: &mut Context<'_>,
-    ) -> Result<(Vec<u32>, u64), OperatorError> {
+    ) -> Result<(Vec<u32>, u64, u64), OperatorError> {
         let plan = Arc::clone(&self.plan);
         let mut late = std::mem::take(&mut batch.collected.late);
-        let mut ok = 0u64;
+        let (mut ok, mut duplicates) = (0u64, 0u64);
         // Window kinds that pre-aggregate: one partial per (key, pane).
         for p in std::mem::take(&mut batch.collected.partials) {
             if plan.windowing().lateness.is_closed(p.first_end, before) {
                 late.extend_from_slice(&p.members);
+                continue;
+            }
+            if self.seen_before(p.identity, p.first_end) {
+                duplicates += p.members.len() as u64;
                 continue;
             }
             let Some(&first) = p.members.first() else {
@@ -127,6 +161,10 @@ impl Windowed {
                 late.push(s.index);
                 continue;
             }
+            if self.seen_before(s.identity, s.first_end) {
+                duplicates += 1;
+                continue;
+            }
             ok += 1;
             let offset = batch.record(s.index).offset;
             let change = self
@@ -153,7 +191,7 @@ impl Windowed {
                 self.close_until(plan.windowing().lateness.watermark(m), cx)?;
             }
         }
-        Ok((late, ok))
+        Ok((late, ok, duplicates))
     }
 
     /// Emits every window the watermark has passed.
@@ -168,6 +206,9 @@ impl Windowed {
             .watermark(self.max_event_time);
         self.close_until(watermark, cx)?;
         cx.frontier.windows_closed(watermark);
+        if !self.seen.is_empty() {
+            self.seen.retain(|_, first_end| *first_end > watermark);
+        }
         Ok(())
     }
 
@@ -288,9 +329,10 @@ impl Operator for Windowed {
             self.incomplete_until = Some(before.max(batch.collected.max_event_time));
         }
         batch.dead_letter_failures(before, cx);
-        let (mut late, ok) = self.fold(&mut batch, before, cx)?;
+        let (mut late, ok, duplicates) = self.fold(&mut batch, before, cx)?;
         let metrics = cx.metrics;
         metrics.processed(Outcome::Ok, ok);
+        metrics.processed(Outcome::Duplicate, duplicates);
         metrics.processed(Outcome::Filtered, batch.filtered);
         late.sort_unstable();
         metrics.processed(Outcome::Late, late.len() as u64);
@@ -355,18 +397,33 @@ impl Operator for Windowed {
     }
 
     fn save(&self) -> Option<Vec<u8>> {
+        let mut seen: Vec<(u64, i64)> = self.seen.iter().map(|(k, v)| (*k, *v)).collect();
+        seen.sort_unstable();
         let state = WindowedState {
             windows: self.windows.save(),
             incomplete_until: self.incomplete_until,
+            seen,
         };
         Some(postcard::to_allocvec(&state).expect("window state serialises into memory"))
     }
 
     fn restore(&mut self, state: &[u8], metrics: &PipelineMetrics) -> Result<(), CheckpointError> {
-        let saved: WindowedState =
-            postcard::from_bytes(state).map_err(|e| CheckpointError::Corrupt {
-                reason: format!("its windows: {e}"),
-            })?;
+        let saved: WindowedState = match postcard::from_bytes(state) {
+            Ok(s) => s,
+            Err(e) => match postcard::from_bytes::<WindowedStateV1>(state) {
+                Ok(v1) => WindowedState {
+                    windows: v1.windows,
+                    incomplete_until: v1.incomplete_until,
+                    seen: Vec::new(),
+                },
+                Err(_) => {
+                    return Err(CheckpointError::Corrupt {
+                        reason: format!("its windows: {e}"),
+                    });
+                }
+            },
+        };
+        self.seen = saved.seen.iter().copied().collect();
         let before = self.open_state();
         self.windows.restore(saved.windows)?;
         // Records lost since the checkpoint (a mark already set) win.

@@ -38,6 +38,9 @@ pub struct WindowPartial {
     pub aggregates: Aggregates,
     /// Indexes of the records in it, ascending.
     pub members: Vec<u32>,
+    /// Reading an upstream pipeline's window results: the identity of
+    /// its one record (see [`identity`]).
+    pub identity: Option<u64>,
 }
 
 /// A decoded record for a window kind that folds in order (sessions),
@@ -54,6 +57,26 @@ pub struct InOrderRecord {
     pub first_end: i64,
     /// The transformed record (read by the aggregates).
     pub record: Record,
+    /// As [`WindowPartial::identity`].
+    pub identity: Option<u64>,
+}
+
+/// The identity of an upstream window result: the first 8 bytes of
+/// BLAKE3 over its key, then its window start and end (little-endian).
+/// A result written twice upstream is byte-identical, so both copies have
+/// the same identity.
+pub fn identity(plan: &Plan, record: &Record) -> Result<Option<u64>, (Stage, String)> {
+    let Some(d) = plan.windowing().dedupe else {
+        return Ok(None);
+    };
+    let wrong = |e: crate::record::FieldError| (Stage::Extract, format!("upstream result: {e:?}"));
+    let mut h = blake3::Hasher::new();
+    h.update(record.str(d.key).map_err(wrong)?.as_bytes());
+    h.update(&record.i64(d.start).map_err(wrong)?.to_le_bytes());
+    h.update(&record.i64(d.end).map_err(wrong)?.to_le_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    Ok(Some(u64::from_le_bytes(first)))
 }
 
 /// What the step gathered from one batch.
@@ -100,6 +123,7 @@ impl Collect for Panes {
     fn collect(&mut self, plan: &Plan, k: Keyed<'_>) -> Result<(), (Stage, String)> {
         let mut buf = itoa::Buffer::new();
         let (key, event_time) = k.key_and_time(plan, &mut buf)?;
+        let identity = identity(plan, &k.record)?;
         let pane = match plan.windowing().window.assign(event_time) {
             Ok(Assignment::Pane(pane)) => pane,
             Ok(Assignment::InOrder { first_end }) => {
@@ -113,6 +137,7 @@ impl Collect for Panes {
                     event_time,
                     first_end,
                     record: k.record,
+                    identity,
                 });
                 return Ok(());
             }
@@ -129,12 +154,17 @@ impl Collect for Panes {
         self.max_event_time = self.max_event_time.max(event_time);
         let hash = slot_hash(&key, pane.start);
         let partials = &self.partials;
-        let found = self
-            .index
-            .find(hash, |&s| {
-                partials[s].pane_start == pane.start && partials[s].key == key
-            })
-            .copied();
+        // An upstream result is a partial of its own: the partition task
+        // decides, in offset order, whether it was seen before.
+        let found = if identity.is_some() {
+            None
+        } else {
+            self.index
+                .find(hash, |&s| {
+                    partials[s].pane_start == pane.start && partials[s].key == key
+                })
+                .copied()
+        };
         let slot = match found {
             Some(slot) => slot,
             None => {
@@ -145,6 +175,7 @@ impl Collect for Panes {
                     last_end: pane.last_end,
                     aggregates: Aggregates::new(&plan.windowing().aggregates),
                     members: Vec::new(),
+                    identity,
                 });
                 let slot = self.partials.len() - 1;
                 let partials = &self.partials;

@@ -1,0 +1,283 @@
+//! Two chained pipelines: bids (payments) counted per merchant in hopping
+//! windows, then, per window end, the merchant with the most (max-by),
+//! how many merchants had results and their total. Each stage runs as a
+//! process of its own and both are SIGKILLed mid-stream: the upstream
+//! writes some window results twice, and the downstream counts each once.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use streamfold::generate::GeneratorOptions;
+
+const ADVANCE_MS: i64 = 5_000;
+
+/// The two pipelines' config: `counts` (hopping 10 s every 5 s per
+/// merchant) and `hot`, reading `counts` (its results repartitioned by
+/// window end through a one-partition topic, so that one window of `hot`
+/// sees every merchant's result).
+fn chain_config(setup: &Setup, hot: &str, internal: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[kafka]
+bootstrap_servers = "{servers}"
+group_id = "chain-{input}"
+session_timeout = "6s"
+
+[[pipelines]]
+name = "counts"
+input_topic = "{input}"
+input_schema = "{schemas}/payment.avsc"
+output_topic = "{output}"
+dead_letter_topic = "{dlq}"
+group_by = "merchant_id"
+event_time = {{ source = "field", field = "event_time" }}
+window = {{ kind = "hopping", size = "10s", advance = "5s" }}
+allowed_lateness = "5s"
+aggregates = [{{ fn = "count" }}]
+
+[[pipelines]]
+name = "hot"
+input = {{ pipeline = "counts" }}
+output_topic = "{hot}"
+output_format = "json"
+dead_letter_topic = "{dlq}"
+group_by = "window_end"
+window = {{ kind = "tumbling", size = "5s" }}
+allowed_lateness = "10m"
+repartition = true
+repartition_topic = "{internal}"
+aggregates = [
+  {{ fn = "max-by", field = "count", value = ["key", "count"], name = "hot" }},
+  {{ fn = "count", name = "merchants" }},
+  {{ fn = "sum", field = "count", name = "bids" }},
+]
+
+[commit]
+interval = "300ms"
+drain_deadline = "3s"
+
+[state]
+checkpoint_interval = "500ms"
+
+[batch]
+max_records = 100
+max_wait = "10ms"
+"#,
+        servers = setup.servers(),
+        input = setup.input,
+        output = setup.output,
+        dlq = setup.dlq,
+        schemas = schema_dir().display(),
+    );
+    let path = setup.dir.join("chain.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// What `hot` must write, by window end: (hot merchant, its count,
+/// merchants with a result, their total), from the upstream windows an
+/// independent computation gives.
+fn expected_hot(upstream: &Expected, before: i64) -> BTreeMap<i64, (String, i64, i64, f64)> {
+    let mut by_end: BTreeMap<i64, Vec<(String, i64)>> = BTreeMap::new();
+    for ((key, _), row) in &upstream.windows {
+        if row.end < before {
+            by_end
+                .entry(row.end)
+                .or_default()
+                .push((key.clone(), row.count));
+        }
+    }
+    by_end
+        .into_iter()
+        .map(|(end, mut rows)| {
+            // The largest count; ties: the smallest key.
+            rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let total: i64 = rows.iter().map(|r| r.1).sum();
+            (
+                end,
+                (
+                    rows[0].0.clone(),
+                    rows[0].1,
+                    rows.len() as i64,
+                    total as f64,
+                ),
+            )
+        })
+        .collect()
+}
+
+fn start_stage(setup: &Setup, config: &std::path::Path, stage: &str, run: usize) -> Run {
+    start_with(
+        setup,
+        config,
+        run * 10 + usize::from(stage == "hot"),
+        &["--pipeline", stage],
+    )
+}
+
+#[test]
+fn two_chained_pipelines_survive_sigkills_of_each_stage_and_count_upstream_repeats_once() {
+    let setup = Setup::real(4);
+    let hot = format!("hot-{}", setup.input);
+    let internal = format!("hot-internal-{}", setup.input);
+    setup.broker.create_topic(&hot, 2).unwrap();
+    setup.broker.create_topic(&internal, 1).unwrap();
+    let config = chain_config(&setup, &hot, &internal);
+
+    let options = GeneratorOptions {
+        seed: 41,
+        merchants: 8,
+        step_ms: 40,
+        jitter_ms: 2_000,
+        late_every: 0,
+        ..Default::default()
+    };
+    let n = 4_000;
+    let mut events = payments_with_closers(&options, n, 4);
+    // A second wave an hour later closes the windows of the first, whose
+    // results move `hot`'s watermark past every window before them.
+    let closers: Vec<(i32, Event)> = events[n..]
+        .iter()
+        .map(|(part, e)| {
+            let Event::Payment(p) = e else { unreachable!() };
+            let mut p = p.clone();
+            p.event_time += 3_600_000;
+            (*part, Event::Payment(p))
+        })
+        .collect();
+    events.extend(closers);
+    let (body, tail) = events.split_at(n);
+
+    let mut offsets = Vec::new();
+    let mut seen = 0;
+    for (phase, chunk) in body.chunks(n / 3).enumerate() {
+        offsets.extend(publish(&setup.servers(), &setup.input, chunk));
+        let mut counts = start_stage(&setup, &config, "counts", phase);
+        let mut top = start_stage(&setup, &config, "hot", phase);
+        let now = read_until(
+            &setup.servers(),
+            &setup.output,
+            Duration::from_secs(45),
+            |r| r.len() > seen,
+        );
+        assert!(
+            now.len() > seen,
+            "run {phase} wrote nothing\n{}",
+            logs(&setup)
+        );
+        // Killed before its next commit, the upstream writes again what
+        // it wrote since the last one.
+        std::thread::sleep(Duration::from_millis(fastrand::u64(0..250)));
+        counts.kill().unwrap(); // SIGKILL
+        counts.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(fastrand::u64(200..1_200)));
+        top.kill().unwrap();
+        top.wait().unwrap();
+        seen = read_until(
+            &setup.servers(),
+            &setup.output,
+            Duration::from_secs(1),
+            |_| false,
+        )
+        .len();
+    }
+    // The first wave of closers; the second only once `counts` has
+    // written every window before them, so that `hot`, whose one input
+    // partition interleaves `counts`'s four, sees them all before its
+    // watermark moves an hour on.
+    let (wave1, wave2) = tail.split_at(4);
+    offsets.extend(publish(&setup.servers(), &setup.input, wave1));
+    offsets.extend(wave2.iter().map(|(p, _)| (*p, i64::MAX)));
+    let upstream = expected_hopping(
+        &events,
+        &offsets,
+        5_000,
+        |p| p.merchant_id.clone(),
+        10_000,
+        ADVANCE_MS,
+    );
+    let before = options.start_ms + 1_800_000;
+    let want = expected_hot(&upstream, before);
+    assert!(want.len() > 20, "{}", want.len());
+    let normal = upstream.windows.values().filter(|w| w.end < before).count();
+
+    let mut counts = start_stage(&setup, &config, "counts", 9);
+    let mut top = start_stage(&setup, &config, "hot", 9);
+    let written = read_until(
+        &setup.servers(),
+        &setup.output,
+        Duration::from_secs(60),
+        |r| {
+            r.len() >= normal
+                && r.iter()
+                    .map(|x| &x.payload)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+                    >= normal
+        },
+    );
+    assert!(written.len() >= normal, "{}", logs(&setup));
+    publish(&setup.servers(), &setup.input, wave2);
+    let read = read_until(&setup.servers(), &hot, Duration::from_secs(90), |r| {
+        let keys: std::collections::BTreeSet<&str> =
+            r.iter().filter_map(|x| x.key.as_deref()).collect();
+        want.keys().all(|e| keys.contains(e.to_string().as_str()))
+    });
+    assert!(counts.terminate().success(), "{}", logs(&setup));
+    assert!(top.terminate().success(), "{}", logs(&setup));
+
+    let upstream_out = read_until(
+        &setup.servers(),
+        &setup.output,
+        Duration::from_secs(1),
+        |_| false,
+    );
+    let distinct: std::collections::BTreeSet<&Vec<u8>> =
+        upstream_out.iter().map(|r| &r.payload).collect();
+    let repeats = upstream_out.len() - distinct.len();
+
+    let mut got: BTreeMap<i64, Vec<serde_json::Value>> = BTreeMap::new();
+    for r in &read {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        // Keyed by the upstream window's end (the group key).
+        let end: i64 = v["key"].as_str().unwrap().parse().unwrap();
+        got.entry(end).or_default().push(v);
+    }
+    for (end, (hot_key, hot_count, merchants, bids)) in &want {
+        let rows = got.get(end).unwrap_or_else(|| {
+            panic!(
+                "no result for window end {end} ({} read, ends {:?}; keys {:?})\n{}",
+                read.len(),
+                got.keys().take(5).collect::<Vec<_>>(),
+                read.iter()
+                    .take(3)
+                    .map(|r| (&r.key, String::from_utf8_lossy(&r.payload)))
+                    .collect::<Vec<_>>(),
+                logs(&setup)
+            )
+        });
+        for v in rows {
+            assert_eq!(v, &rows[0], "window end {end}: a repeat differs");
+        }
+        let v = &rows[0];
+        assert_eq!(
+            (
+                v["hot_key"].as_str().unwrap(),
+                v["hot_count"].as_i64().unwrap(),
+                v["merchants"].as_i64().unwrap(),
+                v["bids"].as_f64().unwrap(),
+            ),
+            (hot_key.as_str(), *hot_count, *merchants, *bids),
+            "window end {end} (upstream wrote {repeats} results twice)"
+        );
+    }
+    eprintln!(
+        "{} windows of `hot` as computed; the upstream wrote {repeats} of its {} results twice",
+        want.len(),
+        distinct.len()
+    );
+}
