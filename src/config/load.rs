@@ -648,6 +648,53 @@ window = { kind = "tumbling", size = "1m" }
 aggregates = [{ fn = "count" }, { fn = "sum", field = "v" }]
 "#;
 
+    #[test]
+    fn a_chained_pipeline_takes_its_upstream_s_output_and_names_a_wrong_one() {
+        let chained = |second: &str| {
+            let text = MINIMAL
+                .replace("[pipeline]", "[[pipelines]]")
+                .replace("output_schema = \"out.avsc\"\n", "")
+                + &format!(
+                    "\n[[pipelines]]\nname = \"q\"\n{second}\noutput_topic = \"out2\"\n\
+                     dead_letter_topic = \"dlq\"\ngroup_by = \"key\"\n\
+                     window = {{ kind = \"tumbling\", size = \"1m\" }}\n\
+                     aggregates = [{{ fn = \"count\" }}]\n"
+                );
+            load_all(&write(&text).path)
+        };
+        let all = chained("input = { pipeline = \"p\" }").unwrap();
+        let q = &all[1];
+        assert_eq!(q.config.pipeline.input_topic, "out");
+        assert_eq!(
+            q.config.pipeline.event_time(),
+            crate::config::EventTimeConfig::Field {
+                field: "window_end".into()
+            }
+        );
+        assert_eq!(
+            q.upstream.as_ref().map(|u| u.config.pipeline.name.as_str()),
+            Some("p")
+        );
+        assert_eq!(q.config.kafka.group_id, "g.q");
+        let e = chained("input = { pipeline = \"nope\" }")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("pipelines[1].input.pipeline")
+                && e.contains("\"nope\"")
+                && e.contains("p, q"),
+            "{e}"
+        );
+        let e = chained("input = { pipeline = \"q\" }")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("reads its own output"), "{e}");
+        let e = chained("input = { pipeline = \"p\" }\ninput_schema = \"x.avsc\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pipelines[1].input_schema"), "{e}");
+    }
+
     fn write(contents: &str) -> tempfile_lite::TempFile {
         let f = tempfile_lite::TempFile::new("toml");
         std::fs::File::create(&f.path)
