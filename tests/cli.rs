@@ -72,7 +72,7 @@ fn validate_lists_every_problem_with_file_and_key_and_never_prints_secrets() {
         "pipeline.transforms[0]",
         "STREAMFOLD_PSEUDONYM_KEY is not set",
         // a floating-point field used as group key
-        "pipeline.group_by: field \"amount_eur\": expected string, int or long, found double",
+        "pipeline.group_by: field \"amount_eur\": expected string, int, long or timestamp-millis, found double",
         // an aggregate over a field that does not exist
         "pipeline.aggregates[1]: field \"amount_usd\"",
     ] {
