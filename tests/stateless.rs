@@ -75,6 +75,7 @@ fn stateless_config(setup: &Setup) -> PathBuf {
     edit_config(&config, |c| {
         let p = &mut c.pipeline;
         p.window = None;
+        p.allowed_lateness = Duration::ZERO;
         p.group_by = Default::default();
         p.aggregates = Vec::new();
         p.output_schema = None;

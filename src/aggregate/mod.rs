@@ -188,12 +188,13 @@ mod tests {
         );
         assert_eq!(top.len(), 3);
         // max-by x: the record (3, 0, 4.0); min-by n: (2, -2, 0.5).
+        let some = |v: Value| Value::Union(1, Box::new(v));
         assert_eq!(
             out[13..],
             [
-                Value::String("/p3".into()),
-                Value::Long(0),
-                Value::Double(0.5)
+                some(Value::String("/p3".into())),
+                some(Value::Long(0)),
+                some(Value::Double(0.5))
             ]
         );
     }
@@ -223,10 +224,11 @@ mod tests {
         }
         // x = 4.0 three times: "/p2" < "/p5", then n 3 < 9. n = -1 twice:
         // x 1.0 < 3.0.
+        let some = |v: Value| Value::Union(1, Box::new(v));
         let want = vec![
-            Value::String("/p2".into()),
-            Value::Long(3),
-            Value::Double(1.0),
+            some(Value::String("/p2".into())),
+            some(Value::Long(3)),
+            some(Value::Double(1.0)),
         ];
         assert!(outs.iter().all(|o| *o == want), "{outs:?}");
         let spec = &specs[11];
@@ -342,7 +344,8 @@ mod tests {
         (avro, String::from_utf8(encode(Format::Json)).unwrap())
     }
 
-    const GOLDEN_ARG_BY_AVRO: &str = "066d2d3180a0d5edee66c0c9dcedee66062f7030c5070000000000000000";
+    const GOLDEN_ARG_BY_AVRO: &str =
+        "066d2d3180a0d5edee66c0c9dcedee6602062f703002c507020000000000000000";
     const GOLDEN_ARG_BY_JSON: &str = r#"{"key":"m-1","max_by_n":-483,"max_by_page":"/p0","min_by_x":0.0,"window_end":1767225660000,"window_start":1767225600000}"#;
 
     const GOLDEN_AVRO: &str = "066d2d3180a0d5edee66c0c9dcedee66a01f000000002098be400000000000407fc0000000000000264039b4c876be1f1040062f703000000000000011400e0e834c18cef7db0e40397a90a0738e24404a2d35ebdfd3254006062f7030bc04062f7031bc04062f7032bc0400da10";

@@ -242,15 +242,10 @@ impl AggSpec {
             AggKind::ArgBy { values, .. } => values
                 .iter()
                 .map(|v| {
-                    let ty = avro_type(v.ty);
                     // No value when no record had one (`field` null in
-                    // every record, or the value itself null).
-                    let ty = if nullable || v.nullable {
-                        json!(["null", ty])
-                    } else {
-                        ty
-                    };
-                    json!({"name": self.value_field_name(v), "type": ty})
+                    // every record, the value itself null, or a derived
+                    // field that evaluated to null): always nullable.
+                    json!({"name": self.value_field_name(v), "type": json!(["null", avro_type(v.ty)])})
                 })
                 .collect(),
             AggKind::TopK { .. } => vec![json!({

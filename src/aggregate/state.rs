@@ -488,12 +488,10 @@ impl AggState {
                             .as_ref()
                             .and_then(|b| b.values[i].as_ref())
                             .map(|s| s.to_avro(v.ty));
+                        // The output field is always nullable (see
+                        // `AggSpec::output_fields`).
                         match value {
-                            // The output field is nullable (see
-                            // `AggSpec::output_fields`) wherever a value
-                            // can be missing.
-                            Some(x) if nullable || v.nullable => Value::Union(1, Box::new(x)),
-                            Some(x) => x,
+                            Some(x) => Value::Union(1, Box::new(x)),
                             None => Value::Union(0, Box::new(Value::Null)),
                         }
                     })

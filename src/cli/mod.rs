@@ -150,6 +150,10 @@ async fn input_schema(loaded: &LoadedConfig) -> anyhow::Result<crate::codec::Rec
     if let Some(path) = &p.input_schema {
         return Ok(crate::codec::RecordSchema::load(&loaded.resolve(path))?);
     }
+    if let Some(up) = &loaded.upstream {
+        // A chained pipeline reads its upstream's output.
+        return Ok(Plan::build(up, Vec::new())?.output_schema());
+    }
     crate::pipeline::latest_reader(loaded)
         .await?
         .with_context(|| {

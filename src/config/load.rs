@@ -328,6 +328,30 @@ fn chain(
                 u.window.is_some(),
             )
         };
+        let u = &pipelines[j];
+        if u.input_schema.is_none() && u.input.is_none() {
+            problems.push(Problem::new(
+                file,
+                key(i, "input.pipeline"),
+                format!(
+                    "reads {:?}, which takes its reader schema from the registry at start-up; a \
+                     pipeline can read only one with an input_schema file (set one there)",
+                    names[j]
+                ),
+            ));
+        }
+        if matches!(u.emit, super::EmitConfig::OnUpdate { .. }) && pipelines[i].window.is_some() {
+            problems.push(Problem::new(
+                file,
+                key(i, "input.pipeline"),
+                format!(
+                    "reads {:?}, which writes updates of open windows (emit = \"on-update\"): a \
+                     windowed pipeline would fold each update as a result; give {:?} emit = \
+                     \"on-close\", or read it without a window",
+                    names[j], names[j]
+                ),
+            ));
+        }
         let p = &mut pipelines[i];
         if !p.input_topic.is_empty() && p.input_topic != topic {
             problems.push(Problem::new(
@@ -693,6 +717,19 @@ aggregates = [{ fn = "count" }, { fn = "sum", field = "v" }]
             .unwrap_err()
             .to_string();
         assert!(e.contains("pipelines[1].input_schema"), "{e}");
+        // Updates of open windows are no results to aggregate.
+        let text = MINIMAL.replace("[pipeline]", "[[pipelines]]").replace(
+            "output_schema = \"out.avsc\"\n",
+            "emit = { mode = \"on-update\" }\n",
+        ) + "\n[[pipelines]]\nname = \"q\"\ninput = { pipeline = \"p\" }\n\
+               output_topic = \"out2\"\ndead_letter_topic = \"dlq\"\ngroup_by = \"key\"\n\
+               window = { kind = \"tumbling\", size = \"1m\" }\n\
+               aggregates = [{ fn = \"count\" }]\n";
+        let e = load_all(&write(&text).path).unwrap_err().to_string();
+        assert!(
+            e.contains("on-update") && e.contains("pipelines[1].input.pipeline"),
+            "{e}"
+        );
     }
 
     fn write(contents: &str) -> tempfile_lite::TempFile {

@@ -413,7 +413,7 @@ pub struct DeriveConfig {
 }
 
 /// One output field of a stateless pipeline: `"field"`, or
-/// `{ field = "field", name = "output name" }`.
+/// `{ field = "field", as = "output name" }`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum SelectConfig {

@@ -57,14 +57,16 @@ impl Keyed<'_> {
             .map_err(|e| (Stage::Extract, e))
     }
 
-    /// The record's event time alone (a stateless pipeline's records
-    /// have no group key).
+    /// The record's event time alone, for a stateless pipeline's output
+    /// timestamp: no group key, and no bound ahead of the clock (no
+    /// watermark it could move).
     ///
     /// # Errors
     /// Stage `extract`: the field missing, null or of the wrong type, or
-    /// the time out of bounds.
-    pub fn event_time(&self, plan: &Plan) -> Result<i64, (Stage, String)> {
-        event_time(plan, self.raw, &self.record, self.now).map_err(|e| (Stage::Extract, e))
+    /// the time before the epoch (Kafka refuses such timestamps).
+    pub fn timestamp(&self, plan: &Plan) -> Result<i64, (Stage, String)> {
+        event_time(plan, self.raw, &self.record, self.now, i64::MAX)
+            .map_err(|e| (Stage::Extract, e))
     }
 }
 
@@ -156,12 +158,19 @@ fn extract<'a>(
         }
     };
     Aggregates::check(&plan.windowing().aggregates, rec, &plan.field_names)?;
-    let event_time = event_time(plan, r, rec, now)?;
+    let event_time = event_time(plan, r, rec, now, plan.max_ahead_ms)?;
     Ok(Extracted { key, event_time })
 }
 
-/// The event time of a record, checked against the wall clock `now`.
-fn event_time(plan: &Plan, r: &RawRecord, rec: &Record, now: i64) -> Result<i64, String> {
+/// The event time of a record, checked against the wall clock `now`
+/// (at most `max_ahead_ms` ahead of it, never before the epoch).
+fn event_time(
+    plan: &Plan,
+    r: &RawRecord,
+    rec: &Record,
+    now: i64,
+    max_ahead_ms: i64,
+) -> Result<i64, String> {
     let event_time = match plan.event_time {
         EventTime::Field(i) => rec.i64(i).map_err(|e| {
             let name = plan.field_names.get(i).map_or("?", String::as_str);
@@ -172,7 +181,7 @@ fn event_time(plan: &Plan, r: &RawRecord, rec: &Record, now: i64) -> Result<i64,
             .ok_or_else(|| "event time: the record has no Kafka timestamp".to_string())?,
         EventTime::ProcessingTime => now,
     };
-    check_event_time(event_time, now, plan.max_ahead_ms)?;
+    check_event_time(event_time, now, max_ahead_ms)?;
     Ok(event_time)
 }
 

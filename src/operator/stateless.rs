@@ -42,7 +42,7 @@ impl Collect for Projections {
         let Shape::Stateless(projection) = &plan.shape else {
             unreachable!("a stateless operator runs a plan without a window")
         };
-        let event_time = k.event_time(plan)?;
+        let event_time = k.timestamp(plan)?;
         let key = projection
             .key(k.raw, &k.record, &plan.field_names)
             .map_err(|e| (Stage::Extract, e))?;

@@ -610,6 +610,7 @@ mod tests {
         for needle in [
             "pipeline.aggregates",
             "pipeline.group_by",
+            "pipeline.allowed_lateness",
             "pipeline.select[0]",
             "\"nope\"",
         ] {
@@ -619,6 +620,7 @@ mod tests {
         p.aggregates.clear();
         p.group_by = Default::default();
         p.select.clear();
+        p.allowed_lateness = std::time::Duration::ZERO;
         let plan = Plan::build(&loaded, Vec::new()).expect("a stateless pipeline");
         assert!(matches!(plan.shape, Shape::Stateless(_)));
         let fields: Vec<String> = serde_json::from_str::<serde_json::Value>(

@@ -57,8 +57,17 @@ pub(super) fn stateless_problems(p: &PipelineConfig, problem: &mut dyn FnMut(&st
         ("pipeline.group_by", !p.group_by.fields().is_empty()),
         ("pipeline.aggregates", !p.aggregates.is_empty()),
         ("pipeline.repartition", p.repartition),
+        ("pipeline.allowed_lateness", !p.allowed_lateness.is_zero()),
+        (
+            "pipeline.late_records",
+            p.late_records != crate::config::LatePolicy::DeadLetter,
+        ),
         ("pipeline.late_topic", p.late_topic.is_some()),
         ("pipeline.idle_timeout", p.idle_timeout.is_some()),
+        (
+            "pipeline.emit",
+            p.emit != crate::config::EmitConfig::OnClose,
+        ),
     ] {
         if set {
             problem(key, why.to_string());
@@ -151,14 +160,19 @@ impl Projection {
         let key = match &p.output_key {
             OutputKey::Input => Some(KeySource::Input),
             OutputKey::Field(name) => match layout.index_of(name) {
-                Some(i) if matches!(layout.field(i).ty, FieldType::String | FieldType::Long) => {
+                Some(i)
+                    if matches!(
+                        layout.field(i).ty,
+                        FieldType::String | FieldType::Long | FieldType::TimestampMillis
+                    ) =>
+                {
                     Some(KeySource::Field(i))
                 }
                 Some(i) => {
                     problem(
                         "pipeline.output_key.field",
                         format!(
-                            "field {name:?}: expected string, int or long, found {}",
+                            "field {name:?}: expected string, int, long or timestamp-millis, found {}",
                             layout.field(i).ty.describe()
                         ),
                     );

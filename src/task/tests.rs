@@ -560,6 +560,7 @@ async fn the_stateless_operator_writes_each_record_s_selected_fields() {
         p.window = None;
         p.group_by = Default::default();
         p.aggregates = Vec::new();
+        p.allowed_lateness = Duration::ZERO;
         p.late_records = LatePolicy::DeadLetter;
         p.filter = Some("page != \"/skip\"".into());
         p.select = vec![
