@@ -33,6 +33,8 @@ fn nexmark_harness_runs_every_query_end_to_end() {
         "q2",
         "q5",
         "q7",
+        "q5-hot",
+        "q7-bid",
         "q0-avro",
         "q5-avro",
         "q5-avro-framed",

@@ -93,7 +93,7 @@ pub(super) fn closer() -> anyhow::Result<nexmark::event::Bid> {
     Ok(closer)
 }
 
-/// Publishes `n` Nexmark bids, then one closer per partition, in
+/// Publishes `n` Nexmark bids, then two closers per partition, in
 /// `encoding`; returns the number of records in the topic.
 pub(super) fn preload(
     broker: &str,
@@ -138,9 +138,14 @@ pub(super) fn preload(
     // (none allows lateness) and stays within the hour ahead of the wall
     // clock that `pipeline.max_event_time_ahead` allows by default (the
     // generator's bids start at the wall clock).
-    for p in 0..partitions {
-        publisher.send(Some(p), "closer", &encode(&closer, last + 600_000)?)?;
+    // A second closer ten minutes later closes the first closers' own
+    // windows: their results move a chained query's second stage past
+    // every window before them.
+    for at in [last + 600_000, last + 1_200_000] {
+        for p in 0..partitions {
+            publisher.send(Some(p), "closer", &encode(&closer, at)?)?;
+        }
     }
     publisher.flush()?;
-    Ok(n + partitions as usize)
+    Ok(n + 2 * partitions as usize)
 }

@@ -55,15 +55,17 @@ struct Args {
     /// Repetitions of each measurement (median reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// What to run, comma-separated: ceiling-a, ceiling-b; q0, q1, q2, q5,
-    /// q7 (streamfold, JSON input; `-avro` after a name: Avro input,
+    /// What to run, comma-separated: ceiling-a, ceiling-b; q0, q1, q2
+    /// (stateless), q5 (bids per auction and window), q7 (per partition),
+    /// q5-hot and q7-bid (standard q5 and q7: two chained pipelines)
+    /// (streamfold, JSON input; `-avro` after a name: Avro input,
     /// `-avro-framed`: Avro in the Schema Registry's wire format);
     /// q5-latency (after q5: latency at half its rate); quix-q5, quix-q7
     /// (Quix Streams); restart (restart time after SIGKILL, with and
     /// without checkpoints, for each of --restart-windows).
     #[arg(
         long,
-        default_value = "ceiling-a,ceiling-b,q0,q1,q2,q5,q7,q0-avro,q5-avro,q5-avro-framed,q5-latency,quix-q5,quix-q7,restart"
+        default_value = "ceiling-a,ceiling-b,q0,q1,q2,q5,q7,q5-hot,q7-bid,q0-avro,q5-avro,q5-avro-framed,q5-latency,quix-q5,quix-q7,restart"
     )]
     only: String,
     /// Window sizes of the restart measurement.
@@ -131,6 +133,47 @@ aggregates = [{ fn = "count" }]"#
 group_by = "all"
 window = { kind = "tumbling", size = "10s" }
 aggregates = [{ fn = "max", field = "price" }, { fn = "count" }]"#
+        }
+        // Standard q5, first stage: bids per auction, hopping 10 s every
+        // 2 s (the second stage is in `second_stage`).
+        "q5-hot" => {
+            r#"group_by = "auction"
+window = { kind = "hopping", size = "10s", advance = "2s" }
+aggregates = [{ fn = "count" }]"#
+        }
+        // Standard q7, first stage: each partition's highest bid per
+        // tumbling 10 s window, with its bidder and auction.
+        "q7-bid" => {
+            r#"derive = [{ name = "all", expr = "'all'" }]
+group_by = "all"
+window = { kind = "tumbling", size = "10s" }
+aggregates = [{ fn = "max-by", field = "price", value = ["price", "bidder", "auction"], name = "top" }]"#
+        }
+        _ => return None,
+    })
+}
+
+/// The second stage of a chained query: a pipeline reading the first
+/// stage's results, re-keyed by window end through a one-partition topic
+/// (so that one task sees every partial result of a window).
+fn second_stage(name: &str) -> Option<&'static str> {
+    Some(match name {
+        // The auction with the most bids in each window (ties: the
+        // smallest auction id; Nexmark's q5 keeps every tied auction).
+        "q5-hot" => {
+            r#"group_by = "window_end"
+window = { kind = "tumbling", size = "2s" }
+allowed_lateness = "30s"
+repartition = true
+aggregates = [{ fn = "max-by", field = "count", value = ["key", "count"], name = "hot" }]"#
+        }
+        // The highest bid of each window over all partitions.
+        "q7-bid" => {
+            r#"group_by = "window_end"
+window = { kind = "tumbling", size = "10s" }
+allowed_lateness = "30s"
+repartition = true
+aggregates = [{ fn = "max-by", field = "top_price", value = ["top_price", "top_bidder", "top_auction"], name = "highest" }]"#
         }
         _ => return None,
     })
@@ -233,9 +276,16 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 
 /// Sum of a metric's samples in a scrape.
 fn metric(scrape: &str, name: &str) -> f64 {
+    metric_where(scrape, name, &[])
+}
+
+/// Sum of the samples of a metric whose labels include every one of
+/// `labels` (`pipeline="q5"`).
+fn metric_where(scrape: &str, name: &str, labels: &[&str]) -> f64 {
     scrape
         .lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|x| l.contains(x)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         // An empty f64 sum is -0.0.
         .fold(0.0, |a, b| a + b)
@@ -296,6 +346,31 @@ fn write_config(
     create_topic(broker, &dlq, 1)?;
     std::fs::write(dir.join("bid.avsc"), NEXMARK_BID_SCHEMA)?;
     let config = dir.join(format!("{input}-{name}-{tag}.toml"));
+    // A chained query: the first stage writes to a topic of its own, the
+    // second reads it and writes the output.
+    let (head, first_output, second) = match second_stage(name) {
+        Some(stage) => {
+            let mid = format!("{input}-{name}-{tag}-mid");
+            let internal = format!("{input}-{name}-{tag}-internal");
+            create_topic(broker, &mid, 8)?;
+            create_topic(broker, &internal, 1)?;
+            (
+                format!("[[pipelines]]\nname = \"{}\"", first_stage_name(name)),
+                mid,
+                format!(
+                    "\n[[pipelines]]\nname = \"{name}\"\ninput = {{ pipeline = \"{}\" }}\n\
+                     output_topic = \"{output}\"\ndead_letter_topic = \"{dlq}\"\n\
+                     repartition_topic = \"{internal}\"\n{stage}\n",
+                    first_stage_name(name)
+                ),
+            )
+        }
+        None => (
+            format!("[pipeline]\nname = \"{name}\""),
+            output.clone(),
+            String::new(),
+        ),
+    };
     std::fs::write(
         &config,
         format!(
@@ -303,16 +378,15 @@ fn write_config(
 bootstrap_servers = "{broker}"
 group_id = "bench-{input}-{name}-{tag}"
 
-[pipeline]
-name = "{name}"
+{head}
 input_topic = "{input}"
 input_schema = "bid.avsc"
 input_format = "{format}"
-output_topic = "{output}"
+output_topic = "{first_output}"
 dead_letter_topic = "{dlq}"
 event_time = {{ source = "field", field = "date_time" }}
 {body}
-
+{second}
 [batch]
 max_records = 4096
 
@@ -322,6 +396,11 @@ level = "warn"
         ),
     )?;
     Ok((config, output))
+}
+
+/// The first stage's pipeline name of chained query `name`.
+fn first_stage_name(name: &str) -> String {
+    format!("{name}-stage1")
 }
 
 /// Starts `streamfold run --config <config>` with its admin endpoint on a
@@ -374,8 +453,33 @@ fn run_query(
             bail!("{name}: not done after 30 minutes");
         }
         let scrape = http_get(admin, "/metrics").unwrap_or_default();
-        let processed = metric(&scrape, "streamfold_records_processed_total");
-        let now_produced = metric(&scrape, "streamfold_records_produced_total");
+        let (processed, now_produced) = match second_stage(name) {
+            None => (
+                metric(&scrape, "streamfold_records_processed_total"),
+                metric(&scrape, "streamfold_records_produced_total"),
+            ),
+            // Chained: every bid through the first stage, every result it
+            // wrote through the second, and the second's output settled.
+            Some(_) => {
+                let first = format!("pipeline=\"{}\"", first_stage_name(name));
+                let second = format!("pipeline=\"{name}\"");
+                let results = metric_where(
+                    &scrape,
+                    "streamfold_records_produced_total",
+                    &[&first, "kind=\"window\""],
+                );
+                let read = metric_where(&scrape, "streamfold_records_processed_total", &[&second]);
+                let bids = metric_where(&scrape, "streamfold_records_processed_total", &[&first]);
+                (
+                    if bids >= total as f64 && read >= results {
+                        bids
+                    } else {
+                        0.0
+                    },
+                    metric_where(&scrape, "streamfold_records_produced_total", &[&second]),
+                )
+            }
+        };
         if processed >= total as f64 && now_produced == produced {
             let secs = started.elapsed().as_secs_f64();
             let (cpu_secs, peak_rss_mib) = usage(pid)?;
