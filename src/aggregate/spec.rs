@@ -223,7 +223,7 @@ impl AggSpec {
     pub fn output_fields(&self) -> Vec<Json> {
         let nullable = self.field.is_some_and(|f| f.2);
         let wrap = |t: Json| if nullable { json!(["null", t]) } else { t };
-        let field_type = || avro_type(self.field.map_or(FieldType::Double, |f| f.1));
+        let field_type = || self.field.map_or(FieldType::Double, |f| f.1).avro_type();
         match &self.kind {
             AggKind::Count | AggKind::CountDistinct { .. } => {
                 vec![json!({"name": self.name, "type": "long"})]
@@ -245,7 +245,7 @@ impl AggSpec {
                     // No value when no record had one (`field` null in
                     // every record, the value itself null, or a derived
                     // field that evaluated to null): always nullable.
-                    json!({"name": self.value_field_name(v), "type": json!(["null", avro_type(v.ty)])})
+                    json!({"name": self.value_field_name(v), "type": json!(["null", v.ty.avro_type()])})
                 })
                 .collect(),
             AggKind::TopK { .. } => vec![json!({
@@ -267,16 +267,6 @@ impl AggSpec {
     /// The output field of `max-by`'s value `v`: `<name>_<field>`.
     pub fn value_field_name(&self, v: &ValueField) -> String {
         format!("{}_{}", self.name, v.name)
-    }
-}
-
-/// The Avro type of an output field holding values of `ty`.
-fn avro_type(ty: FieldType) -> Json {
-    match ty {
-        FieldType::String => json!("string"),
-        FieldType::Long => json!("long"),
-        FieldType::TimestampMillis => json!({"type": "long", "logicalType": "timestamp-millis"}),
-        _ => json!("double"),
     }
 }
 

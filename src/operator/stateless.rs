@@ -23,19 +23,25 @@ pub struct Projected {
 }
 
 /// What a batch produced, and the largest event time among its records.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Projections {
     pub records: Vec<Projected>,
     max_event_time: i64,
 }
 
+impl Default for Projections {
+    /// Nothing yet (`NO_TIME` is below every event time).
+    fn default() -> Self {
+        Self {
+            records: Vec::new(),
+            max_event_time: NO_TIME,
+        }
+    }
+}
+
 impl Collect for Projections {
     fn max_event_time(&self) -> i64 {
-        if self.records.is_empty() {
-            NO_TIME
-        } else {
-            self.max_event_time
-        }
+        self.max_event_time
     }
 
     fn collect(&mut self, plan: &Plan, k: Keyed<'_>) -> Result<(), (Stage, String)> {
@@ -53,11 +59,7 @@ impl Collect for Projections {
             .encoder
             .encode_values(&values)
             .map_err(|e| (Stage::Extract, e))?;
-        self.max_event_time = if self.records.is_empty() {
-            event_time
-        } else {
-            self.max_event_time.max(event_time)
-        };
+        self.max_event_time = self.max_event_time.max(event_time);
         self.records.push(Projected {
             index: k.index,
             key,

@@ -301,23 +301,16 @@ impl Plan {
                 .map_err(|m| problems.push(problem("pipeline.where", m)))
                 .ok()
         });
-        let mut field = |key: &str, name: &str, accepts: &[FieldType], expected: &str| {
-            transform::bind_field(&layout, name, accepts, expected)
-                .map_err(|m| {
-                    problems.push(problem(
-                        key,
-                        format!("{m} (in {} after transforms)", input.path.display()),
-                    ))
-                })
-                .ok()
-        };
         let event_time = match &p.event_time() {
-            EventTimeConfig::Field { field: name } => field(
-                "pipeline.event_time.field",
+            EventTimeConfig::Field { field: name } => bound(
+                &layout,
+                &input,
                 name,
                 &[FieldType::TimestampMillis, FieldType::Long],
                 "timestamp-millis or long (epoch millis)",
             )
+            .map_err(|m| problems.push(problem("pipeline.event_time.field", m)))
+            .ok()
             .map(EventTime::Field),
             EventTimeConfig::KafkaTimestamp => Some(EventTime::KafkaTimestamp),
             EventTimeConfig::ProcessingTime => Some(EventTime::ProcessingTime),
@@ -430,6 +423,24 @@ impl Plan {
     }
 }
 
+/// Field `name` of the record after transforms, of one of the types
+/// `accepts`; the problem names the schema it was looked for in.
+fn bound(
+    layout: &Layout,
+    input: &RecordSchema,
+    name: &str,
+    accepts: &[FieldType],
+    expected: &str,
+) -> Result<usize, String> {
+    transform::bind_field(layout, name, accepts, expected).map_err(|m| after_transforms(m, input))
+}
+
+/// `message` about a field of the record read with `input`, after
+/// transforms.
+fn after_transforms(message: String, input: &RecordSchema) -> String {
+    format!("{message} (in {} after transforms)", input.path.display())
+}
+
 /// The windowing of a pipeline with `window`, and its output fields (key,
 /// window bounds, key columns, then every aggregate's).
 fn windowing(
@@ -460,21 +471,12 @@ fn windowing(
                 .into(),
         ));
     }
-    let mut field = |key: &str, name: &str, accepts: &[FieldType], expected: &str| {
-        transform::bind_field(layout, name, accepts, expected)
-            .map_err(|m| {
-                problems.push(problem(
-                    key,
-                    format!("{m} (in {} after transforms)", input.path.display()),
-                ))
-            })
-            .ok()
-    };
     let key_indexes: Option<Vec<usize>> = key_names
         .iter()
         .map(|name| {
-            field(
-                "pipeline.group_by",
+            bound(
+                layout,
+                input,
                 name,
                 &[
                     FieldType::String,
@@ -483,6 +485,8 @@ fn windowing(
                 ],
                 "string, int, long or timestamp-millis",
             )
+            .map_err(|m| problems.push(problem("pipeline.group_by", m)))
+            .ok()
         })
         .collect::<Vec<_>>()
         .into_iter()
@@ -493,7 +497,7 @@ fn windowing(
             Ok(spec) => aggregates.push(spec),
             Err(m) => problems.push(problem(
                 &format!("pipeline.aggregates[{i}]"),
-                format!("{m} (in {} after transforms)", input.path.display()),
+                after_transforms(m, input),
             )),
         }
     }

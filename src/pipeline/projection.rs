@@ -134,12 +134,7 @@ impl Projection {
                     continue;
                 }
                 (ty, _) => {
-                    let t = match ty {
-                        FieldType::String => json!("string"),
-                        FieldType::Long => json!("long"),
-                        FieldType::Double => json!("double"),
-                        _ => json!({"type": "long", "logicalType": "timestamp-millis"}),
-                    };
+                    let t = ty.avro_type();
                     let t = if f.nullable { json!(["null", t]) } else { t };
                     (
                         Form::Typed {

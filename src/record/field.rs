@@ -39,6 +39,21 @@ impl FieldType {
 
     /// The type of a field of Avro schema `schema`, and whether it is
     /// nullable.
+    /// The Avro type an output field holding values of this type is
+    /// written as (`int` as `long`, `float` as `double`). A complex field
+    /// is never written from its type (outputs refuse it, or keep the
+    /// field as read): `double`, like any other number.
+    pub fn avro_type(self) -> serde_json::Value {
+        match self {
+            Self::String => serde_json::json!("string"),
+            Self::Long => serde_json::json!("long"),
+            Self::TimestampMillis => {
+                serde_json::json!({"type": "long", "logicalType": "timestamp-millis"})
+            }
+            Self::Double | Self::Other => serde_json::json!("double"),
+        }
+    }
+
     pub(crate) fn of(schema: &Schema) -> (Self, bool) {
         match schema {
             Schema::String | Schema::Enum(_) => (Self::String, false),
