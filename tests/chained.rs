@@ -158,17 +158,7 @@ fn two_chained_pipelines_survive_sigkills_of_each_stage_and_count_upstream_repea
         offsets.extend(publish(&setup.servers(), &setup.input, chunk));
         let mut counts = start_stage(&setup, &config, "counts", phase);
         let mut top = start_stage(&setup, &config, "hot", phase);
-        let now = read_until(
-            &setup.servers(),
-            &setup.output,
-            Duration::from_secs(45),
-            |r| r.len() > seen,
-        );
-        assert!(
-            now.len() > seen,
-            "run {phase} wrote nothing\n{}",
-            logs(&setup)
-        );
+        wait_for_new_output(&setup, seen, phase);
         // Killed before its next commit, the upstream writes again what
         // it wrote since the last one.
         std::thread::sleep(Duration::from_millis(fastrand::u64(0..250)));
@@ -177,13 +167,7 @@ fn two_chained_pipelines_survive_sigkills_of_each_stage_and_count_upstream_repea
         std::thread::sleep(Duration::from_millis(fastrand::u64(200..1_200)));
         top.kill().unwrap();
         top.wait().unwrap();
-        seen = read_until(
-            &setup.servers(),
-            &setup.output,
-            Duration::from_secs(1),
-            |_| false,
-        )
-        .len();
+        seen = read_all(&setup, &setup.output).len();
     }
     // The first wave of closers; the second only once `counts` has
     // written every window before them, so that `hot`, whose one input
@@ -230,12 +214,7 @@ fn two_chained_pipelines_survive_sigkills_of_each_stage_and_count_upstream_repea
     assert!(counts.terminate().success(), "{}", logs(&setup));
     assert!(top.terminate().success(), "{}", logs(&setup));
 
-    let upstream_out = read_until(
-        &setup.servers(),
-        &setup.output,
-        Duration::from_secs(1),
-        |_| false,
-    );
+    let upstream_out = read_all(&setup, &setup.output);
     let distinct: std::collections::BTreeSet<&Vec<u8>> =
         upstream_out.iter().map(|r| &r.payload).collect();
     let repeats = upstream_out.len() - distinct.len();

@@ -148,7 +148,6 @@ fn publish_with_kills(
 
     let mut events = Vec::new();
     let mut offsets = Vec::new();
-    let records = || read_until(&setup.servers(), &setup.output, secs(1), |_| false).len();
     let mut seen = 0;
     for (phase, chunk) in payments.chunks(n / PHASES).enumerate() {
         offsets.extend(publish(&setup.servers(), &setup.input, chunk));
@@ -156,21 +155,14 @@ fn publish_with_kills(
         let mut child = start(setup, config, phase);
         // Kill as soon as this run has written something new: mid-stream,
         // with batches in flight, windows open and commits pending.
-        let now = read_until(&setup.servers(), &setup.output, secs(45), |r| {
-            r.len() > seen
-        });
-        assert!(
-            now.len() > seen,
-            "run {phase} produced nothing within 45s\n{}",
-            logs(setup)
-        );
+        wait_for_new_output(setup, seen, phase);
         // Commits come every 500ms: some kills land before the windows just
         // written were committed (they are emitted again on restart), some
         // after.
         std::thread::sleep(Duration::from_millis(fastrand::u64(0..1_200)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        seen = records();
+        seen = read_all(setup, &setup.output).len();
     }
     offsets.extend(publish(&setup.servers(), &setup.input, &closers));
     events.extend(closers);
@@ -244,7 +236,7 @@ fn sigkill_mid_stream_with_sketches_repeats_them_byte_for_byte() {
     let mut emitted: BTreeMap<(String, i64), Vec<Vec<u8>>> = BTreeMap::new();
     while Instant::now() < deadline && !expected.members.keys().all(|k| emitted.contains_key(k)) {
         emitted.clear();
-        for r in read_until(&setup.servers(), &setup.output, secs(1), |_| false) {
+        for r in read_all(&setup, &setup.output) {
             let (window, _) = decode_fields(&decoder, &r.payload);
             emitted.entry(window).or_default().push(r.payload);
         }

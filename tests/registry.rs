@@ -376,10 +376,7 @@ fn registry_framed_input_through_the_repartition_topic_windows_as_computed() {
     assert!(child.terminate().success(), "{}", logs(&setup));
     assert_complete(&rows, &expected, || logs(&setup));
     assert!(
-        read_until(&setup.servers(), &setup.dlq, Duration::from_secs(1), |_| {
-            false
-        })
-        .is_empty(),
+        read_all(&setup, &setup.dlq).is_empty(),
         "nothing dead-lettered"
     );
 }
@@ -411,13 +408,7 @@ fn records_wait_while_the_registry_is_down_and_none_is_lost() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
-        read_until(
-            &setup.servers(),
-            &setup.output,
-            Duration::from_secs(1),
-            |_| false
-        )
-        .is_empty(),
+        read_all(&setup, &setup.output).is_empty(),
         "windows came out without the registry"
     );
     let _registry = RegistryStandIn::start(Some(port), &["--auth", &auth, "--state", &state_arg]);
@@ -425,10 +416,7 @@ fn records_wait_while_the_registry_is_down_and_none_is_lost() {
     assert!(child.terminate().success(), "{}", logs(&setup));
     assert_complete(&rows, &expected, || logs(&setup));
     assert!(
-        read_until(&setup.servers(), &setup.dlq, Duration::from_secs(1), |_| {
-            false
-        })
-        .is_empty(),
+        read_all(&setup, &setup.dlq).is_empty(),
         "a record was dead-lettered while the registry was down"
     );
 }
@@ -480,10 +468,7 @@ fn without_an_input_schema_the_latest_version_of_the_subject_reads() {
         "{log}"
     );
     assert!(
-        read_until(&setup.servers(), &setup.dlq, Duration::from_secs(1), |_| {
-            false
-        })
-        .is_empty(),
+        read_all(&setup, &setup.dlq).is_empty(),
         "v1 and v2 both read with the latest version"
     );
 }

@@ -206,27 +206,11 @@ fn sigkill_mid_stream_loses_no_record_of_a_stateless_pipeline() {
     let mut seen = 0;
     for run in 0..3 {
         let mut child = start(&setup, &config, run);
-        let now = read_until(
-            &setup.servers(),
-            &setup.output,
-            Duration::from_secs(45),
-            |r| r.len() > seen,
-        );
-        assert!(
-            now.len() > seen,
-            "run {run} wrote nothing\n{}",
-            logs(&setup)
-        );
+        wait_for_new_output(&setup, seen, run);
         std::thread::sleep(Duration::from_millis(fastrand::u64(0..800)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        seen = read_until(
-            &setup.servers(),
-            &setup.output,
-            Duration::from_secs(1),
-            |_| false,
-        )
-        .len();
+        seen = read_all(&setup, &setup.output).len();
     }
     let mut child = start(&setup, &config, 3);
     let read = read_until(

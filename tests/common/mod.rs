@@ -1035,6 +1035,28 @@ pub fn start_with_env(
         .expect("starting streamfold run"))
 }
 
+/// The records on `topic` now (read from the start for up to a second).
+pub fn read_all(setup: &Setup, topic: &str) -> Vec<Read> {
+    read_until(&setup.servers(), topic, Duration::from_secs(1), |_| false)
+}
+
+/// Waits up to 45 s until the output topic holds more than `seen`
+/// records: run `run` has written something new (a crash test then kills
+/// it mid-stream, with batches in flight and commits pending).
+pub fn wait_for_new_output(setup: &Setup, seen: usize, run: usize) {
+    let now = read_until(
+        &setup.servers(),
+        &setup.output,
+        Duration::from_secs(45),
+        |r| r.len() > seen,
+    );
+    assert!(
+        now.len() > seen,
+        "run {run} wrote nothing new within 45s\n{}",
+        logs(setup)
+    );
+}
+
 pub fn windows(setup: &Setup, at_least: usize, wait: Duration) -> Vec<WindowRow> {
     read_until(&setup.servers(), &setup.output, wait, |r| {
         r.len() >= at_least
