@@ -1,5 +1,6 @@
 //! Configuration: the serde tree, loading with environment overrides, secrets.
 
+mod chain;
 mod kafka;
 mod load;
 mod model;

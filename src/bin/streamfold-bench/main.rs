@@ -36,12 +36,14 @@ use streamfold::generate::NEXMARK_BID_SCHEMA;
 mod ceiling;
 mod input;
 mod latency;
+mod queries;
 mod quix;
 mod registry;
 mod report;
 mod restart;
 
 use input::{Encoding, Publisher, closer, preload};
+use queries::{first_stage_name, query, second_stage};
 
 #[derive(Debug, Parser)]
 #[command(about = "Nexmark benchmarks: streamfold against raw librdkafka, on a local nisshi")]
@@ -100,83 +102,6 @@ struct Args {
     topic: Option<String>,
     #[arg(long, hide = true)]
     expect: Option<usize>,
-}
-
-/// The pipeline part of each query's config.
-fn query(name: &str) -> Option<&'static str> {
-    Some(match name {
-        // Pass-through: a stateless pipeline writing every bid, every
-        // field (decode, encode, produce).
-        "q0" => "",
-        // Currency conversion (map): the bid with its price in euros.
-        "q1" => {
-            r#"derive = [{ name = "price_eur", expr = "double(price) * 0.908" }]
-select = ["auction", "bidder", "price_eur", "date_time"]"#
-        }
-        // Filter: the bids of some auctions.
-        "q2" => {
-            r#"where = "auction % 123 == 0"
-select = ["auction", "price"]"#
-        }
-        // Bids per auction, hopping 10 s every 2 s.
-        "q5" => {
-            r#"group_by = "auction"
-window = { kind = "hopping", size = "10s", advance = "2s" }
-aggregates = [{ fn = "count" }]"#
-        }
-        // Highest bid per tumbling 10 s window: a global aggregate. Each
-        // partition computes its window's maximum (no single hot
-        // partition), so each window has one partial per partition; the
-        // reader takes the maximum of those P rows.
-        "q7" => {
-            r#"derive = [{ name = "all", expr = "'all'" }]
-group_by = "all"
-window = { kind = "tumbling", size = "10s" }
-aggregates = [{ fn = "max", field = "price" }, { fn = "count" }]"#
-        }
-        // Standard q5, first stage: bids per auction, hopping 10 s every
-        // 2 s (the second stage is in `second_stage`).
-        "q5-hot" => {
-            r#"group_by = "auction"
-window = { kind = "hopping", size = "10s", advance = "2s" }
-aggregates = [{ fn = "count" }]"#
-        }
-        // Standard q7, first stage: each partition's highest bid per
-        // tumbling 10 s window, with its bidder and auction.
-        "q7-bid" => {
-            r#"derive = [{ name = "all", expr = "'all'" }]
-group_by = "all"
-window = { kind = "tumbling", size = "10s" }
-aggregates = [{ fn = "max-by", field = "price", value = ["price", "bidder", "auction"], name = "top" }]"#
-        }
-        _ => return None,
-    })
-}
-
-/// The second stage of a chained query: a pipeline reading the first
-/// stage's results, re-keyed by window end through a one-partition topic
-/// (so that one task sees every partial result of a window).
-fn second_stage(name: &str) -> Option<&'static str> {
-    Some(match name {
-        // The auction with the most bids in each window (ties: the
-        // smallest auction id; Nexmark's q5 keeps every tied auction).
-        "q5-hot" => {
-            r#"group_by = "window_end"
-window = { kind = "tumbling", size = "2s" }
-allowed_lateness = "30s"
-repartition = true
-aggregates = [{ fn = "max-by", field = "count", value = ["key", "count"], name = "hot" }]"#
-        }
-        // The highest bid of each window over all partitions.
-        "q7-bid" => {
-            r#"group_by = "window_end"
-window = { kind = "tumbling", size = "10s" }
-allowed_lateness = "30s"
-repartition = true
-aggregates = [{ fn = "max-by", field = "top_price", value = ["top_price", "top_bidder", "top_auction"], name = "highest" }]"#
-        }
-        _ => return None,
-    })
 }
 
 struct Killed(Child);
@@ -396,11 +321,6 @@ level = "warn"
         ),
     )?;
     Ok((config, output))
-}
-
-/// The first stage's pipeline name of chained query `name`.
-fn first_stage_name(name: &str) -> String {
-    format!("{name}-stage1")
 }
 
 /// Starts `streamfold run --config <config>` with its admin endpoint on a
