@@ -65,6 +65,8 @@ pub struct Decoder {
     name: String,
     /// The direct path, for schemas of plain fields.
     direct: Option<DirectPlan>,
+    /// Which fields the pipeline reads, by position (empty: all).
+    read: Vec<bool>,
     /// For registry-framed input: the writer schemas records name.
     writers: Option<Arc<Writers>>,
 }
@@ -79,6 +81,7 @@ impl Decoder {
             format,
             name,
             direct,
+            read: Vec::new(),
             writers: None,
         }
     }
@@ -88,7 +91,11 @@ impl Decoder {
     /// resolved against this decoder's schema.
     #[must_use]
     pub fn registry_framed(mut self) -> Self {
-        self.writers = Some(Arc::new(Writers::new(&self.schema.schema, self.format)));
+        self.writers = Some(Arc::new(Writers::new(
+            &self.schema.schema,
+            self.format,
+            &self.read,
+        )));
         self
     }
 
@@ -103,6 +110,10 @@ impl Decoder {
     #[must_use]
     pub fn reading_only(mut self, read: &[bool]) -> Self {
         self.direct = self.direct.map(|d| d.reading_only(read));
+        self.read = read.to_vec();
+        if self.writers.is_some() {
+            self = self.registry_framed();
+        }
         self
     }
 
@@ -163,7 +174,12 @@ impl BatchDecoder<'_> {
         let writer = find(known, &schema).ok_or(DecodeError::NotLookedUp { schema })?;
         match &**writer {
             Writer::Same | Writer::Json => self.decode_bytes(body),
-            Writer::Resolved(w) => self.decode_resolved(w, writers, schema, body),
+            Writer::Resolved { plan, schema: w } => {
+                if let Some(Ok(values)) = plan.as_ref().map(|p| p.avro(body)) {
+                    return Ok(Record { values });
+                }
+                self.decode_resolved(w, writers, schema, body)
+            }
             Writer::Unusable(reason) => Err(DecodeError::Writer {
                 schema,
                 reason: reason.clone(),

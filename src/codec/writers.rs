@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use apache_avro::Schema;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 
+use super::avro::EvolvedPlan;
 use super::framing::{SchemaKind, SchemaRef, unframe};
 use crate::config::Format;
 
@@ -19,10 +20,16 @@ pub enum Writer {
     /// The writer schema is the reader schema: the plain decoder (its
     /// direct path) reads the value.
     Same,
-    /// Avro of another schema the reader schema can read: decoded with
-    /// the writer's schema, then resolved by Avro's rules (fields added
-    /// with defaults, fields removed, promotions).
-    Resolved(Schema),
+    /// Avro of another schema the reader schema can read, resolved by
+    /// Avro's rules (fields added with defaults, fields removed,
+    /// promotions): straight into the reader's fields by `plan`, matched
+    /// once, where the direct path maps the two schemas; otherwise (and
+    /// for a record the plan gives up on) decoded with `schema` and
+    /// resolved by apache-avro.
+    Resolved {
+        schema: Schema,
+        plan: Option<EvolvedPlan>,
+    },
     /// JSON (the JSON Schema serializer's output): read like plain JSON
     /// input, against the reader schema.
     Json,
@@ -40,6 +47,9 @@ pub struct Writers {
     format: Format,
     reader: Schema,
     reader_form: String,
+    /// Which of the reader's fields the pipeline reads (by position), for
+    /// the plans of evolved writers.
+    read: Vec<bool>,
     /// Replaced whole when a schema is learnt (rarely), so that a batch
     /// takes it once and reads it without a lock.
     known: RwLock<Known>,
@@ -50,12 +60,15 @@ pub struct Writers {
 }
 
 impl Writers {
-    /// For records of `format` read with `reader`.
-    pub fn new(reader: &Schema, format: Format) -> Self {
+    /// For records of `format` read with `reader`, of whose fields the
+    /// pipeline reads those with a true `read` entry (by position; fields
+    /// past its end are read).
+    pub fn new(reader: &Schema, format: Format, read: &[bool]) -> Self {
         Self {
             format,
             reader: reader.clone(),
             reader_form: layout(reader),
+            read: read.to_vec(),
             known: RwLock::new(Arc::new(Vec::new())),
             pending: Mutex::new(Vec::new()),
         }
@@ -157,7 +170,10 @@ impl Writers {
             return Writer::Same;
         }
         match SchemaCompatibility::can_read(&writer, &self.reader) {
-            Ok(_) => Writer::Resolved(writer),
+            Ok(_) => Writer::Resolved {
+                plan: EvolvedPlan::new(&writer, &self.reader, &self.read),
+                schema: writer,
+            },
             Err(e) => Writer::Unusable(format!(
                 "records written with {r} cannot be read with the pipeline's input schema: {e}"
             )),
@@ -192,7 +208,7 @@ mod tests {
 
     #[test]
     fn each_writer_is_resolved_once_against_the_reader() {
-        let w = Writers::new(&Schema::parse_str(V2).unwrap(), Format::Avro);
+        let w = Writers::new(&Schema::parse_str(V2).unwrap(), Format::Avro, &[]);
         let mut last = None;
         for value in [
             &[0, 0, 0, 0, 1, 2][..],
@@ -206,7 +222,7 @@ mod tests {
         assert_eq!(w.pending(), [SchemaRef::Id(1), SchemaRef::Id(2)]);
         assert!(matches!(
             *w.learn(SchemaRef::Id(1), Ok((SchemaKind::Avro, V1.into()))),
-            Writer::Resolved(_)
+            Writer::Resolved { plan: Some(_), .. }
         ));
         // The same schema, written another way (or as its canonical form,
         // which drops logical types), is the reader's.
@@ -222,7 +238,7 @@ mod tests {
         let ts = r#"{"type":"record","name":"T","fields":[
             {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
         let reader = Schema::parse_str(ts).unwrap();
-        let w = Writers::new(&reader, Format::Avro);
+        let w = Writers::new(&reader, Format::Avro, &[]);
         assert!(matches!(
             *w.learn(
                 SchemaRef::Id(3),
@@ -235,7 +251,7 @@ mod tests {
     #[test]
     fn a_writer_the_reader_cannot_read_says_why() {
         // v2 as the writer, v1 as the reader: long → int is no promotion.
-        let w = Writers::new(&Schema::parse_str(V1).unwrap(), Format::Avro);
+        let w = Writers::new(&Schema::parse_str(V1).unwrap(), Format::Avro, &[]);
         let Writer::Unusable(why) = &*w.learn(SchemaRef::Id(9), Ok((SchemaKind::Avro, V2.into())))
         else {
             panic!("resolved")

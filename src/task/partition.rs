@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use super::checkpoints::Checkpoints;
 use super::letters::Letter;
+use super::schemas::Learnt;
 use super::{Env, PartitionError};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::offsets::{CommitPoint, Frontier};
@@ -194,10 +195,14 @@ impl<O: Operator> PartitionTask<O> {
                     records = rx.recv(), if can_take => match records {
                         Some(records) => {
                             idle_since = tokio::time::Instant::now();
-                            if !self.learn_schemas().await? {
-                                return Ok(());
+                            match self.learn_schemas(&mut drain).await? {
+                                Learnt::Done => self.start(records),
+                                Learnt::Cancelled | Learnt::Drain(None) => return Ok(()),
+                                Learnt::Drain(Some(req)) => {
+                                    self.drain(req).await?;
+                                    return Ok(());
+                                }
                             }
-                            self.start(records);
                         }
                         None => return Ok(()),
                     },

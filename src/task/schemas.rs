@@ -8,12 +8,16 @@
 //! batches before. A schema the registry does not have (after a few
 //! tries, for a registry still replicating it) or refuses makes its
 //! records dead letters that say so; refused credentials or a failed TLS
-//! handshake stop the pipeline.
+//! handshake stop the pipeline. A drain (the partition revoked) does not
+//! wait for the registry: the batch waiting for it is dropped, its
+//! records left to the partition's next owner.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::partition::PartitionTask;
+use tokio::sync::oneshot;
+
+use super::partition::{DrainRequest, PartitionTask};
 use super::{Env, PartitionError, SchemaSource};
 use crate::codec::SchemaRef;
 use crate::operator::Operator;
@@ -23,25 +27,45 @@ use crate::retry::Backoff;
 /// Look-ups of a schema the registry says it does not have.
 const UNKNOWN_TRIES: u32 = 3;
 
+/// How learning a batch's schemas ended.
+pub(super) enum Learnt {
+    /// Every schema is known: the batch can go to the pool.
+    Done,
+    /// The pipeline was cancelled meanwhile.
+    Cancelled,
+    /// The partition is to drain (it was revoked) while a schema was
+    /// still being looked up: the batch is dropped unprocessed (its
+    /// records are past the commit point, so its next owner reads them)
+    /// and the drain goes ahead without waiting for the registry.
+    Drain(Option<DrainRequest>),
+}
+
 impl<O: Operator> PartitionTask<O> {
     /// Learns every writer schema the records read so far named (the
-    /// consumer notes them as it reads; see `Writers::note`). Returns
-    /// false when the pipeline was cancelled meanwhile (the batch must not
-    /// be processed).
+    /// consumer notes them as it reads; see `Writers::note`), unless a
+    /// drain request comes on `drain` first.
     ///
     /// # Errors
     /// The registry refused the credentials.
-    pub(super) async fn learn_schemas(&mut self) -> Result<bool, PartitionError> {
+    pub(super) async fn learn_schemas(
+        &mut self,
+        drain: &mut oneshot::Receiver<DrainRequest>,
+    ) -> Result<Learnt, PartitionError> {
         let Some(source) = self.env.schemas.clone() else {
-            return Ok(true);
+            return Ok(Learnt::Done);
         };
         let env = Arc::clone(&self.env);
         for schema in source.writers.pending() {
-            if !learn(self.partition, &env, &source, schema).await? {
-                return Ok(false);
+            tokio::select! {
+                learnt = learn(self.partition, &env, &source, schema) => {
+                    if !learnt? {
+                        return Ok(Learnt::Cancelled);
+                    }
+                }
+                req = &mut *drain => return Ok(Learnt::Drain(req.ok())),
             }
         }
-        Ok(true)
+        Ok(Learnt::Done)
     }
 }
 

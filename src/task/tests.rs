@@ -84,19 +84,20 @@ const PARTITION: i32 = 3;
 
 impl Harness {
     fn start<O: Operator>(sink: MemorySink, operator: O, resume: Option<CommitPoint>) -> Self {
-        Self::start_with(sink, operator, resume, None, None)
+        Self::start_with(sink, operator, resume, |_| {}, None)
     }
 
-    /// A task with `checkpoints`, restored from `checkpoint`.
+    /// A task in surroundings changed by `env` (checkpoints, a registry),
+    /// restored from `checkpoint`.
     fn start_with<O: Operator>(
         sink: MemorySink,
         operator: O,
         resume: Option<CommitPoint>,
-        checkpoints: Option<CheckpointSettings>,
+        env: impl FnOnce(&mut Env),
         checkpoint: Option<&Checkpoint>,
     ) -> Self {
         let sink = Arc::new(sink);
-        let env = Arc::new(Env {
+        let mut surroundings = Env {
             pipeline: "test".into(),
             topic: "clicks".into(),
             sink: Arc::clone(&sink) as Arc<dyn Sink>,
@@ -106,9 +107,11 @@ impl Harness {
             max_pending_outputs: 1_000,
             idle_timeout: None,
             cancel: CancellationToken::new(),
-            checkpoints,
+            checkpoints: None,
             schemas: None,
-        });
+        };
+        env(&mut surroundings);
+        let env = Arc::new(surroundings);
         let (tx, rx) = mpsc::channel(4);
         let (drain, drain_rx) = oneshot::channel();
         let mut task = PartitionTask::new(PARTITION, Arc::clone(&env), operator, resume);
@@ -492,7 +495,7 @@ async fn with_checkpoints_the_commit_passes_open_windows_and_a_restore_goes_on_i
         MemorySink::new(),
         Windowed::new(Arc::clone(&plan), NO_TIME),
         None,
-        Some(settings.clone()),
+        |e| e.checkpoints = Some(settings.clone()),
         None,
     );
     h.send(first.clone()).await;
@@ -520,7 +523,7 @@ async fn with_checkpoints_the_commit_passes_open_windows_and_a_restore_goes_on_i
         MemorySink::new(),
         Windowed::new(Arc::clone(&plan), point.max_event_time),
         Some(point),
-        Some(settings),
+        |e| e.checkpoints = Some(settings),
         Some(&checkpoint),
     );
     again.send(vec![closer.clone()]).await;
@@ -634,5 +637,113 @@ async fn the_stateless_operator_writes_each_record_s_selected_fields() {
                 Some(2 * SECOND)
             ),
         ]
+    );
+}
+
+/// A click framed as the Schema Registry's serializers frame it, naming
+/// schema id `id`.
+fn framed_click(offset: i64, user: &str, event_time: i64, id: u32) -> RawRecord {
+    let mut r = click(offset, user, event_time);
+    let mut value = Vec::new();
+    crate::codec::frame_id(id, &mut value);
+    value.extend_from_slice(r.payload.as_deref().unwrap_or_default());
+    r.payload = Some(Bytes::from(value));
+    r
+}
+
+/// A revoke while the registry is unreachable: the drain does not wait
+/// for the registry. The batch waiting for a schema is dropped (its
+/// records are past the commit point, for the partition's next owner)
+/// and what came before is committed.
+#[tokio::test]
+async fn a_drain_while_the_registry_is_unreachable_does_not_wait_for_it() {
+    use crate::codec::{SchemaKind, SchemaRef};
+    use crate::config::Framing;
+    use crate::operator::Stateless;
+    use crate::registry::{Auth, Registry};
+
+    let plan = clickstream_plan(|p| {
+        p.input_framing = Framing::SchemaRegistry;
+        p.window = None;
+        p.group_by = Default::default();
+        p.aggregates = Vec::new();
+        p.allowed_lateness = Duration::ZERO;
+        p.late_records = LatePolicy::DeadLetter;
+    });
+    let writers = Arc::clone(plan.decoder.writers().expect("registry-framed"));
+    // Schema 1 is known; schema 2 is not, and the registry (a port
+    // nobody listens on) cannot be asked for it.
+    writers.learn(SchemaRef::Id(1), Ok((SchemaKind::Json, "{}".into())));
+    let registry = Registry::new(
+        "http://127.0.0.1:9",
+        Auth::None,
+        Duration::from_millis(100),
+        None,
+    )
+    .expect("a registry URL");
+    let metrics = Metrics::new();
+    let h = Harness::start_with(
+        MemorySink::new(),
+        Stateless::new(Arc::clone(&plan), NO_TIME),
+        None,
+        |e| {
+            e.metrics = metrics.pipeline("test");
+            e.schemas = Some(super::SchemaSource {
+                registry,
+                writers: Arc::clone(&writers),
+            });
+        },
+        None,
+    );
+    h.send(vec![
+        framed_click(0, "ada", SECOND, 1),
+        framed_click(1, "bob", 2 * SECOND, 1),
+    ])
+    .await;
+    h.commit_point("past the known schema's records", |p| p.offset == 2)
+        .await;
+    // The next batch names schema 2 (the consumer notes it as it reads).
+    let waiting = framed_click(2, "cy", 3 * SECOND, 2);
+    writers.note(waiting.payload.as_deref().unwrap(), None, &mut None);
+    h.send(vec![waiting]).await;
+    let unreachable = || {
+        metrics.value(
+            "streamfold_registry_requests_total",
+            &[("result", "unreachable")],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while unreachable() < 1.0 {
+        assert!(Instant::now() < deadline, "the registry was never asked");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    let sink = Arc::clone(&h.sink);
+    let env = Arc::clone(&h.env);
+    // Its deadline is 5 s: a drain that waited for the registry would
+    // end with the deadline, or never.
+    h.drain().await.expect("the drain succeeds");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the drain waited for the registry ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(
+        env.board.get(PARTITION).map(|p| p.offset),
+        Some(2),
+        "the commit point stops before the record of the unknown schema"
+    );
+    let offsets: Vec<i64> = sink
+        .written()
+        .iter()
+        .map(|w| match &w.output {
+            Output::Record { offset, .. } => *offset,
+            other => panic!("only records are written, not {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        offsets,
+        [0, 1],
+        "the waiting record is neither written nor dead-lettered"
     );
 }

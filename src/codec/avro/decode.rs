@@ -37,7 +37,7 @@ impl DirectPlan {
 }
 
 /// A zig-zag varint of at most 10 bytes.
-fn read_long(bytes: &mut &[u8]) -> Result<i64, GiveUp> {
+pub(super) fn read_long(bytes: &mut &[u8]) -> Result<i64, GiveUp> {
     let mut n: u64 = 0;
     for (i, &b) in bytes.iter().enumerate().take(10) {
         n |= u64::from(b & 0x7f) << (7 * i);
@@ -59,7 +59,7 @@ fn take<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], GiveUp> {
     Ok(*head)
 }
 
-fn read_prim(slot: Slot, bytes: &mut &[u8]) -> Result<Value, GiveUp> {
+pub(super) fn read_prim(slot: Slot, bytes: &mut &[u8]) -> Result<Value, GiveUp> {
     Ok(match slot.prim {
         Prim::Null => Value::Null,
         Prim::Boolean => match take::<1>(bytes)? {
