@@ -499,34 +499,7 @@ fn the_output_is_registered_and_confluents_deserializer_reads_it() {
         c.pipeline.input_framing = streamfold::config::Framing::None;
         c.pipeline.output_framing = streamfold::config::Framing::SchemaRegistry;
     });
-    let mut child = start_framed(&setup, &config, 0);
-    let want = expected.windows.len();
-    let read = read_until(
-        &setup.servers(),
-        &setup.output,
-        Duration::from_secs(60),
-        |r| r.len() >= want,
-    );
-    assert!(child.terminate().success(), "{}", logs(&setup));
-
-    let decoded = confluent_reads(&registry, &auth, &setup.output, &read);
-    let mut got = std::collections::BTreeMap::new();
-    for d in &decoded {
-        let key = (
-            d["key"].as_str().unwrap().to_string(),
-            d["window_start"].as_i64().unwrap(),
-        );
-        got.insert(
-            key,
-            (d["count"].as_i64().unwrap(), d["sum"].as_f64().unwrap()),
-        );
-    }
-    assert_eq!(got.len(), want, "{decoded:?}");
-    for (k, w) in &expected.windows {
-        let (count, sum) = got[k];
-        assert_eq!(count, w.count, "{k:?}");
-        assert!((sum - w.sum).abs() < 1e-6, "{k:?}: {sum} vs {}", w.sum);
-    }
+    check_windows_as_confluent_reads_them(&setup, &registry, &auth, &config, &expected, "avro");
 
     // The pipeline changed: one more aggregate, a field (without a
     // default) that the records already in the topic lack.
@@ -577,13 +550,116 @@ fn the_output_is_registered_and_confluents_deserializer_reads_it() {
     assert!(!log.contains(REGISTRY_PASSWORD));
 }
 
-/// The values of `read` (of `topic`) as Confluent's `AvroDeserializer`
-/// reads them.
+/// Registry-framed JSON output: its JSON Schema is registered (schemaType
+/// JSON), every value carries its id, and Confluent's `JSONDeserializer`,
+/// which validates each value against the schema its id names, reads
+/// every window as computed independently. `schema` prints the JSON
+/// Schema registered.
+#[test]
+fn json_output_registers_its_json_schema_and_confluents_json_deserializer_reads_it() {
+    let setup = Setup::new(4);
+    let auth = format!("sr-user:{REGISTRY_PASSWORD}");
+    let registry = RegistryStandIn::start(None, &["--auth", &auth]);
+    let options = streamfold::generate::GeneratorOptions {
+        seed: 31,
+        merchants: 4,
+        step_ms: 60,
+        late_every: 0,
+        ..Default::default()
+    };
+    let events = payments_with_closers(&options, 2_000, 4);
+    let offsets = publish(&setup.servers(), &setup.input, &events);
+    let expected = expected(&events, &offsets, 5_000, |p| p.merchant_id.clone());
+    let config = framed_config(&setup, &registry);
+    edit_config(&config, |c| {
+        c.pipeline.input_schema = Some(schema_dir().join("payment.avsc"));
+        c.pipeline.input_framing = streamfold::config::Framing::None;
+        c.pipeline.output_framing = streamfold::config::Framing::SchemaRegistry;
+        c.pipeline.output_format = streamfold::config::Format::Json;
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_streamfold"))
+        .args(["schema", "--config"])
+        .arg(&config)
+        .env("TEST_REGISTRY_PASSWORD", REGISTRY_PASSWORD)
+        .env("STREAMFOLD_PSEUDONYM_KEY", PSEUDONYM_KEY)
+        .output()
+        .unwrap();
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        printed["$schema"], "http://json-schema.org/draft-07/schema#",
+        "{printed}"
+    );
+    assert_eq!(
+        printed["properties"]["count"]["type"], "integer",
+        "{printed}"
+    );
+    check_windows_as_confluent_reads_them(&setup, &registry, &auth, &config, &expected, "json");
+    // What the registry holds under the output's subject is that schema.
+    let auth = Auth::Basic {
+        user: "sr-user".into(),
+        password: Secret::new(REGISTRY_PASSWORD),
+    };
+    let client = Registry::new(&registry.url(), auth, Duration::from_secs(5), None).unwrap();
+    let subject = format!("{}-value", setup.output);
+    let latest = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(client.version(&subject, "latest"))
+        .unwrap();
+    assert_eq!(latest.kind, SchemaKind::Json);
+    let text: serde_json::Value = serde_json::from_str(&latest.schema).unwrap();
+    assert_eq!(text, printed);
+}
+
+/// Runs `config` until it has written every window of `expected`, then
+/// checks each as Confluent's deserializer of `kind` (`avro` or `json`)
+/// reads it: the count and sum of the independent computation.
+fn check_windows_as_confluent_reads_them(
+    setup: &Setup,
+    registry: &RegistryStandIn,
+    auth: &str,
+    config: &std::path::Path,
+    expected: &Expected,
+    kind: &str,
+) {
+    let mut child = start_framed(setup, config, 0);
+    let want = expected.windows.len();
+    let read = read_until(
+        &setup.servers(),
+        &setup.output,
+        Duration::from_secs(60),
+        |r| r.len() >= want,
+    );
+    assert!(child.terminate().success(), "{}", logs(setup));
+    let decoded = confluent_reads(registry, auth, &setup.output, &read, kind);
+    let mut got = std::collections::BTreeMap::new();
+    for d in &decoded {
+        let key = (
+            d["key"].as_str().unwrap().to_string(),
+            d["window_start"].as_i64().unwrap(),
+        );
+        got.insert(
+            key,
+            (d["count"].as_i64().unwrap(), d["sum"].as_f64().unwrap()),
+        );
+    }
+    assert_eq!(got.len(), want, "{decoded:?}");
+    for (k, w) in &expected.windows {
+        let (count, sum) = got[k];
+        assert_eq!(count, w.count, "{k:?}");
+        assert!((sum - w.sum).abs() < 1e-6, "{k:?}: {sum} vs {}", w.sum);
+    }
+}
+
+/// The values of `read` (of `topic`) as Confluent's deserializer of
+/// `kind` (`avro`: `AvroDeserializer`, `json`: `JSONDeserializer`) reads
+/// them.
 fn confluent_reads(
     registry: &RegistryStandIn,
     auth: &str,
     topic: &str,
     read: &[Read],
+    kind: &str,
 ) -> Vec<serde_json::Value> {
     let values: String = read
         .iter()
@@ -591,7 +667,7 @@ fn confluent_reads(
         .collect();
     python_lines(
         "tests/python/registry_consume.py",
-        &[&registry.url(), auth, topic],
+        &[&registry.url(), auth, topic, kind],
         &values,
     )
 }
@@ -677,15 +753,21 @@ fn tempdir() -> std::path::PathBuf {
 
 /// `streamfold produce` frames the input topic's values as a registry
 /// serializer does (Confluent's deserializer reads them), and `consume`
-/// unframes and decodes them.
+/// unframes and decodes them: Avro, and JSON with its JSON Schema.
 #[test]
 fn produce_and_consume_speak_the_wire_format() {
+    produce_and_consume(streamfold::config::Format::Avro, "avro");
+    produce_and_consume(streamfold::config::Format::Json, "json");
+}
+
+fn produce_and_consume(format: streamfold::config::Format, kind: &str) {
     let setup = Setup::new(2);
     let auth = format!("sr-user:{REGISTRY_PASSWORD}");
     let registry = RegistryStandIn::start(None, &["--auth", &auth]);
     let config = framed_config(&setup, &registry);
     edit_config(&config, |c| {
-        c.pipeline.input_schema = Some(schema_dir().join("payment.avsc"))
+        c.pipeline.input_schema = Some(schema_dir().join("payment.avsc"));
+        c.pipeline.input_format = format;
     });
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_streamfold"))
@@ -711,7 +793,7 @@ fn produce_and_consume_speak_the_wire_format() {
         |r| r.len() >= 20,
     );
     assert_eq!(read.len(), 20);
-    let decoded = confluent_reads(&registry, &auth, &setup.input, &read);
+    let decoded = confluent_reads(&registry, &auth, &setup.input, &read, kind);
     assert!(
         decoded.iter().all(|d| d["merchant_id"]
             .as_str()

@@ -275,7 +275,16 @@ async fn schema(path: &Path, pipeline: Option<&str>) -> anyhow::Result<ExitCode>
     };
     match Plan::build_with(loaded, Vec::new(), reader) {
         Ok(plan) => {
-            println!("{}", plan.encoder.schema_text());
+            // What the registry would be given: for JSON output, the JSON
+            // Schema of its records.
+            let p = &loaded.config.pipeline;
+            if p.output_framing == config::Framing::SchemaRegistry
+                && p.output_format == config::Format::Json
+            {
+                println!("{}", plan.encoder.json_schema_text());
+            } else {
+                println!("{}", plan.encoder.schema_text());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -109,17 +109,21 @@ impl Target {
     /// The registry refuses it or cannot be reached.
     pub async fn framed_by(&mut self, registry: &Registry) -> anyhow::Result<()> {
         let subject = format!("{}-value", self.topic);
-        let kind = match self.format {
-            Format::Avro => SchemaKind::Avro,
-            Format::Json => bail!(
-                "producing registry-framed JSON (the JSON Schema serializer's format) is not \
-                 supported yet"
+        let (kind, text) = match self.format {
+            // The schema as its file writes it (its canonical form would
+            // drop logical types).
+            Format::Avro => (
+                SchemaKind::Avro,
+                std::fs::read_to_string(&self.schema.path)
+                    .with_context(|| format!("reading {}", self.schema.path.display()))?,
+            ),
+            // As the JSON Schema serializer does: the JSON Schema of the
+            // records sent.
+            Format::Json => (
+                SchemaKind::Json,
+                crate::codec::json_schema(&self.schema.schema).to_string(),
             ),
         };
-        // The schema as its file writes it (its canonical form would drop
-        // logical types).
-        let text = std::fs::read_to_string(&self.schema.path)
-            .with_context(|| format!("reading {}", self.schema.path.display()))?;
         let (id, _) = registry.register(&subject, kind, &text).await?;
         eprintln!("framing values with schema id {id} of subject {subject}");
         self.frame.clear();

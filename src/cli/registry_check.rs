@@ -4,7 +4,7 @@
 
 use crate::config::{Framing, LoadedConfig};
 use crate::pipeline::Plan;
-use crate::registry::{RegistryError, SchemaKind};
+use crate::registry::RegistryError;
 
 /// The problems found, as lines for `validate` (none without a registry).
 pub(super) async fn problems(plan: &Plan, loaded: &LoadedConfig) -> Vec<String> {
@@ -33,11 +33,8 @@ pub(super) async fn problems(plan: &Plan, loaded: &LoadedConfig) -> Vec<String> 
         let subject = settings
             .subject_strategy
             .subject(&plan.output_topic, &plan.encoder.full_name());
-        let text = plan.encoder.registered_text();
-        match registry
-            .compatible(&subject, "latest", SchemaKind::Avro, &text)
-            .await
-        {
+        let (kind, text) = plan.encoder.registered();
+        match registry.compatible(&subject, "latest", kind, &text).await {
             // A subject without versions takes any first schema.
             Ok(Ok(())) | Err(RegistryError::NotFound { .. }) => {}
             Ok(Err(reasons)) => out.push(format!(

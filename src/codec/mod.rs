@@ -16,7 +16,7 @@ pub use framing::{
     unframe,
 };
 pub use input::{BatchDecoder, DecodeError, Decoder};
-pub use json::{avro_to_json, json_to_value};
+pub use json::{avro_to_json, json_schema, json_to_value};
 pub use output::{
     EncodeError, OutputEncoder, WindowOutput, join_key, push_key_part, record_name, split_key,
 };

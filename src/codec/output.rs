@@ -7,7 +7,8 @@ use apache_avro::types::Value;
 use serde_json::{Value as Json, json};
 
 use super::avro::{write_avro, write_avro_long, write_avro_str};
-use super::json::avro_to_json;
+use super::framing::SchemaKind;
+use super::json::{avro_to_json, json_schema};
 use super::schema::RecordSchema;
 use crate::aggregate::AggSpec;
 use crate::config::Format;
@@ -188,9 +189,19 @@ impl OutputEncoder {
         self.frame = frame.try_into().ok();
     }
 
-    /// The derived schema as it is registered (compact JSON).
-    pub fn registered_text(&self) -> String {
-        self.json.to_string()
+    /// The derived schema as it is registered, and its kind: the Avro
+    /// schema for Avro output, its JSON Schema (see `json/schema.rs`) for
+    /// JSON output; compact JSON.
+    pub fn registered(&self) -> (SchemaKind, String) {
+        match self.format {
+            Format::Avro => (SchemaKind::Avro, self.json.to_string()),
+            Format::Json => (SchemaKind::Json, json_schema(&self.schema).to_string()),
+        }
+    }
+
+    /// The JSON Schema of the JSON output, as pretty JSON.
+    pub fn json_schema_text(&self) -> String {
+        serde_json::to_string_pretty(&json_schema(&self.schema)).unwrap_or_default()
     }
 
     /// The output record's full name (`namespace.name`).

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Config, Format, Framing, Secret, TlsConfig};
+use super::{Config, Framing, Secret, TlsConfig};
 
 /// A Schema Registry (Confluent's REST API).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -131,14 +131,6 @@ pub(super) fn check(c: &Config) -> Vec<(&'static str, String)> {
             }
         }
         Some(r) => {
-            if p.output_framing == Framing::SchemaRegistry && p.output_format == Format::Json {
-                out.push((
-                    "pipeline.output_framing",
-                    "\"schema-registry\" frames Avro output (output_format = \"avro\"); JSON \
-                     Schema output is not supported yet"
-                        .into(),
-                ));
-            }
             if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
                 out.push((
                     "schema_registry.url",

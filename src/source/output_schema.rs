@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::RunError;
 use crate::config::{Framing, LoadedConfig};
 use crate::pipeline::Plan;
-use crate::registry::{RegistryError, SchemaKind};
+use crate::registry::RegistryError;
 use crate::retry::Backoff;
 
 /// How long start-up waits for an unreachable registry.
@@ -36,11 +36,11 @@ pub(super) async fn register(
     let subject = settings
         .subject_strategy
         .subject(&plan.output_topic, &plan.encoder.full_name());
-    let text = plan.encoder.registered_text();
+    let (kind, text) = plan.encoder.registered();
     let started = tokio::time::Instant::now();
     let mut backoff = Backoff::default();
     loop {
-        match registry.register(&subject, SchemaKind::Avro, &text).await {
+        match registry.register(&subject, kind, &text).await {
             Ok((id, _)) => {
                 tracing::info!(
                     subject,
