@@ -60,6 +60,7 @@ fn records(plan: &Plan) -> Vec<RawRecord> {
         key: Some(p.merchant_id.clone().into_bytes().into()),
         payload: Some(writer.write_value_to_vec(p.to_avro_value()).unwrap().into()),
         schema_header: None,
+        window_partition: None,
     })
     .collect()
 }

@@ -260,3 +260,129 @@ fn two_chained_pipelines_survive_sigkills_of_each_stage_and_count_upstream_repea
         distinct.len()
     );
 }
+
+/// A global aggregate over every partition, as two stages: the upstream
+/// groups each partition's payments under one key (`all`), so it writes
+/// one partial count per partition and window, with the same key and
+/// bounds; the downstream adds them up per window end. Each partial is
+/// counted (the partition it was computed on is part of its identity), so
+/// every window's total is the number of payments in it.
+#[test]
+fn per_partition_partials_of_one_key_are_each_counted_downstream() {
+    let setup = Setup::real(4);
+    let totals = format!("totals-{}", setup.input);
+    let internal = format!("totals-internal-{}", setup.input);
+    setup.broker.create_topic(&totals, 1).unwrap();
+    setup.broker.create_topic(&internal, 1).unwrap();
+    let text = format!(
+        r#"
+[kafka]
+bootstrap_servers = "{servers}"
+group_id = "partials-{input}"
+
+[[pipelines]]
+name = "partials"
+input_topic = "{input}"
+input_schema = "{schemas}/payment.avsc"
+output_topic = "{output}"
+dead_letter_topic = "{dlq}"
+derive = [{{ name = "all", expr = "'all'" }}]
+group_by = "all"
+event_time = {{ source = "field", field = "event_time" }}
+window = {{ kind = "tumbling", size = "5s" }}
+aggregates = [{{ fn = "count" }}]
+
+[[pipelines]]
+name = "totals"
+input = {{ pipeline = "partials" }}
+output_topic = "{totals}"
+output_format = "json"
+dead_letter_topic = "{dlq}"
+group_by = "window_end"
+window = {{ kind = "tumbling", size = "5s" }}
+allowed_lateness = "10m"
+repartition = true
+repartition_topic = "{internal}"
+aggregates = [
+  {{ fn = "sum", field = "count", name = "payments" }},
+  {{ fn = "count", name = "partials" }},
+]
+"#,
+        servers = setup.servers(),
+        input = setup.input,
+        output = setup.output,
+        dlq = setup.dlq,
+        schemas = schema_dir().display(),
+    );
+    let config = setup.dir.join("partials.toml");
+    std::fs::write(&config, text).unwrap();
+
+    let options = GeneratorOptions {
+        seed: 43,
+        merchants: 8,
+        step_ms: 20,
+        // In order: the upstream allows no lateness.
+        jitter_ms: 0,
+        late_every: 0,
+        ..Default::default()
+    };
+    let n = 3_000;
+    let events = payments_with_closers(&options, n, 4);
+    // Payments per window, and the partials the upstream writes for it
+    // (one per partition with payments in it).
+    let mut want: BTreeMap<i64, (i64, std::collections::BTreeSet<i32>)> = BTreeMap::new();
+    for (part, e) in &events[..n] {
+        let Event::Payment(p) = e else { unreachable!() };
+        let w = want
+            .entry(p.event_time.div_euclid(5_000) * 5_000 + 5_000)
+            .or_default();
+        w.0 += 1;
+        w.1.insert(*part);
+    }
+    let partials: usize = want.values().map(|w| w.1.len()).sum();
+    publish(&setup.servers(), &setup.input, &events);
+    let mut run = start(&setup, &config, 0);
+    // Every partial written, then a second wave of closers an hour on: it
+    // closes the first wave's windows, whose partials move the
+    // downstream's watermark past every window before them.
+    read_until(
+        &setup.servers(),
+        &setup.output,
+        Duration::from_secs(60),
+        |r| r.len() >= partials,
+    );
+    let wave2: Vec<(i32, Event)> = events[n..]
+        .iter()
+        .map(|(part, e)| {
+            let Event::Payment(p) = e else { unreachable!() };
+            let mut p = p.clone();
+            p.event_time += 3_600_000;
+            (*part, Event::Payment(p))
+        })
+        .collect();
+    publish(&setup.servers(), &setup.input, &wave2);
+    let written = read_until(&setup.servers(), &totals, Duration::from_secs(60), |r| {
+        r.len() >= want.len()
+    });
+    assert!(run.terminate().success(), "{}", logs(&setup));
+    let got: BTreeMap<i64, (i64, i64)> = written
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+            (
+                r.key.as_deref().unwrap().parse::<i64>().unwrap(),
+                (
+                    v["payments"].as_f64().unwrap() as i64,
+                    v["partials"].as_i64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    for (end, (payments, parts)) in &want {
+        assert_eq!(
+            got.get(end),
+            Some(&(*payments, parts.len() as i64)),
+            "window ending {end}"
+        );
+    }
+}

@@ -118,6 +118,7 @@ pub(crate) fn raw_record<M: Message>(m: &M) -> RawRecord {
                 .value
                 .map(bytes::Bytes::copy_from_slice)
         }),
+        window_partition: None,
     }
 }
 

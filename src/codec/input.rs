@@ -368,6 +368,7 @@ mod tests {
                 key: None,
                 payload: Some(value.into()),
                 schema_header: None,
+                window_partition: None,
             }
         };
         let b = d.batch().unwrap();

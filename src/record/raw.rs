@@ -16,4 +16,9 @@ pub struct RawRecord {
     /// The `__value_schema_id` header, read only when the input is
     /// registry-framed (it names the value's writer schema).
     pub schema_header: Option<Bytes>,
+    /// The `streamfold.window.partition` header of an upstream pipeline's
+    /// window result (the partition it was computed on), read only when
+    /// the pipeline reads window results: with key and bounds it is the
+    /// result's identity.
+    pub window_partition: Option<i32>,
 }

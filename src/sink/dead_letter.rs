@@ -180,6 +180,7 @@ mod tests {
                 (0..value).map(|i| i as u8).collect::<Vec<u8>>(),
             )),
             schema_header: None,
+            window_partition: None,
         }
     }
 

@@ -37,6 +37,12 @@ pub type SinkProducer = ThreadedProducer<SinkContext>;
 /// librdkafka's default `message.max.bytes`.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 
+/// The header of a window result naming the partition (of the pipeline's
+/// input, or of its repartition topic) it was computed on. Windows are per
+/// partition, so with its key and bounds it names the result: a pipeline
+/// reading window results counts each such triple once.
+pub const WINDOW_PARTITION_HEADER: &str = "streamfold.window.partition";
+
 /// The producer and the topics it writes.
 pub struct KafkaSink {
     producer: SinkProducer,
@@ -95,17 +101,20 @@ impl KafkaSink {
     }
 
     /// Enqueues one window result, keyed by its group key, with the window
-    /// bounds in headers; header `streamfold.emit` says `final`, or
-    /// `update` for an update of a still-open window.
+    /// bounds and the `partition` it was computed on in headers; header
+    /// `streamfold.emit` says `final`, or `update` for an update of a
+    /// still-open window.
     fn send_window(
         &self,
         w: &EncodedWindow,
+        partition: i32,
         final_result: bool,
         delivery: Box<Delivery>,
     ) -> Result<(), SendError> {
         // Formatted on the stack: this runs once per window result.
         let (mut start, mut end) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let headers = OwnedHeaders::new_with_capacity(4)
+        let mut from = itoa::Buffer::new();
+        let headers = OwnedHeaders::new_with_capacity(5)
             .insert(Header {
                 key: "streamfold.window.start",
                 value: Some(start.format(w.window.start)),
@@ -117,6 +126,10 @@ impl KafkaSink {
             .insert(Header {
                 key: "streamfold.emit",
                 value: Some(if final_result { "final" } else { "update" }),
+            })
+            .insert(Header {
+                key: WINDOW_PARTITION_HEADER,
+                value: Some(from.format(partition)),
             });
         let headers = if w.complete {
             headers
@@ -144,7 +157,8 @@ impl KafkaSink {
         delivery: Box<Delivery>,
     ) -> Result<(), SendError> {
         let (mut partition, mut offset) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let headers = OwnedHeaders::new_with_capacity(2)
+        let mut window = itoa::Buffer::new();
+        let headers = OwnedHeaders::new_with_capacity(3)
             .insert(Header {
                 key: dead_letter::headers::PARTITION,
                 value: Some(partition.format(source_partition)),
@@ -153,6 +167,15 @@ impl KafkaSink {
                 key: dead_letter::headers::OFFSET,
                 value: Some(offset.format(r.offset)),
             });
+        // An upstream window result goes on with the partition it was
+        // computed on: part of its identity.
+        let headers = match r.window_partition {
+            Some(p) => headers.insert(Header {
+                key: WINDOW_PARTITION_HEADER,
+                value: Some(window.format(p)),
+            }),
+            None => headers,
+        };
         // A registry-framed value whose schema is named in a header goes
         // on framed in band (the header's bytes are the frame: a magic
         // byte, then the id or GUID), so that the aggregating stage reads
@@ -227,8 +250,12 @@ impl Sink for KafkaSink {
             reason,
         };
         match output {
-            Output::Final(w) => self.send_window(w, true, delivery).map(|()| false),
-            Output::Update(w) => self.send_window(w, false, delivery).map(|()| false),
+            Output::Final(w) => self
+                .send_window(w, origin.partition, true, delivery)
+                .map(|()| false),
+            Output::Update(w) => self
+                .send_window(w, origin.partition, false, delivery)
+                .map(|()| false),
             Output::Forward { record, key } => self
                 .send_forward(origin.partition, record, key, delivery)
                 .map(|()| false),

@@ -12,6 +12,8 @@ mod output;
 pub use acks::{Acks, Delivery, Report, Tag, WindowSpan};
 pub use dead_letter::{DeadLetter, Fitted, headers as dead_letter_headers};
 pub use error::{SendError, Undelivered};
-pub use kafka::{DEFAULT_MAX_MESSAGE_BYTES, KafkaSink, SinkContext, SinkProducer};
+pub use kafka::{
+    DEFAULT_MAX_MESSAGE_BYTES, KafkaSink, SinkContext, SinkProducer, WINDOW_PARTITION_HEADER,
+};
 pub use memory::{MemorySink, Written};
 pub use output::{EncodedWindow, Origin, Output, Sink};

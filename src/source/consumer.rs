@@ -399,6 +399,11 @@ impl SourceContext {
             } else {
                 None
             },
+            window_partition: if self.shared.window_partitions {
+                window_partition(m)
+            } else {
+                None
+            },
         };
         if let (Some(writers), Some(value)) = (
             self.shared.plan.decoder.writers(),
@@ -510,6 +515,16 @@ fn schema_header(m: &BorrowedMessage<'_>) -> Option<bytes::Bytes> {
         .find(|h| h.key == crate::codec::VALUE_SCHEMA_HEADER)?
         .value
         .map(bytes::Bytes::copy_from_slice)
+}
+
+/// The `streamfold.window.partition` header of `m`, if it has one.
+fn window_partition(m: &BorrowedMessage<'_>) -> Option<i32> {
+    use rdkafka::message::Headers as _;
+    let h = m
+        .headers()?
+        .iter()
+        .find(|h| h.key == crate::sink::WINDOW_PARTITION_HEADER)?;
+    std::str::from_utf8(h.value?).ok()?.parse().ok()
 }
 
 /// The high watermark librdkafka last saw in a fetch response for

@@ -57,6 +57,9 @@ pub(crate) struct Shared {
     /// internal topic of a repartitioning pipeline frames every value in
     /// band, so its consumer leaves headers unparsed.
     pub schema_headers: bool,
+    /// Whether records are another pipeline's window results, whose
+    /// `streamfold.window.partition` header is part of their identity.
+    pub window_partitions: bool,
     pub drain_deadline: Duration,
     /// The process's shutdown: the consumer drains and commits, then stops.
     pub shutdown: CancellationToken,

@@ -554,10 +554,15 @@ async fn run_stage(
             .map(|(registry, writers)| crate::task::SchemaSource { registry, writers }),
     };
     let schema_headers = plan.decoder.writers().is_some() && input_topic == plan.input_topic;
+    let window_partitions = matches!(
+        &plan.shape,
+        crate::pipeline::Shape::Windowed(w) if w.dedupe.is_some()
+    );
     let shared = Arc::new(Shared {
         plan: Arc::clone(&plan),
         stage,
         schema_headers,
+        window_partitions,
         env: Arc::new(env),
         kafka,
         tasks: TaskTracker::new(),

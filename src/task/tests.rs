@@ -58,6 +58,7 @@ fn click(offset: i64, user: &str, event_time: i64) -> RawRecord {
         key: Some(Bytes::from(user.to_string())),
         payload: Some(Bytes::from(json)),
         schema_header: None,
+        window_partition: None,
     }
 }
 
@@ -68,6 +69,7 @@ fn poison(offset: i64) -> RawRecord {
         key: None,
         payload: Some(Bytes::from_static(b"not json")),
         schema_header: None,
+        window_partition: None,
     }
 }
 

@@ -11,13 +11,15 @@
 //! for: ceiling A (raw consumer reading every record), ceiling B (raw
 //! consume + produce of every record), streamfold q0, q1, q2, q5, q7 (as
 //! `streamfold run` child processes) and Quix Streams q5 and q7
-//! (benches/quix/nexmark.py). `q5-latency` publishes bids live at half of
+//! (benches/quix/nexmark.py), and Bytewax on the standard q5 and q7
+//! (benches/bytewax/nexmark.py; its results checked against streamfold's
+//! `q5-hot` and `q7-bid` of the same run, window by window). `q5-latency` publishes bids live at half of
 //! q5's measured rate and reads each window back to time it. Each is run
 //! `--runs` times; the table shows the median with min–max of events/s,
 //! CPU-seconds per million events, and peak RSS of the measured process.
 //!
 //! One measurement a module: `ceiling.rs`, `latency.rs` (q5 live),
-//! `quix.rs`, `restart.rs`; the input in `input.rs`, the table in
+//! `quix.rs`, `bytewax.rs`, `restart.rs`; the input in `input.rs`, the table in
 //! `report.rs`; here the arguments, the queries, starting streamfold and
 //! the broker, and reading metrics.
 
@@ -33,7 +35,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use streamfold::generate::NEXMARK_BID_SCHEMA;
 
+mod bytewax;
 mod ceiling;
+mod flush;
 mod input;
 mod latency;
 mod queries;
@@ -63,11 +67,12 @@ struct Args {
     /// (streamfold, JSON input; `-avro` after a name: Avro input,
     /// `-avro-framed`: Avro in the Schema Registry's wire format);
     /// q5-latency (after q5: latency at half its rate); quix-q5, quix-q7
-    /// (Quix Streams); restart (restart time after SIGKILL, with and
+    /// (Quix Streams); bytewax-q5, bytewax-q7 (Bytewax, standard q5 and
+    /// q7; checked against q5-hot and q7-bid when those run); restart (restart time after SIGKILL, with and
     /// without checkpoints, for each of --restart-windows).
     #[arg(
         long,
-        default_value = "ceiling-a,ceiling-b,q0,q1,q2,q5,q7,q5-hot,q7-bid,q0-avro,q5-avro,q5-avro-framed,q5-latency,quix-q5,quix-q7,restart"
+        default_value = "ceiling-a,ceiling-b,q0,q1,q2,q5,q7,q5-hot,q7-bid,q0-avro,q5-avro,q5-avro-framed,q5-latency,quix-q5,quix-q7,bytewax-q5,bytewax-q7,restart"
     )]
     only: String,
     /// Window sizes of the restart measurement.
@@ -84,9 +89,16 @@ struct Args {
     /// Seconds of live input per q5 latency measurement.
     #[arg(long, default_value_t = 40)]
     latency_secs: u64,
-    /// The Python that has Quix Streams (benches/quix/requirements.txt).
+    /// The Python that has the peers: Quix Streams and Bytewax
+    /// (benches/quix/requirements.txt, benches/bytewax/requirements.txt).
     #[arg(long, default_value = "target/bench-venv/bin/python")]
     quix_python: PathBuf,
+    /// Bytewax's processes (each one Python interpreter) ...
+    #[arg(long, default_value_t = 2)]
+    bytewax_processes: u32,
+    /// ... and workers per process.
+    #[arg(long, default_value_t = 1)]
+    bytewax_workers: u32,
     /// The streamfold binary (default: beside this one).
     #[arg(long)]
     streamfold: Option<PathBuf>,
@@ -272,7 +284,8 @@ fn write_config(
     std::fs::write(dir.join("bid.avsc"), NEXMARK_BID_SCHEMA)?;
     let config = dir.join(format!("{input}-{name}-{tag}.toml"));
     // A chained query: the first stage writes to a topic of its own, the
-    // second reads it and writes the output.
+    // second reads it and writes the output (JSON: a row per window, read
+    // back to check a peer's results).
     let (head, first_output, second) = match second_stage(name) {
         Some(stage) => {
             let mid = format!("{input}-{name}-{tag}-mid");
@@ -284,7 +297,8 @@ fn write_config(
                 mid,
                 format!(
                     "\n[[pipelines]]\nname = \"{name}\"\ninput = {{ pipeline = \"{}\" }}\n\
-                     output_topic = \"{output}\"\ndead_letter_topic = \"{dlq}\"\n\
+                     output_topic = \"{output}\"\noutput_format = \"json\"\n\
+                     dead_letter_topic = \"{dlq}\"\n\
                      repartition_topic = \"{internal}\"\n{stage}\n",
                     first_stage_name(name)
                 ),
@@ -368,6 +382,10 @@ fn run_query(
     let pid = child.0.id();
     let deadline = started + Duration::from_secs(1800);
     let mut produced = -1.0;
+    let mut last = (0.0, (0.0, 0.0));
+    // A chained query's first-stage results, and since when that many.
+    let mut first_results = (0.0, Instant::now());
+    let mut flushed = false;
     loop {
         if Instant::now() > deadline {
             bail!("{name}: not done after 30 minutes");
@@ -390,19 +408,39 @@ fn run_query(
                 );
                 let read = metric_where(&scrape, "streamfold_records_processed_total", &[&second]);
                 let bids = metric_where(&scrape, "streamfold_records_processed_total", &[&first]);
+                // Once the first stage has written every result (they
+                // stopped growing, and the second stage has read them
+                // all), the flush result closes the second stage's windows.
+                let settled = bids >= total as f64 && read >= results && results > 0.0;
+                if !settled || results != first_results.0 {
+                    first_results = (results, Instant::now());
+                } else if !flushed && first_results.1.elapsed() >= Duration::from_millis(500) {
+                    let tag = run.to_string();
+                    let input = encoding.topic();
+                    flush::write(
+                        streamfold,
+                        &dir.join(format!("{input}-{name}-{tag}.toml")),
+                        &first_stage_name(name),
+                        broker,
+                        &format!("{input}-{name}-{tag}-mid"),
+                    )?;
+                    flushed = true;
+                }
                 (
-                    if bids >= total as f64 && read >= results {
-                        bids
-                    } else {
-                        0.0
-                    },
+                    if flushed && read > results { bids } else { 0.0 },
                     metric_where(&scrape, "streamfold_records_produced_total", &[&second]),
                 )
             }
         };
-        if processed >= total as f64 && now_produced == produced {
-            let secs = started.elapsed().as_secs_f64();
-            let (cpu_secs, peak_rss_mib) = usage(pid)?;
+        // Done once every record is processed and the output has not
+        // grown for a second (a chained query's second stage writes when
+        // the last results reach it); the time and CPU are those of the
+        // last output written.
+        if now_produced != produced || processed < total as f64 {
+            last = (started.elapsed().as_secs_f64(), usage(pid)?);
+            produced = now_produced;
+        } else if now_produced > 0.0 && started.elapsed().as_secs_f64() - last.0 >= 1.0 {
+            let (secs, (cpu_secs, peak_rss_mib)) = last;
             return Ok(Sample {
                 secs,
                 cpu_secs,
@@ -410,11 +448,6 @@ fn run_query(
                 checkpoint_bytes: Some(metric(&scrape, "streamfold_checkpoint_bytes_sum")),
             });
         }
-        produced = if processed >= total as f64 {
-            now_produced
-        } else {
-            -1.0
-        };
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -603,6 +636,42 @@ fn main() -> anyhow::Result<()> {
                 }
                 q if q.starts_with("quix-") => {
                     quix::run_quix(&args.quix_python, &dir, &broker, &q[5..], input, run)?
+                }
+                q if q.starts_with("bytewax-") => {
+                    let query = &q[8..];
+                    let setting = bytewax::Setting {
+                        processes: args.bytewax_processes,
+                        workers: args.bytewax_workers,
+                    };
+                    let (sample, output) = bytewax::run_bytewax(
+                        &args.quix_python,
+                        &broker,
+                        query,
+                        input,
+                        setting,
+                        run,
+                    )?;
+                    // Its results beside streamfold's of the same run.
+                    let ours = match query {
+                        "q5" => "q5-hot",
+                        _ => "q7-bid",
+                    };
+                    if names.contains(&ours) {
+                        let (same, only_ours, only_theirs) = bytewax::check(
+                            &broker,
+                            query,
+                            &output,
+                            &format!("{input}-{ours}-{run}-out"),
+                        )?;
+                        eprintln!(
+                            "run {run} {name}: {same} windows equal {ours}'s; {only_ours} only \
+                             in streamfold's output, {only_theirs} only in Bytewax's"
+                        );
+                        if same == 0 {
+                            bail!("{name}: no window in common with {ours}");
+                        }
+                    }
+                    sample
                 }
                 q => {
                     let (base, encoding) = if let Some(b) = q.strip_suffix("-avro-framed") {

@@ -58,6 +58,18 @@ pub(super) fn table(
             ratio("q5", "quix-q5"),
             ratio("q7", "quix-q7")
         );
+        // Events per CPU-second, streamfold over each peer, on the
+        // standard queries.
+        let per_cpu = |ours: &str, peer: &str| match (cpu_medians.get(ours), cpu_medians.get(peer))
+        {
+            (Some(x), Some(y)) => format!("{:.1}", y / x),
+            _ => "-".into(),
+        };
+        table += &format!(
+            "events per CPU-second: q5-hot / Bytewax q5 = {}, q7-bid / Bytewax q7 = {}\n",
+            per_cpu("q5-hot", "bytewax-q5"),
+            per_cpu("q7-bid", "bytewax-q7")
+        );
         if let (Some(framed), Some(bare)) = (
             cpu_medians.get("q5-avro-framed"),
             cpu_medians.get("q5-avro"),

@@ -62,10 +62,17 @@ pub struct InOrderRecord {
 }
 
 /// The identity of an upstream window result: the first 8 bytes of
-/// BLAKE3 over its key, then its window start and end (little-endian).
-/// A result written twice upstream is byte-identical, so both copies have
-/// the same identity.
-pub fn identity(plan: &Plan, record: &Record) -> Result<Option<u64>, (Stage, String)> {
+/// BLAKE3 over its key, its window start and end (little-endian) and,
+/// where its header names it, the partition it was computed on (windows
+/// are per partition: an upstream grouping every partition's records
+/// under one key writes one result per partition). A result written
+/// twice upstream is byte-identical, headers too, so both copies have the
+/// same identity.
+pub fn identity(
+    plan: &Plan,
+    record: &Record,
+    window_partition: Option<i32>,
+) -> Result<Option<u64>, (Stage, String)> {
     let Some(d) = plan.windowing().dedupe else {
         return Ok(None);
     };
@@ -74,6 +81,9 @@ pub fn identity(plan: &Plan, record: &Record) -> Result<Option<u64>, (Stage, Str
     h.update(record.str(d.key).map_err(wrong)?.as_bytes());
     h.update(&record.i64(d.start).map_err(wrong)?.to_le_bytes());
     h.update(&record.i64(d.end).map_err(wrong)?.to_le_bytes());
+    if let Some(p) = window_partition {
+        h.update(&p.to_le_bytes());
+    }
     let mut first = [0u8; 8];
     first.copy_from_slice(&h.finalize().as_bytes()[..8]);
     Ok(Some(u64::from_le_bytes(first)))
@@ -123,7 +133,7 @@ impl Collect for Panes {
     fn collect(&mut self, plan: &Plan, k: Keyed<'_>) -> Result<(), (Stage, String)> {
         let mut buf = itoa::Buffer::new();
         let (key, event_time) = k.key_and_time(plan, &mut buf)?;
-        let identity = identity(plan, &k.record)?;
+        let identity = identity(plan, &k.record, k.raw.window_partition)?;
         let pane = match plan.windowing().window.assign(event_time) {
             Ok(Assignment::Pane(pane)) => pane,
             Ok(Assignment::InOrder { first_end }) => {

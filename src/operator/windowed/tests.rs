@@ -46,6 +46,7 @@ fn click(offset: i64, user: u8, page: u8, dwell: u16, t: i64) -> RawRecord {
         key: None,
         payload: Some(Bytes::from(json)),
         schema_header: None,
+        window_partition: None,
     }
 }
 
