@@ -11,15 +11,16 @@
 //! for: ceiling A (raw consumer reading every record), ceiling B (raw
 //! consume + produce of every record), streamfold q0, q1, q2, q5, q7 (as
 //! `streamfold run` child processes) and Quix Streams q5 and q7
-//! (benches/quix/nexmark.py), and Bytewax on the standard q5 and q7
-//! (benches/bytewax/nexmark.py; its results checked against streamfold's
-//! `q5-hot` and `q7-bid` of the same run, window by window). `q5-latency` publishes bids live at half of
+//! (benches/quix/nexmark.py), and Bytewax and Pathway on the standard q5
+//! and q7 (benches/{bytewax,pathway}/nexmark.py; their results checked
+//! against streamfold's `q5-hot` and `q7-bid` of the same run, window by
+//! window). `q5-latency` publishes bids live at half of
 //! q5's measured rate and reads each window back to time it. Each is run
 //! `--runs` times; the table shows the median with min–max of events/s,
 //! CPU-seconds per million events, and peak RSS of the measured process.
 //!
 //! One measurement a module: `ceiling.rs`, `latency.rs` (q5 live),
-//! `quix.rs`, `bytewax.rs`, `restart.rs`; the input in `input.rs`, the table in
+//! `quix.rs`, `peers.rs`, `restart.rs`; the input in `input.rs`, the table in
 //! `report.rs`; here the arguments, the queries, starting streamfold and
 //! the broker, and reading metrics.
 
@@ -35,11 +36,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use streamfold::generate::NEXMARK_BID_SCHEMA;
 
-mod bytewax;
 mod ceiling;
 mod flush;
 mod input;
 mod latency;
+mod peers;
 mod queries;
 mod quix;
 mod registry;
@@ -67,12 +68,13 @@ struct Args {
     /// (streamfold, JSON input; `-avro` after a name: Avro input,
     /// `-avro-framed`: Avro in the Schema Registry's wire format);
     /// q5-latency (after q5: latency at half its rate); quix-q5, quix-q7
-    /// (Quix Streams); bytewax-q5, bytewax-q7 (Bytewax, standard q5 and
-    /// q7; checked against q5-hot and q7-bid when those run); restart (restart time after SIGKILL, with and
+    /// (Quix Streams); bytewax-q5, bytewax-q7, pathway-q5, pathway-q7
+    /// (Bytewax, Pathway: standard q5 and q7, each checked against q5-hot
+    /// and q7-bid when those run); restart (restart time after SIGKILL, with and
     /// without checkpoints, for each of --restart-windows).
     #[arg(
         long,
-        default_value = "ceiling-a,ceiling-b,q0,q1,q2,q5,q7,q5-hot,q7-bid,q0-avro,q5-avro,q5-avro-framed,q5-latency,quix-q5,quix-q7,bytewax-q5,bytewax-q7,restart"
+        default_value = "ceiling-a,ceiling-b,q0,q1,q2,q5,q7,q5-hot,q7-bid,q0-avro,q5-avro,q5-avro-framed,q5-latency,quix-q5,quix-q7,bytewax-q5,bytewax-q7,pathway-q5,pathway-q7,restart"
     )]
     only: String,
     /// Window sizes of the restart measurement.
@@ -89,8 +91,8 @@ struct Args {
     /// Seconds of live input per q5 latency measurement.
     #[arg(long, default_value_t = 40)]
     latency_secs: u64,
-    /// The Python that has the peers: Quix Streams and Bytewax
-    /// (benches/quix/requirements.txt, benches/bytewax/requirements.txt).
+    /// The Python that has the peers: Quix Streams, Bytewax and Pathway
+    /// (benches/{quix,bytewax,pathway}/requirements.txt).
     #[arg(long, default_value = "target/bench-venv/bin/python")]
     quix_python: PathBuf,
     /// Bytewax's processes (each one Python interpreter) ...
@@ -99,6 +101,9 @@ struct Args {
     /// ... and workers per process.
     #[arg(long, default_value_t = 1)]
     bytewax_workers: u32,
+    /// Pathway's worker threads.
+    #[arg(long, default_value_t = 2)]
+    pathway_threads: u32,
     /// The streamfold binary (default: beside this one).
     #[arg(long)]
     streamfold: Option<PathBuf>,
@@ -573,6 +578,9 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|_| [Vec::new(), Vec::new()])
         .collect();
+    // Peers' results to check against streamfold's once a run is over:
+    // (peer query, its query, its output topic, streamfold's query).
+    let mut checks: Vec<(&str, &str, String, &str)> = Vec::new();
     for run in 0..args.runs {
         // Odd runs go through the list backwards, so that no measurement
         // always runs right after the same other one (what a run leaves
@@ -637,39 +645,27 @@ fn main() -> anyhow::Result<()> {
                 q if q.starts_with("quix-") => {
                     quix::run_quix(&args.quix_python, &dir, &broker, &q[5..], input, run)?
                 }
-                q if q.starts_with("bytewax-") => {
-                    let query = &q[8..];
-                    let setting = bytewax::Setting {
-                        processes: args.bytewax_processes,
-                        workers: args.bytewax_workers,
+                q if q.starts_with("bytewax-") || q.starts_with("pathway-") => {
+                    let (tool, query) = q.split_once('-').context("peer-query")?;
+                    let peer = match tool {
+                        "bytewax" => peers::Peer::Bytewax {
+                            processes: args.bytewax_processes,
+                            workers: args.bytewax_workers,
+                        },
+                        _ => peers::Peer::Pathway {
+                            threads: args.pathway_threads,
+                        },
                     };
-                    let (sample, output) = bytewax::run_bytewax(
-                        &args.quix_python,
-                        &broker,
-                        query,
-                        input,
-                        setting,
-                        run,
-                    )?;
-                    // Its results beside streamfold's of the same run.
+                    let (sample, output) =
+                        peers::run_peer(&args.quix_python, &broker, peer, query, input, run)?;
+                    // Its results beside streamfold's of the same run, once
+                    // that has run too.
                     let ours = match query {
                         "q5" => "q5-hot",
                         _ => "q7-bid",
                     };
                     if names.contains(&ours) {
-                        let (same, only_ours, only_theirs) = bytewax::check(
-                            &broker,
-                            query,
-                            &output,
-                            &format!("{input}-{ours}-{run}-out"),
-                        )?;
-                        eprintln!(
-                            "run {run} {name}: {same} windows equal {ours}'s; {only_ours} only \
-                             in streamfold's output, {only_theirs} only in Bytewax's"
-                        );
-                        if same == 0 {
-                            bail!("{name}: no window in common with {ours}");
-                        }
+                        checks.push((name, query, output, ours));
                     }
                     sample
                 }
@@ -694,6 +690,21 @@ fn main() -> anyhow::Result<()> {
                 .or_insert_with(|| (name.to_string(), Vec::new()))
                 .1
                 .push(sample);
+        }
+        for (name, query, output, ours) in checks.drain(..) {
+            let (same, only_ours, only_theirs) = peers::check(
+                &broker,
+                query,
+                &output,
+                &format!("{input}-{ours}-{run}-out"),
+            )?;
+            eprintln!(
+                "run {run} {name}: {same} windows equal {ours}'s; {only_ours} only in \
+                 streamfold's output, {only_theirs} only in the peer's"
+            );
+            if same == 0 {
+                bail!("{name}: no window in common with {ours}");
+            }
         }
     }
     let table = report::table(

@@ -66,9 +66,12 @@ pub(super) fn table(
             _ => "-".into(),
         };
         table += &format!(
-            "events per CPU-second: q5-hot / Bytewax q5 = {}, q7-bid / Bytewax q7 = {}\n",
+            "events per CPU-second: q5-hot / Bytewax q5 = {}, q7-bid / Bytewax q7 = {}, \
+             q5-hot / Pathway q5 = {}, q7-bid / Pathway q7 = {}\n",
             per_cpu("q5-hot", "bytewax-q5"),
-            per_cpu("q7-bid", "bytewax-q7")
+            per_cpu("q7-bid", "bytewax-q7"),
+            per_cpu("q5-hot", "pathway-q5"),
+            per_cpu("q7-bid", "pathway-q7")
         );
         if let (Some(framed), Some(bare)) = (
             cpu_medians.get("q5-avro-framed"),

@@ -1,5 +1,6 @@
-//! Bytewax on the standard q5 and q7 (benches/bytewax/nexmark.py), and
-//! the check of its results against streamfold's on the same windows.
+//! Bytewax and Pathway on the standard q5 and q7 (benches/bytewax/ and
+//! benches/pathway/nexmark.py), and the check of their results against
+//! streamfold's on the same windows.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,34 +15,55 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{Sample, create_topic};
 
-/// How Bytewax runs: `processes` local processes of `workers` workers.
+/// A peer, and how it runs on this machine's cores.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Setting {
-    pub(super) processes: u32,
-    pub(super) workers: u32,
+pub(super) enum Peer {
+    /// `processes` local processes (one interpreter each) of `workers`
+    /// workers.
+    Bytewax { processes: u32, workers: u32 },
+    /// `threads` worker threads.
+    Pathway { threads: u32 },
 }
 
-/// Runs query `name` (`q5` or `q7`) in Bytewax to the end of `input`: its
-/// source stops there, it closes every window still open, writes them
-/// and exits. Returns the sample and the output topic.
-pub(super) fn run_bytewax(
+impl Peer {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Peer::Bytewax { .. } => "bytewax",
+            Peer::Pathway { .. } => "pathway",
+        }
+    }
+}
+
+/// Runs query `name` (`q5` or `q7`) in `peer` to the end of `input`: its
+/// source stops there, it writes every window's result and exits. Returns
+/// the sample and the output topic.
+pub(super) fn run_peer(
     python: &Path,
     broker: &str,
+    peer: Peer,
     name: &str,
     input: &str,
-    setting: Setting,
     run: usize,
 ) -> anyhow::Result<(Sample, String)> {
-    let output = format!("{input}-bytewax-{name}-{run}-out");
+    let tool = peer.name();
+    let output = format!("{input}-{tool}-{name}-{run}-out");
     create_topic(broker, &output, 8)?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/bytewax/nexmark.py");
-    let started = Instant::now();
-    let child = Command::new(python)
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("benches/{tool}/nexmark.py"));
+    let mut command = Command::new(python);
+    command
         .arg(&script)
         .args(["--query", name, "--broker", broker, "--input", input])
-        .args(["--output", &output])
-        .args(["--processes", &setting.processes.to_string()])
-        .args(["--workers", &setting.workers.to_string()])
+        .args(["--output", &output]);
+    match peer {
+        Peer::Bytewax { processes, workers } => command
+            .args(["--processes", &processes.to_string()])
+            .args(["--workers", &workers.to_string()]),
+        Peer::Pathway { threads } => command
+            .args(["--threads", &threads.to_string()])
+            .args(["--group", &format!("{tool}-{input}-{name}-{run}")]),
+    };
+    let started = Instant::now();
+    let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -56,13 +78,13 @@ pub(super) fn run_bytewax(
     // to live locals.
     if unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } != pid {
         bail!(
-            "waiting for bytewax {name}: {}",
+            "waiting for {tool} {name}: {}",
             std::io::Error::last_os_error()
         );
     }
     let secs = started.elapsed().as_secs_f64();
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!("bytewax {name} failed (wait status {status})");
+        bail!("{tool} {name} failed (wait status {status})");
     }
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok((
@@ -80,7 +102,7 @@ pub(super) fn run_bytewax(
 /// One window's result: its end, and what the query picked in it.
 type Rows = BTreeMap<i64, Vec<i64>>;
 
-/// Compares the peer's results (`peer`, Bytewax's rows) with streamfold's
+/// Compares a peer's results (the rows of topic `peer`) with streamfold's
 /// (`ours`, the output of the chained query `name`) on the windows both
 /// have; fails on any that differs. Returns (windows compared, windows
 /// only streamfold has, windows only the peer has).
@@ -91,19 +113,23 @@ pub(super) fn check(
     ours: &str,
 ) -> anyhow::Result<(usize, usize, usize)> {
     let theirs = rows(broker, peer, |v| {
+        // Pathway writes a change stream: a row withdrawn is `diff` -1.
+        if v["diff"].as_i64().is_some_and(|d| d < 0) {
+            return Some(None);
+        }
         let f = |k: &str| v[k].as_i64();
-        Some((
+        Some(Some((
             f("window_end")?,
             match name {
                 "q5" => vec![f("auction")?, f("count")?],
                 _ => vec![f("auction")?, f("bidder")?, f("price")?],
             },
-        ))
+        )))
     })?;
     let mine = rows(broker, ours, |v| {
         let f = |k: &str| v[k].as_i64();
         let end: i64 = v["key"].as_str()?.parse().ok()?;
-        Some((
+        Some(Some((
             end,
             match name {
                 "q5" => vec![v["hot_key"].as_str()?.parse().ok()?, f("hot_count")?],
@@ -113,15 +139,20 @@ pub(super) fn check(
                     f("highest_top_price")?,
                 ],
             },
-        ))
+        )))
     })?;
+    // The closers (auction 0, in every partition) make windows of their
+    // own, which streamfold computes per partition: left out.
+    let closer = |row: &Vec<i64>| row[0] == 0;
+    let theirs: Rows = theirs.into_iter().filter(|(_, r)| !closer(r)).collect();
+    let mine: Rows = mine.into_iter().filter(|(_, r)| !closer(r)).collect();
     let mut compared = 0;
     for (end, row) in &mine {
         if let Some(other) = theirs.get(end) {
             if other != row {
                 bail!(
                     "{name}: the window ending at {end} differs: streamfold {row:?}, \
-                     bytewax {other:?}"
+                     {peer} {other:?}"
                 );
             }
             compared += 1;
@@ -130,11 +161,12 @@ pub(super) fn check(
     Ok((compared, mine.len() - compared, theirs.len() - compared))
 }
 
-/// Every record of `topic` as it is now, each value parsed by `row`.
+/// Every record of `topic` as it is now, each value parsed by `row`
+/// (`Some(None)`: a row to leave out).
 fn rows(
     broker: &str,
     topic: &str,
-    row: impl Fn(&serde_json::Value) -> Option<(i64, Vec<i64>)>,
+    row: impl Fn(&serde_json::Value) -> Option<Option<(i64, Vec<i64>)>>,
 ) -> anyhow::Result<Rows> {
     let reader: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker)
@@ -168,10 +200,12 @@ fn rows(
             Some(Ok(m)) => {
                 let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default())
                     .with_context(|| format!("{topic} offset {}: not JSON", m.offset()))?;
-                let (end, picked) = row(&v).with_context(|| {
+                let parsed = row(&v).with_context(|| {
                     format!("{topic} offset {}: unexpected row {v}", m.offset())
                 })?;
-                out.insert(end, picked);
+                if let Some((end, picked)) = parsed {
+                    out.insert(end, picked);
+                }
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => left -= 1,
             Some(Err(e)) => bail!("reading {topic}: {e}"),
