@@ -49,12 +49,12 @@ if ! nisshi_ready 2>/dev/null; then
 fi
 
 venv=target/test-venv
-if ! "$venv/bin/python" -c 'import confluent_kafka, fastavro, jsonschema, helm_python, kubernetes_validate, yaml, quixstreams' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import confluent_kafka, fastavro, jsonschema, helm_python, kubernetes_validate, yaml, quixstreams, bytewax' 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
         'confluent-kafka==2.12.*' 'fastavro==1.12.*' 'jsonschema==4.*' \
         'helm-python-sdk==0.2.*' 'kubernetes-validate==1.37.*' 'pyyaml==6.*' \
-        -r benches/quix/requirements.txt
+        -r benches/quix/requirements.txt -r benches/bytewax/requirements.txt
 fi
 
 # Prometheus and promtool from Debian, unpacked (no service is started).

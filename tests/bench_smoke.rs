@@ -16,6 +16,13 @@ fn nexmark_harness_runs_every_query_end_to_end() {
         // shares its cores (half the catch-up rate does not, here).
         .args(["--latency-secs", "16", "--latency-rate", "1000"])
         .args(["--restart-windows", "1m"])
+        // Every system but Pathway (a large install the tests do without);
+        // Bytewax's results are checked against q5-hot's and q7-bid's.
+        .args([
+            "--only",
+            "ceiling-a,ceiling-b,floor-q5,q0,q1,q2,q5,q7,q5-hot,q7-bid,q0-avro,q5-avro,\
+                q5-avro-framed,q5-latency,quix-q5,quix-q7,bytewax-q5,bytewax-q7,restart",
+        ])
         .arg("--streamfold")
         .arg(env!("CARGO_BIN_EXE_streamfold"))
         .arg("--quix-python")
@@ -28,6 +35,7 @@ fn nexmark_harness_runs_every_query_end_to_end() {
     for system in [
         "ceiling-a",
         "ceiling-b",
+        "floor-q5",
         "q0",
         "q1",
         "q2",
@@ -40,6 +48,8 @@ fn nexmark_harness_runs_every_query_end_to_end() {
         "q5-avro-framed",
         "quix-q5",
         "quix-q7",
+        "bytewax-q5",
+        "bytewax-q7",
     ] {
         assert!(
             stdout.contains(&format!("| {system} |")),
@@ -50,6 +60,15 @@ fn nexmark_harness_runs_every_query_end_to_end() {
     assert!(stdout.contains("q5 / Quix Streams q5 = "), "{stdout}");
     assert!(stdout.contains("q5 end-to-end latency"), "{stdout}");
     assert!(stdout.contains("q5-avro-framed / q5-avro = "), "{stdout}");
+    assert!(stdout.contains("q5-hot / Bytewax q5 = "), "{stdout}");
+    for query in ["bytewax-q5", "bytewax-q7"] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("run 0 {query}: ")) && l.contains("windows equal")),
+            "{query}'s results were not checked:\n{stderr}"
+        );
+    }
     // The restart row: a minute of bids at 10/s, 90% of the window, re-read
     // in full without checkpoints, and with them only the two closers.
     let row = stdout

@@ -479,26 +479,8 @@ fn without_an_input_schema_the_latest_version_of_the_subject_reads() {
 /// with the registry's message.
 #[test]
 fn the_output_is_registered_and_confluents_deserializer_reads_it() {
-    let setup = Setup::new(4);
-    let auth = format!("sr-user:{REGISTRY_PASSWORD}");
-    let registry = RegistryStandIn::start(None, &["--auth", &auth]);
-    let options = streamfold::generate::GeneratorOptions {
-        seed: 29,
-        merchants: 4,
-        step_ms: 60,
-        late_every: 0,
-        ..Default::default()
-    };
-    let events = payments_with_closers(&options, 2_000, 4);
-    let offsets = publish(&setup.servers(), &setup.input, &events);
-    let expected = expected(&events, &offsets, 5_000, |p| p.merchant_id.clone());
-
-    let config = framed_config(&setup, &registry);
-    edit_config(&config, |c| {
-        c.pipeline.input_schema = Some(schema_dir().join("payment.avsc"));
-        c.pipeline.input_framing = streamfold::config::Framing::None;
-        c.pipeline.output_framing = streamfold::config::Framing::SchemaRegistry;
-    });
+    let (setup, registry, auth, config, expected) =
+        framed_output(29, streamfold::config::Format::Avro);
     check_windows_as_confluent_reads_them(&setup, &registry, &auth, &config, &expected, "avro");
 
     // The pipeline changed: one more aggregate, a field (without a
@@ -557,26 +539,8 @@ fn the_output_is_registered_and_confluents_deserializer_reads_it() {
 /// Schema registered.
 #[test]
 fn json_output_registers_its_json_schema_and_confluents_json_deserializer_reads_it() {
-    let setup = Setup::new(4);
-    let auth = format!("sr-user:{REGISTRY_PASSWORD}");
-    let registry = RegistryStandIn::start(None, &["--auth", &auth]);
-    let options = streamfold::generate::GeneratorOptions {
-        seed: 31,
-        merchants: 4,
-        step_ms: 60,
-        late_every: 0,
-        ..Default::default()
-    };
-    let events = payments_with_closers(&options, 2_000, 4);
-    let offsets = publish(&setup.servers(), &setup.input, &events);
-    let expected = expected(&events, &offsets, 5_000, |p| p.merchant_id.clone());
-    let config = framed_config(&setup, &registry);
-    edit_config(&config, |c| {
-        c.pipeline.input_schema = Some(schema_dir().join("payment.avsc"));
-        c.pipeline.input_framing = streamfold::config::Framing::None;
-        c.pipeline.output_framing = streamfold::config::Framing::SchemaRegistry;
-        c.pipeline.output_format = streamfold::config::Format::Json;
-    });
+    let (setup, registry, auth, config, expected) =
+        framed_output(31, streamfold::config::Format::Json);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_streamfold"))
         .args(["schema", "--config"])
         .arg(&config)
@@ -609,6 +573,37 @@ fn json_output_registers_its_json_schema_and_confluents_json_deserializer_reads_
     assert_eq!(latest.kind, SchemaKind::Json);
     let text: serde_json::Value = serde_json::from_str(&latest.schema).unwrap();
     assert_eq!(text, printed);
+}
+
+/// Payments (generated from `seed`) published bare to a new input topic,
+/// the windows an independent computation gives them, and a config that
+/// writes registry-framed output in `format` to a registry stand-in with
+/// basic auth (its `user:password`).
+fn framed_output(
+    seed: u64,
+    format: streamfold::config::Format,
+) -> (Setup, RegistryStandIn, String, std::path::PathBuf, Expected) {
+    let setup = Setup::new(4);
+    let auth = format!("sr-user:{REGISTRY_PASSWORD}");
+    let registry = RegistryStandIn::start(None, &["--auth", &auth]);
+    let options = streamfold::generate::GeneratorOptions {
+        seed,
+        merchants: 4,
+        step_ms: 60,
+        late_every: 0,
+        ..Default::default()
+    };
+    let events = payments_with_closers(&options, 2_000, 4);
+    let offsets = publish(&setup.servers(), &setup.input, &events);
+    let expected = expected(&events, &offsets, 5_000, |p| p.merchant_id.clone());
+    let config = framed_config(&setup, &registry);
+    edit_config(&config, |c| {
+        c.pipeline.input_schema = Some(schema_dir().join("payment.avsc"));
+        c.pipeline.input_framing = streamfold::config::Framing::None;
+        c.pipeline.output_framing = streamfold::config::Framing::SchemaRegistry;
+        c.pipeline.output_format = format;
+    });
+    (setup, registry, auth, config, expected)
 }
 
 /// Runs `config` until it has written every window of `expected`, then

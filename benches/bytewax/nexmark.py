@@ -145,9 +145,7 @@ def flow_for(args):
             # The highest price; ties: the smallest (price, bidder, auction).
             if best is None:
                 return b
-            kb = (b["price"], -b["bidder"], -b["auction"])
-            kbest = (best["price"], -best["bidder"], -best["auction"])
-            return b if kb > kbest else best
+            return b if _bid_order(b) > _bid_order(best) else best
 
         partials = fold_window(
             "max",
@@ -171,12 +169,8 @@ def flow_for(args):
             }
             return ("all", row)
 
-        def better(best, r):
-            if best is None:
-                return r
-            kr = (r["price"], -r["bidder"], -r["auction"])
-            kbest = (best["price"], -best["bidder"], -best["auction"])
-            return r if kr > kbest else best
+        # A partition's highest bid against the others', by the same rule.
+        better = higher
 
         counts = partials
 
@@ -202,6 +196,12 @@ def flow_for(args):
     )
     kop.output("out", out, brokers=[args.broker], topic=args.output)
     return flow
+
+
+def _bid_order(b):
+    """A key under which the higher bid is larger: its price, then the
+    smallest bidder, then the smallest auction."""
+    return (b["price"], -b["bidder"], -b["auction"])
 
 
 def _neg(auction):

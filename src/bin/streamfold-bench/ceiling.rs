@@ -1,5 +1,7 @@
-//! The ceilings: raw librdkafka reading every record (A), and reading and
-//! producing every record (B), each in a child process of this binary.
+//! The ceilings: raw librdkafka reading every record (A), reading and
+//! producing every record (B), and the floor of standard q5 (reading every
+//! record, decoding the two JSON fields q5 reads, producing one record per
+//! window), each in a child process of this binary.
 
 use std::io::Read as _;
 use std::process::{Command, Stdio};
@@ -45,9 +47,19 @@ pub(super) fn run_ceiling(
     })
 }
 
-/// In the ceiling child: read every record (A), or read and produce every
-/// record unchanged and wait for the acknowledgements (B). Prints its CPU
-/// seconds and peak RSS.
+/// The fields of a bid that q5 reads.
+#[derive(serde::Deserialize)]
+struct Q5Fields {
+    #[allow(dead_code)]
+    auction: u64,
+    date_time: i64,
+}
+
+/// In the ceiling child: read every record (A); read and produce every
+/// record unchanged and wait for the acknowledgements (B); or (`q5`)
+/// read every record, decode the fields q5 reads and produce one record
+/// per hop window end, as standard q5 writes one result per window. Prints
+/// its CPU seconds and peak RSS.
 pub(super) fn ceiling(which: &str, broker: &str, topic: &str, expect: usize) -> anyhow::Result<()> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker)
@@ -63,7 +75,7 @@ pub(super) fn ceiling(which: &str, broker: &str, topic: &str, expect: usize) -> 
         tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
-    let producer: Option<ThreadedProducer<DefaultProducerContext>> = (which == "b")
+    let producer: Option<ThreadedProducer<DefaultProducerContext>> = (which != "a")
         .then(|| {
             ClientConfig::new()
                 .set("bootstrap.servers", broker)
@@ -72,13 +84,28 @@ pub(super) fn ceiling(which: &str, broker: &str, topic: &str, expect: usize) -> 
                 .create()
         })
         .transpose()?;
-    let out = format!("{topic}-ceiling-b-{}", std::process::id());
+    let out = format!("{topic}-ceiling-{which}-{}", std::process::id());
+    let mut ends = std::collections::HashSet::new();
     if producer.is_some() {
         create_topic(broker, &out, 8)?;
     }
     let mut seen = 0;
     while seen < expect {
         match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) if which == "q5" => {
+                seen += 1;
+                let bid: Q5Fields = serde_json::from_slice(m.payload().unwrap_or_default())
+                    .with_context(|| format!("offset {}: not a bid", m.offset()))?;
+                // Hop windows of 10 s every 2 s: the last one it is in.
+                let end = (bid.date_time.div_euclid(2_000) + 1) * 2_000;
+                if ends.insert(end)
+                    && let Some(p) = &producer
+                {
+                    let key = end.to_string();
+                    let r = BaseRecord::to(&out).key(&key).payload(&key);
+                    p.send(r).map_err(|(e, _)| e)?;
+                }
+            }
             Some(Ok(m)) => {
                 seen += 1;
                 if let Some(p) = &producer {

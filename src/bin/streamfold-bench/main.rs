@@ -62,7 +62,8 @@ struct Args {
     /// Repetitions of each measurement (median reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// What to run, comma-separated: ceiling-a, ceiling-b; q0, q1, q2
+    /// What to run, comma-separated: ceiling-a, ceiling-b, floor-q5 (read
+    /// every bid, decode q5's two fields, one record out per window); q0, q1, q2
     /// (stateless), q5 (bids per auction and window), q7 (per partition),
     /// q5-hot and q7-bid (standard q5 and q7: two chained pipelines)
     /// (streamfold, JSON input; `-avro` after a name: Avro input,
@@ -74,7 +75,7 @@ struct Args {
     /// without checkpoints, for each of --restart-windows).
     #[arg(
         long,
-        default_value = "ceiling-a,ceiling-b,q0,q1,q2,q5,q7,q5-hot,q7-bid,q0-avro,q5-avro,q5-avro-framed,q5-latency,quix-q5,quix-q7,bytewax-q5,bytewax-q7,pathway-q5,pathway-q7,restart"
+        default_value = "ceiling-a,ceiling-b,floor-q5,q0,q1,q2,q5,q7,q5-hot,q7-bid,q0-avro,q5-avro,q5-avro-framed,q5-latency,quix-q5,quix-q7,bytewax-q5,bytewax-q7,pathway-q5,pathway-q7,restart"
     )]
     only: String,
     /// Window sizes of the restart measurement.
@@ -594,6 +595,7 @@ fn main() -> anyhow::Result<()> {
             let sample = match name {
                 "ceiling-a" => ceiling::run_ceiling("a", &broker, input, total)?,
                 "ceiling-b" => ceiling::run_ceiling("b", &broker, input, total)?,
+                "floor-q5" => ceiling::run_ceiling("q5", &broker, input, total)?,
                 "q5-latency" => {
                     let q5: Vec<f64> = results
                         .values()

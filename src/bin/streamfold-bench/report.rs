@@ -66,6 +66,13 @@ pub(super) fn table(
             _ => "-".into(),
         };
         table += &format!(
+            "CPU-s per M events, q5-hot / floor-q5 = {}\n",
+            match (cpu_medians.get("q5-hot"), cpu_medians.get("floor-q5")) {
+                (Some(x), Some(y)) => format!("{:.2}", x / y),
+                _ => "-".into(),
+            }
+        );
+        table += &format!(
             "events per CPU-second: q5-hot / Bytewax q5 = {}, q7-bid / Bytewax q7 = {}, \
              q5-hot / Pathway q5 = {}, q7-bid / Pathway q7 = {}\n",
             per_cpu("q5-hot", "bytewax-q5"),
