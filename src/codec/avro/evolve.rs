@@ -98,11 +98,16 @@ impl EvolvedPlan {
         let Value::Record(fields) = resolving.read_value(&mut datum.as_slice()).ok()? else {
             return None;
         };
-        // A string nobody reads is `Null` here too.
+        // Only the fields the writer lacks keep their default (a string
+        // nobody reads is `Null` here too); the others hold a `Null` that
+        // costs nothing to copy, which each record overwrites.
+        let from_writer: Vec<usize> = steps.iter().filter_map(|(_, t)| t.map(|t| t.at)).collect();
         let start = fields
             .into_iter()
             .zip(&into.slots)
-            .map(|((_, v), slot)| match v {
+            .enumerate()
+            .map(|(at, ((_, v), slot))| match v {
+                _ if from_writer.contains(&at) => Value::Null,
                 Value::String(_) if !slot.read => Value::Null,
                 Value::Union(i, v) if !slot.read && matches!(*v, Value::String(_)) => {
                     Value::Union(i, Box::new(Value::Null))
