@@ -65,7 +65,8 @@ fn nexmark_harness_runs_every_query_end_to_end() {
         assert!(
             stderr
                 .lines()
-                .any(|l| l.starts_with(&format!("run 0 {query}: ")) && l.contains("windows equal")),
+                .any(|l| l.starts_with(&format!("run 0 {query}: all "))
+                    && l.contains("windows equal")),
             "{query}'s results were not checked:\n{stderr}"
         );
     }

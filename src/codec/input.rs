@@ -108,12 +108,15 @@ impl Decoder {
     /// Leaves unread (`Null`) the string fields whose `read` entry is
     /// false, by schema position; every field is still checked.
     #[must_use]
+    /// Call it before [`Self::registry_framed`], whose writer schemas'
+    /// plans read the same fields.
     pub fn reading_only(mut self, read: &[bool]) -> Self {
+        debug_assert!(
+            self.writers.is_none(),
+            "reading_only goes before registry_framed"
+        );
         self.direct = self.direct.map(|d| d.reading_only(read));
         self.read = read.to_vec();
-        if self.writers.is_some() {
-            self = self.registry_framed();
-        }
         self
     }
 

@@ -396,7 +396,10 @@ fn run_query(
         if Instant::now() > deadline {
             bail!("{name}: not done after 30 minutes");
         }
-        let scrape = http_get(admin, "/metrics").unwrap_or_default();
+        let Some(scrape) = http_get(admin, "/metrics") else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
         let (processed, now_produced) = match second_stage(name) {
             None => (
                 metric(&scrape, "streamfold_records_processed_total"),
@@ -445,7 +448,9 @@ fn run_query(
         if now_produced != produced || processed < total as f64 {
             last = (started.elapsed().as_secs_f64(), usage(pid)?);
             produced = now_produced;
-        } else if now_produced > 0.0 && started.elapsed().as_secs_f64() - last.0 >= 1.0 {
+        } else if (now_produced > 0.0 || second_stage(name).is_none())
+            && started.elapsed().as_secs_f64() - last.0 >= 1.0
+        {
             let (secs, (cpu_secs, peak_rss_mib)) = last;
             return Ok(Sample {
                 secs,
@@ -694,19 +699,13 @@ fn main() -> anyhow::Result<()> {
                 .push(sample);
         }
         for (name, query, output, ours) in checks.drain(..) {
-            let (same, only_ours, only_theirs) = peers::check(
+            let same = peers::check(
                 &broker,
                 query,
                 &output,
                 &format!("{input}-{ours}-{run}-out"),
             )?;
-            eprintln!(
-                "run {run} {name}: {same} windows equal {ours}'s; {only_ours} only in \
-                 streamfold's output, {only_theirs} only in the peer's"
-            );
-            if same == 0 {
-                bail!("{name}: no window in common with {ours}");
-            }
+            eprintln!("run {run} {name}: all {same} windows equal {ours}'s");
         }
     }
     let table = report::table(

@@ -70,7 +70,8 @@ pub(super) fn run_peer(
         .with_context(|| format!("starting {}", python.display()))?;
     let pid = libc::pid_t::try_from(child.id())?;
     // `wait4` gives the CPU time of the process and of the cluster
-    // members it waited for, and their peak RSS.
+    // members it waited for, and the largest peak RSS of one of them (for
+    // a cluster of several processes, one member's, not their sum).
     let mut status = 0;
     // SAFETY: an all-zero `rusage` is valid, and `wait4` fills it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -84,7 +85,14 @@ pub(super) fn run_peer(
     }
     let secs = started.elapsed().as_secs_f64();
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!("{tool} {name} failed (wait status {status})");
+        bail!(
+            "{tool} {name} failed: {}",
+            if libc::WIFSIGNALED(status) {
+                format!("killed by signal {}", libc::WTERMSIG(status))
+            } else {
+                format!("exit code {}", libc::WEXITSTATUS(status))
+            }
+        );
     }
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok((
@@ -103,15 +111,10 @@ pub(super) fn run_peer(
 type Rows = BTreeMap<i64, Vec<i64>>;
 
 /// Compares a peer's results (the rows of topic `peer`) with streamfold's
-/// (`ours`, the output of the chained query `name`) on the windows both
-/// have; fails on any that differs. Returns (windows compared, windows
-/// only streamfold has, windows only the peer has).
-pub(super) fn check(
-    broker: &str,
-    name: &str,
-    peer: &str,
-    ours: &str,
-) -> anyhow::Result<(usize, usize, usize)> {
+/// (`ours`, the output of the chained query `name`), window by window;
+/// fails on a window that differs or that only one of them has. Returns
+/// the number of windows compared.
+pub(super) fn check(broker: &str, name: &str, peer: &str, ours: &str) -> anyhow::Result<usize> {
     let theirs = rows(broker, peer, |v| {
         // Pathway writes a change stream: a row withdrawn is `diff` -1.
         if v["diff"].as_i64().is_some_and(|d| d < 0) {
@@ -158,7 +161,17 @@ pub(super) fn check(
             compared += 1;
         }
     }
-    Ok((compared, mine.len() - compared, theirs.len() - compared))
+    let (only_ours, only_theirs) = (mine.len() - compared, theirs.len() - compared);
+    if only_ours + only_theirs > 0 || compared == 0 {
+        let first = |a: &Rows, b: &Rows| a.keys().find(|k| !b.contains_key(k)).copied();
+        bail!(
+            "{name}: {compared} windows equal; {only_ours} only in streamfold's output (first \
+             ending at {:?}), {only_theirs} only in {peer} (first ending at {:?})",
+            first(&mine, &theirs),
+            first(&theirs, &mine)
+        );
+    }
+    Ok(compared)
 }
 
 /// Every record of `topic` as it is now, each value parsed by `row`
@@ -203,8 +216,13 @@ fn rows(
                 let parsed = row(&v).with_context(|| {
                     format!("{topic} offset {}: unexpected row {v}", m.offset())
                 })?;
-                if let Some((end, picked)) = parsed {
-                    out.insert(end, picked);
+                if let Some((end, picked)) = parsed
+                    && let Some(before) = out.insert(end, picked.clone())
+                    && before != picked
+                {
+                    bail!(
+                        "{topic}: two results for the window ending at {end}: {before:?}, {picked:?}"
+                    );
                 }
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => left -= 1,

@@ -50,7 +50,9 @@ impl EvolvedPlan {
         let (Schema::Record(w), Schema::Record(r)) = (writer, reader) else {
             return None;
         };
-        // Aliases rename fields; leave them to the resolving reader.
+        // Aliases rename fields: no plan (the resolving reader of
+        // apache-avro 0.22 matches by name only too, so it says what is
+        // missing).
         if r.fields.iter().any(|f| !f.aliases.is_empty()) {
             return None;
         }
@@ -349,7 +351,7 @@ mod tests {
                     // Debug forms, so that NaN equals itself.
                     prop_assert_eq!(format!("{direct:?}"), format!("{expected:?}"));
                 }
-                Err(GiveUp) => prop_assert!(cut != 0, "gave up on a well-formed datum"),
+                Err(GiveUp) => prop_assert!(matches!(cut, 1 | 2), "gave up on a well-formed datum"),
             }
         }
     }
@@ -371,9 +373,18 @@ mod tests {
 
     #[test]
     fn pairs_the_direct_path_does_not_map_have_no_plan() {
-        let (writer, reader) = schemas();
+        let (_, reader) = schemas();
         // A union written, a plain type read: decided per record.
-        assert!(EvolvedPlan::new(&reader, &writer, &[]).is_none());
+        let union = Schema::parse_str(
+            r#"{"type":"record","name":"E","fields":[{"name":"a","type":["null","int"]}]}"#,
+        )
+        .unwrap();
+        let plain = Schema::parse_str(
+            r#"{"type":"record","name":"E","fields":[{"name":"a","type":"int"}]}"#,
+        )
+        .unwrap();
+        assert!(EvolvedPlan::new(&union, &plain, &[]).is_none());
+        assert!(EvolvedPlan::new(&plain, &union, &[]).is_some());
         // A field of a type the direct path does not decode.
         let map = Schema::parse_str(
             r#"{"type":"record","name":"E","fields":[
