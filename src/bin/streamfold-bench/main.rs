@@ -289,23 +289,21 @@ fn write_config(
     create_topic(broker, &dlq, 1)?;
     std::fs::write(dir.join("bid.avsc"), NEXMARK_BID_SCHEMA)?;
     let config = dir.join(format!("{input}-{name}-{tag}.toml"));
-    // A chained query: the first stage writes to a topic of its own, the
-    // second reads it and writes the output (JSON: a row per window, read
-    // back to check a peer's results).
+    // A chained query: the first stage writes to a topic of its own, of
+    // one partition, so that one task of the second stage reads every
+    // result of a window; the second writes the output (JSON: a row per
+    // window, read back to check a peer's results).
     let (head, first_output, second) = match second_stage(name) {
         Some(stage) => {
             let mid = format!("{input}-{name}-{tag}-mid");
-            let internal = format!("{input}-{name}-{tag}-internal");
-            create_topic(broker, &mid, 8)?;
-            create_topic(broker, &internal, 1)?;
+            create_topic(broker, &mid, 1)?;
             (
                 format!("[[pipelines]]\nname = \"{}\"", first_stage_name(name)),
                 mid,
                 format!(
                     "\n[[pipelines]]\nname = \"{name}\"\ninput = {{ pipeline = \"{}\" }}\n\
                      output_topic = \"{output}\"\noutput_format = \"json\"\n\
-                     dead_letter_topic = \"{dlq}\"\n\
-                     repartition_topic = \"{internal}\"\n{stage}\n",
+                     dead_letter_topic = \"{dlq}\"\n{stage}\n",
                     first_stage_name(name)
                 ),
             )

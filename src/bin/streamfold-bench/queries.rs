@@ -53,14 +53,14 @@ aggregates = [{ fn = "max-by", field = "price", value = ["price", "bidder", "auc
 }
 
 /// The second stage of a chained query: a pipeline reading the first
-/// stage's results, re-keyed by window end through a one-partition topic
-/// (so that one task sees every partial result of a window).
+/// stage's results from its one-partition output topic (so that one task
+/// sees every partial result of a window), grouped by window end.
 ///
 /// Its lateness covers the skew between the first stage's partitions: the
 /// one-partition topic merges them, and a partition that reaches its
 /// closers (ten minutes ahead) first moves the watermark past what the
-/// others have yet to write. The second wave of closers, twenty minutes
-/// ahead, still closes every window.
+/// others have yet to write. The bench's flush result (`flush.rs`) closes
+/// every window once the first stage has written them all.
 pub(super) fn second_stage(name: &str) -> Option<&'static str> {
     Some(match name {
         // The auction with the most bids in each window (ties: the
@@ -69,7 +69,6 @@ pub(super) fn second_stage(name: &str) -> Option<&'static str> {
             r#"group_by = "window_end"
 window = { kind = "tumbling", size = "2s" }
 allowed_lateness = "15m"
-repartition = true
 aggregates = [{ fn = "max-by", field = "count", value = ["key", "count"], name = "hot" }]"#
         }
         // The highest bid of each window over all partitions.
@@ -77,7 +76,6 @@ aggregates = [{ fn = "max-by", field = "count", value = ["key", "count"], name =
             r#"group_by = "window_end"
 window = { kind = "tumbling", size = "10s" }
 allowed_lateness = "15m"
-repartition = true
 aggregates = [{ fn = "max-by", field = "top_price", value = ["top_price", "top_bidder", "top_auction"], name = "highest" }]"#
         }
         _ => return None,
