@@ -26,28 +26,53 @@ use super::input::Publisher;
 /// `pipeline.max_event_time_ahead` allows.
 const AHEAD: Duration = Duration::from_secs(40 * 60);
 
-/// Writes the flush result to `topic`, the output of the first stage
-/// `stage` of `config`, in that stage's output schema (as
-/// `streamfold schema` derives it).
-pub(super) fn write(
-    streamfold: &Path,
-    config: &Path,
-    stage: &str,
-    broker: &str,
-    topic: &str,
-) -> anyhow::Result<()> {
-    let out = Command::new(streamfold)
-        .args(["schema", "--pipeline", stage, "--config"])
-        .arg(config)
-        .output()
-        .context("running streamfold schema")?;
-    if !out.status.success() {
-        bail!(
-            "streamfold schema --pipeline {stage}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+/// The flush result of one chained query, ready to write.
+pub(super) struct Flush {
+    /// The first stage's output topic.
+    topic: String,
+    /// The result, in the first stage's output schema.
+    value: Vec<u8>,
+}
+
+impl Flush {
+    /// The flush result for `topic`, the output of the first stage `stage`
+    /// of `config`, in that stage's output schema (as `streamfold schema`
+    /// derives it).
+    pub(super) fn prepare(
+        streamfold: &Path,
+        config: &Path,
+        stage: &str,
+        topic: &str,
+    ) -> anyhow::Result<Self> {
+        let out = Command::new(streamfold)
+            .args(["schema", "--pipeline", stage, "--config"])
+            .arg(config)
+            .output()
+            .context("running streamfold schema")?;
+        if !out.status.success() {
+            bail!(
+                "streamfold schema --pipeline {stage}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(Self {
+            topic: topic.to_string(),
+            value: encode(&out.stdout, stage)?,
+        })
     }
-    let schema = Schema::parse_str(std::str::from_utf8(&out.stdout)?)?;
+
+    /// Writes it, and waits for the acknowledgement.
+    pub(super) fn write(&self, broker: &str) -> anyhow::Result<()> {
+        let publisher = Publisher::new(broker, &self.topic)?;
+        publisher.send(Some(0), "flush", &self.value)?;
+        publisher.flush()
+    }
+}
+
+/// A result of stage `stage`, whose output schema is `schema`, for an empty
+/// window ending [`AHEAD`] of now.
+fn encode(schema: &[u8], stage: &str) -> anyhow::Result<Vec<u8>> {
+    let schema = Schema::parse_str(std::str::from_utf8(schema)?)?;
     let Schema::Record(record) = &schema else {
         bail!("{stage}: its output schema is not a record");
     };
@@ -73,10 +98,9 @@ pub(super) fn write(
             Ok((f.name.clone(), v))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let value = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
-        .build()?
-        .write_value_to_vec(Value::Record(fields))?;
-    let publisher = Publisher::new(broker, topic)?;
-    publisher.send(Some(0), "flush", &value)?;
-    publisher.flush()
+    Ok(
+        apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+            .build()?
+            .write_value_to_vec(Value::Record(fields))?,
+    )
 }

@@ -29,7 +29,7 @@ pub(super) fn q5_latency(
 ) -> anyhow::Result<(f64, f64, usize)> {
     let input = format!("bids-live-{run}");
     create_topic(broker, &input, 8)?;
-    let (_child, admin, output) = spawn_query(
+    let (_child, admin, output, _) = spawn_query(
         streamfold,
         dir,
         broker,

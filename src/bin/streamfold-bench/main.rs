@@ -235,8 +235,9 @@ fn metric_where(scrape: &str, name: &str, labels: &[&str]) -> f64 {
 }
 
 /// Starts `streamfold run` on one query (its config written under `dir`,
-/// its topics named after `input` and `tag`); returns the child and the
-/// port of its admin endpoint.
+/// its topics named after `input` and `tag`); returns the child, the port
+/// of its admin endpoint, its output topic and, for a chained query, the
+/// flush result of its second stage.
 fn spawn_query(
     streamfold: &Path,
     dir: &Path,
@@ -245,7 +246,7 @@ fn spawn_query(
     input: &str,
     encoding: Encoding,
     tag: &str,
-) -> anyhow::Result<(Killed, u16, String)> {
+) -> anyhow::Result<(Killed, u16, String, Option<flush::Flush>)> {
     let body = query(name).context("unknown query")?;
     let (body, extra) = match encoding {
         Encoding::AvroFramed => (
@@ -254,7 +255,7 @@ fn spawn_query(
         ),
         _ => (body.to_string(), String::new()),
     };
-    let (config, output) = write_config(
+    let (config, output, mid) = write_config(
         dir,
         broker,
         name,
@@ -264,14 +265,18 @@ fn spawn_query(
         &body,
         &extra,
     )?;
+    let flush = mid
+        .map(|mid| flush::Flush::prepare(streamfold, &config, &first_stage_name(name), &mid))
+        .transpose()?;
     let (child, admin) = spawn_streamfold(streamfold, &config)?;
-    Ok((child, admin, output))
+    Ok((child, admin, output, flush))
 }
 
 /// Writes the config of pipeline `name` (`body`: its window and
 /// aggregates; `extra`: more tables) reading `input` in `format`, and
 /// creates its output and dead-letter topics (named after `input`, `name`
-/// and `tag`); returns the config's path and the output topic.
+/// and `tag`); returns the config's path, the output topic and, for a
+/// chained query, the first stage's output topic.
 #[allow(clippy::too_many_arguments)]
 fn write_config(
     dir: &Path,
@@ -282,7 +287,7 @@ fn write_config(
     tag: &str,
     body: &str,
     extra: &str,
-) -> anyhow::Result<(PathBuf, String)> {
+) -> anyhow::Result<(PathBuf, String, Option<String>)> {
     let output = format!("{input}-{name}-{tag}-out");
     let dlq = format!("{input}-{name}-{tag}-dlq");
     create_topic(broker, &output, 8)?;
@@ -293,25 +298,27 @@ fn write_config(
     // one partition, so that one task of the second stage reads every
     // result of a window; the second writes the output (JSON: a row per
     // window, read back to check a peer's results).
-    let (head, first_output, second) = match second_stage(name) {
+    let (head, first_output, second, mid) = match second_stage(name) {
         Some(stage) => {
             let mid = format!("{input}-{name}-{tag}-mid");
             create_topic(broker, &mid, 1)?;
             (
                 format!("[[pipelines]]\nname = \"{}\"", first_stage_name(name)),
-                mid,
+                mid.clone(),
                 format!(
                     "\n[[pipelines]]\nname = \"{name}\"\ninput = {{ pipeline = \"{}\" }}\n\
                      output_topic = \"{output}\"\noutput_format = \"json\"\n\
                      dead_letter_topic = \"{dlq}\"\n{stage}\n",
                     first_stage_name(name)
                 ),
+                Some(mid),
             )
         }
         None => (
             format!("[pipeline]\nname = \"{name}\""),
             output.clone(),
             String::new(),
+            None,
         ),
     };
     std::fs::write(
@@ -338,7 +345,7 @@ level = "warn"
 {extra}"#
         ),
     )?;
-    Ok((config, output))
+    Ok((config, output, mid))
 }
 
 /// Starts `streamfold run --config <config>` with its admin endpoint on a
@@ -374,7 +381,7 @@ fn run_query(
     run: usize,
 ) -> anyhow::Result<Sample> {
     let started = Instant::now();
-    let (child, admin, _) = spawn_query(
+    let (child, admin, _, flush) = spawn_query(
         streamfold,
         dir,
         broker,
@@ -422,15 +429,10 @@ fn run_query(
                 if !settled || results != first_results.0 {
                     first_results = (results, Instant::now());
                 } else if !flushed && first_results.1.elapsed() >= Duration::from_millis(500) {
-                    let tag = run.to_string();
-                    let input = encoding.topic();
-                    flush::write(
-                        streamfold,
-                        &dir.join(format!("{input}-{name}-{tag}.toml")),
-                        &first_stage_name(name),
-                        broker,
-                        &format!("{input}-{name}-{tag}-mid"),
-                    )?;
+                    flush
+                        .as_ref()
+                        .context("a chained query's flush")?
+                        .write(broker)?;
                     flushed = true;
                 }
                 (

@@ -116,7 +116,7 @@ pub fn measure(
          [commit]\ninterval = \"1s\"\n\n[state]\ncheckpoints = {checkpoints}\n\
          checkpoint_interval = \"1s\"\n"
     );
-    let (config, output) =
+    let (config, output, _) =
         write_config(dir, broker, "restart", &topic, "json", &tag, &body, &extra)?;
     let group = format!("bench-{}-restart-{tag}", topic);
 
