@@ -225,12 +225,15 @@ fn window_state(c: &mut Criterion) {
                     let pane = windows.pane(p.pane_start).unwrap();
                     store.merge(&windows, &p.key, pane.start, pane.last_end, p.aggregates);
                 }
+                let mut closed = Vec::new();
                 store.close_until(
                     &windows,
                     &plan.windowing().aggregates,
                     i64::MAX - 1,
                     i64::MIN,
-                )
+                    &mut closed,
+                );
+                closed
             },
             BatchSize::SmallInput,
         )

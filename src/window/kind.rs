@@ -15,19 +15,7 @@
 use crate::aggregate::{AggSpec, Aggregates};
 use crate::record::Record;
 
-use super::{ClosedWindow, EventTimeOutOfRange, Pane, SavedWindows, SessionChange, WrongKind};
-
-impl From<ClosedWindow> for Closed {
-    fn from(c: ClosedWindow) -> Self {
-        Self {
-            key: c.key,
-            start: c.start,
-            end: c.end,
-            first_offset: -1,
-            aggregates: c.aggregates,
-        }
-    }
-}
+use super::{EventTimeOutOfRange, Pane, SavedWindows, SessionChange, WrongKind};
 
 /// Where a window kind puts a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,10 +122,17 @@ pub trait OpenWindows: Send {
         unreachable!("this window kind takes pane partials, not records")
     }
 
-    /// Removes and returns every window the watermark has reached, except
-    /// pane-based ones ending at or before `skip_until` (emitted and
-    /// acknowledged before a restart).
-    fn close_until(&mut self, specs: &[AggSpec], watermark: i64, skip_until: i64) -> Vec<Closed>;
+    /// Removes every window the watermark has reached and appends it to
+    /// `out`, except pane-based ones ending at or before `skip_until`
+    /// (emitted and acknowledged before a restart). `out` is the caller's,
+    /// kept from one close to the next.
+    fn close_until(
+        &mut self,
+        specs: &[AggSpec],
+        watermark: i64,
+        skip_until: i64,
+        out: &mut Vec<Closed>,
+    );
 
     /// The end and current aggregates of the window of `key` starting at
     /// `start`, if it is held.

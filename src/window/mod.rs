@@ -18,7 +18,7 @@ pub use kind::{Assignment, Closed, OpenWindows, WindowKind};
 pub use saved::{SavedPane, SavedSession, SavedWindows, WrongKind};
 pub use session::{ClosedSession, SessionChange, SessionStore, Sessions};
 pub use sliding::{Sliding, SlidingStore};
-pub use store::{ClosedWindow, WindowStore};
+pub use store::WindowStore;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -319,11 +319,10 @@ mod tests {
                 }
             }
             assert_eq!((open.is_empty(), open.keys()), (false, 1), "{config:?}");
-            assert!(
-                open.close_until(&specs, 12_000, NO_TIME).is_empty(),
-                "{config:?}"
-            );
-            let closed = open.close_until(&specs, 100_000, NO_TIME);
+            let mut closed = Vec::new();
+            open.close_until(&specs, 12_000, NO_TIME, &mut closed);
+            assert!(closed.is_empty(), "{config:?}");
+            open.close_until(&specs, 100_000, NO_TIME, &mut closed);
             assert!(!closed.is_empty(), "{config:?}");
             assert!(
                 closed

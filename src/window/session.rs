@@ -267,18 +267,19 @@ impl OpenWindows for OpenSessions {
         )
     }
 
-    fn close_until(&mut self, _: &[AggSpec], watermark: i64, _: i64) -> Vec<Closed> {
-        self.store
-            .close_until(watermark)
-            .into_iter()
-            .map(|c| Closed {
-                key: c.key,
-                start: c.start,
-                end: c.end,
-                first_offset: c.first_offset,
-                aggregates: c.aggregates,
-            })
-            .collect()
+    fn close_until(&mut self, _: &[AggSpec], watermark: i64, _: i64, out: &mut Vec<Closed>) {
+        out.extend(
+            self.store
+                .close_until(watermark)
+                .into_iter()
+                .map(|c| Closed {
+                    key: c.key,
+                    start: c.start,
+                    end: c.end,
+                    first_offset: c.first_offset,
+                    aggregates: c.aggregates,
+                }),
+        );
     }
 
     fn snapshot(&self, _: &[AggSpec], key: &str, start: i64) -> Option<(i64, Aggregates)> {

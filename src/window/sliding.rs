@@ -20,8 +20,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::ops::Bound;
 
 use super::{
-    Assignment, Closed, ClosedWindow, EventTimeOutOfRange, OpenWindows, Pane, SavedWindows,
-    WindowKind, WrongKind,
+    Assignment, Closed, EventTimeOutOfRange, OpenWindows, Pane, SavedWindows, WindowKind, WrongKind,
 };
 use crate::aggregate::{AggSpec, Aggregates};
 
@@ -123,16 +122,17 @@ impl SlidingStore {
     /// Closes every window ending at or before `watermark`, and drops panes
     /// no open window needs. Windows ending at or before `skip_until`
     /// (emitted and acknowledged before a restart) are not returned.
-    /// Ordered by end, then key.
+    /// Appends them to `out`, ordered by end, then key.
     pub fn close_until(
         &mut self,
         specs: &[AggSpec],
         watermark: i64,
         skip_until: i64,
-    ) -> Vec<ClosedWindow> {
+        out: &mut Vec<Closed>,
+    ) {
         let closed = self.closed.unwrap_or(i64::MIN);
         if watermark <= closed {
-            return Vec::new();
+            return;
         }
         let span = self.sliding.span();
         let lower = closed.max(skip_until);
@@ -159,7 +159,7 @@ impl SlidingStore {
             watermark.saturating_sub(span + 1),
             span + 1,
         );
-        let mut out = Vec::with_capacity(todo.len());
+        out.reserve(todo.len());
         for (end, key) in todo {
             let panes = &self.panes[key];
             let start = end - span;
@@ -170,10 +170,11 @@ impl SlidingStore {
             for (_, a) in panes.range(start..end) {
                 merged.merge(a.clone());
             }
-            out.push(ClosedWindow {
+            out.push(Closed {
                 key: key.to_string(),
                 start,
                 end,
+                first_offset: -1,
                 aggregates: merged,
             });
         }
@@ -192,7 +193,6 @@ impl SlidingStore {
             }
         }
         self.closed = Some(watermark);
-        out
     }
 
     /// The current aggregates and end of the window of `key` starting at
@@ -259,11 +259,14 @@ impl OpenWindows for SlidingStore {
         self.windows_holding(key, pane_start)
     }
 
-    fn close_until(&mut self, specs: &[AggSpec], watermark: i64, skip_until: i64) -> Vec<Closed> {
-        SlidingStore::close_until(self, specs, watermark, skip_until)
-            .into_iter()
-            .map(Closed::from)
-            .collect()
+    fn close_until(
+        &mut self,
+        specs: &[AggSpec],
+        watermark: i64,
+        skip_until: i64,
+        out: &mut Vec<Closed>,
+    ) {
+        SlidingStore::close_until(self, specs, watermark, skip_until, out);
     }
 
     fn snapshot(&self, specs: &[AggSpec], key: &str, start: i64) -> Option<(i64, Aggregates)> {
@@ -327,8 +330,16 @@ mod tests {
         a
     }
 
-    fn summary(c: Vec<ClosedWindow>) -> Vec<(String, i64, i64, i64)> {
-        c.into_iter()
+    /// Closes `store` up to `watermark` (skipping up to `skip_until`);
+    /// each closed window as (key, start, end, count).
+    fn closed(
+        store: &mut SlidingStore,
+        watermark: i64,
+        skip_until: i64,
+    ) -> Vec<(String, i64, i64, i64)> {
+        let mut out = Vec::new();
+        store.close_until(&count(), watermark, skip_until, &mut out);
+        out.into_iter()
             .map(|w| {
                 let Value::Long(n) = w.aggregates.finish(&count()).remove(0) else {
                     panic!("count is a long");
@@ -364,7 +375,7 @@ mod tests {
         for t in [5, 8, 20] {
             store.merge("k", t, one());
         }
-        let got = summary(store.close_until(&count(), 1_000, i64::MIN));
+        let got = closed(&mut store, 1_000, i64::MIN);
         // Left windows [t - 10, t] of 5, 8, 20; right window [6, 16] of 5
         // (holds 8); 8 and 20 have nothing within 10 after them.
         assert_eq!(
@@ -385,7 +396,7 @@ mod tests {
         for t in [5, 8, 20] {
             store.merge("k", t, one());
         }
-        let got = summary(store.close_until(&count(), 1_000, 9));
+        let got = closed(&mut store, 1_000, 9);
         assert_eq!(
             got,
             [("k".to_string(), 6, 17, 1), ("k".to_string(), 10, 21, 1)]
@@ -409,9 +420,9 @@ mod tests {
             let mut wm = -50;
             for step in steps {
                 wm += step;
-                got.extend(summary(store.close_until(&count(), wm, i64::MIN)));
+                got.extend(closed(&mut store, wm, i64::MIN));
             }
-            got.extend(summary(store.close_until(&count(), 10_000, i64::MIN)));
+            got.extend(closed(&mut store, 10_000, i64::MIN));
             prop_assert_eq!(got, expected(&times, size));
             prop_assert!(store.is_empty());
         }

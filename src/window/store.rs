@@ -26,19 +26,6 @@ struct KeyPanes {
     panes: Vec<PaneState>,
 }
 
-/// A window whose watermark has passed: ready to be emitted.
-#[derive(Debug)]
-pub struct ClosedWindow {
-    /// Group key.
-    pub key: String,
-    /// Inclusive start.
-    pub start: i64,
-    /// Exclusive end.
-    pub end: i64,
-    /// The merged aggregates of its panes.
-    pub aggregates: Aggregates,
-}
-
 /// Open panes of one partition, by key and pane start, with an index from
 /// each open window end to the keys that have a pane in that window.
 ///
@@ -113,17 +100,19 @@ impl WindowStore {
     /// Closes every window ending at or before `watermark` that has at
     /// least one pane, and drops panes no open window needs. Windows
     /// ending at or before `skip_until` (already emitted and acknowledged
-    /// before a restart) are not returned. Ordered by end, then key.
+    /// before a restart) are not returned. Appends them to `out`, ordered
+    /// by end, then key (`out` is the caller's, reused from one close to
+    /// the next: a close can emit thousands of windows).
     pub fn close_until(
         &mut self,
         windows: &Windows,
         specs: &[AggSpec],
         watermark: i64,
         skip_until: i64,
-    ) -> Vec<ClosedWindow> {
-        let mut out = Vec::new();
+        out: &mut Vec<Closed>,
+    ) {
         if watermark <= self.closed.unwrap_or(i64::MIN) {
-            return out;
+            return;
         }
         self.closed = Some(watermark);
         while let Some(entry) = self.ends.first_entry() {
@@ -158,10 +147,11 @@ impl WindowStore {
                 }
                 self.count -= before - kp.panes.len();
                 if let Some(aggregates) = merged {
-                    out.push(ClosedWindow {
+                    out.push(Closed {
                         key: kp.key.clone(),
                         start,
                         end,
+                        first_offset: -1,
                         aggregates,
                     });
                 }
@@ -174,7 +164,6 @@ impl WindowStore {
                 }
             }
         }
-        out
     }
 
     /// Every pane held, by key then start, and the watermark windows were
@@ -292,12 +281,15 @@ impl OpenWindows for OpenFixed {
             .collect()
     }
 
-    fn close_until(&mut self, specs: &[AggSpec], watermark: i64, skip_until: i64) -> Vec<Closed> {
+    fn close_until(
+        &mut self,
+        specs: &[AggSpec],
+        watermark: i64,
+        skip_until: i64,
+        out: &mut Vec<Closed>,
+    ) {
         self.store
-            .close_until(&self.windows, specs, watermark, skip_until)
-            .into_iter()
-            .map(Closed::from)
-            .collect()
+            .close_until(&self.windows, specs, watermark, skip_until, out);
     }
 
     fn snapshot(&self, specs: &[AggSpec], key: &str, start: i64) -> Option<(i64, Aggregates)> {
@@ -357,8 +349,17 @@ mod tests {
         s.merge(w, key, p.start, p.last_end, n(k))
     }
 
-    fn summary(c: Vec<ClosedWindow>) -> Vec<(String, i64, i64, Value)> {
-        c.into_iter()
+    /// Closes up to `watermark` (skipping up to `skip_until`); each closed
+    /// window as (key, start, end, count).
+    fn closed(
+        s: &mut WindowStore,
+        w: &Windows,
+        watermark: i64,
+        skip_until: i64,
+    ) -> Vec<(String, i64, i64, Value)> {
+        let mut out = Vec::new();
+        s.close_until(w, &count(), watermark, skip_until, &mut out);
+        out.into_iter()
             .map(|w| {
                 let v = w.aggregates.finish(&count()).remove(0);
                 (w.key, w.start, w.end, v)
@@ -374,7 +375,7 @@ mod tests {
         assert!(put(&mut s, &w, "a", 20, 2));
         assert!(!put(&mut s, &w, "a", 59, 1));
         assert!(put(&mut s, &w, "a", 60, 4));
-        let closed = summary(s.close_until(&w, &count(), 60, i64::MIN));
+        let closed = closed(&mut s, &w, 60, i64::MIN);
         assert_eq!(
             closed,
             [
@@ -392,7 +393,7 @@ mod tests {
         put(&mut s, &w, "a", 1, 1); // windows [-5,5) [0,10)
         put(&mut s, &w, "a", 7, 2); // windows [0,10) [5,15)
         put(&mut s, &w, "a", 12, 4); // windows [5,15) [10,20)
-        let c = summary(s.close_until(&w, &count(), 10, i64::MIN));
+        let c = closed(&mut s, &w, 10, i64::MIN);
         assert_eq!(
             c,
             [
@@ -401,7 +402,7 @@ mod tests {
             ]
         );
         assert_eq!(s.len(), 2, "the pane at 0 is no longer needed");
-        let c = summary(s.close_until(&w, &count(), 20, i64::MIN));
+        let c = closed(&mut s, &w, 20, i64::MIN);
         assert_eq!(
             c,
             [
@@ -417,7 +418,7 @@ mod tests {
         let w = Windows::hopping(10, 5);
         let mut s = WindowStore::default();
         put(&mut s, &w, "a", 7, 2);
-        let c = summary(s.close_until(&w, &count(), 20, 10));
+        let c = closed(&mut s, &w, 20, 10);
         assert_eq!(c, [("a".to_string(), 5, 15, Value::Long(2))]);
     }
 
@@ -427,12 +428,12 @@ mod tests {
         let mut s = WindowStore::default();
         put(&mut s, &w, "a", 1, 1);
         put(&mut s, &w, "b", 2, 1);
-        s.close_until(&w, &count(), 10, i64::MIN);
+        closed(&mut s, &w, 10, i64::MIN);
         assert_eq!(s.keys(), 0);
         put(&mut s, &w, "c", 11, 5);
         put(&mut s, &w, "b", 12, 2);
         put(&mut s, &w, "c", 23, 1);
-        let c = summary(s.close_until(&w, &count(), 30, i64::MIN));
+        let c = closed(&mut s, &w, 30, i64::MIN);
         assert_eq!(
             c,
             [
@@ -472,7 +473,7 @@ mod tests {
             let mut want = Vec::new();
             let keys = ["k0", "k1", "k2", "k3"];
             let mut close = |s: &mut WindowStore, kept: &[(usize, i64, u64)], to: i64, from: i64| {
-                got.extend(summary(s.close_until(&w, &count(), to, skip_until)));
+                got.extend(closed(s, &w, to, skip_until));
                 let mut ends: Vec<(i64, usize)> = kept
                     .iter()
                     .flat_map(|(k, t, _)| w.assign(*t).unwrap().into_iter().map(move |(_, e)| (e, *k)))

@@ -16,7 +16,7 @@ use crate::operator::{Context, Operator, OperatorError};
 use crate::pipeline::{Late, Plan};
 use crate::sink::EncodedWindow;
 use crate::telemetry::{Outcome, PipelineMetrics};
-use crate::window::{NO_TIME, OpenWindows, SavedWindows, format_millis};
+use crate::window::{Closed, NO_TIME, OpenWindows, SavedWindows, format_millis};
 
 /// What a checkpoint holds of the aggregation.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -57,6 +57,9 @@ pub struct Windowed {
     /// forgotten once the watermark passes that end, when a copy would be
     /// late anyway.
     seen: HashMap<u64, i64>,
+    /// The windows one close emits, kept from one close to the next (a
+    /// close can emit thousands).
+    closed: Vec<Closed>,
 }
 
 impl Windowed {
@@ -73,6 +76,7 @@ impl Windowed {
             max_event_time,
             incomplete_until: None,
             seen: HashMap::new(),
+            closed: Vec::new(),
         }
     }
 
@@ -216,12 +220,14 @@ impl Windowed {
     /// rebuilt in a replay that ends at or before the settled bound was
     /// already emitted and acknowledged: it is dropped instead.
     fn close_until(&mut self, watermark: i64, cx: &mut Context<'_>) -> Result<(), OperatorError> {
-        let closed = self.windows.close_until(
+        let mut closed = std::mem::take(&mut self.closed);
+        self.windows.close_until(
             &self.plan.windowing().aggregates,
             watermark,
             cx.frontier.settled(),
+            &mut closed,
         );
-        for c in closed {
+        for c in closed.drain(..) {
             // `first_offset` identifies a session to the frontier; -1 for
             // pane-based windows, which the store already filters.
             if c.first_offset >= 0 && c.end <= cx.frontier.settled() {
@@ -234,6 +240,7 @@ impl Windowed {
             }
             cx.final_result(window);
         }
+        self.closed = closed;
         Ok(())
     }
 
