@@ -19,6 +19,7 @@ pub struct RawRecord {
     /// The `streamfold.window.partition` header of an upstream pipeline's
     /// window result (the partition it was computed on), read only when
     /// the pipeline reads window results: with key and bounds it is the
-    /// result's identity.
-    pub window_partition: Option<i32>,
+    /// result's identity. `Err` holds a header that is not a partition
+    /// number: the record is a dead letter that names it.
+    pub window_partition: Option<Result<i32, Bytes>>,
 }

@@ -168,11 +168,17 @@ impl KafkaSink {
                 value: Some(offset.format(r.offset)),
             });
         // An upstream window result goes on with the partition it was
-        // computed on: part of its identity.
-        let headers = match r.window_partition {
-            Some(p) => headers.insert(Header {
+        // computed on: part of its identity. A header that is not a
+        // partition number goes on as it came, for the aggregating stage
+        // to dead-letter.
+        let headers = match &r.window_partition {
+            Some(Ok(p)) => headers.insert(Header {
                 key: WINDOW_PARTITION_HEADER,
-                value: Some(window.format(p)),
+                value: Some(window.format(*p)),
+            }),
+            Some(Err(bytes)) => headers.insert(Header {
+                key: WINDOW_PARTITION_HEADER,
+                value: Some(&bytes[..]),
             }),
             None => headers,
         };

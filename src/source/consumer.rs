@@ -517,14 +517,24 @@ fn schema_header(m: &BorrowedMessage<'_>) -> Option<bytes::Bytes> {
         .map(bytes::Bytes::copy_from_slice)
 }
 
-/// The `streamfold.window.partition` header of `m`, if it has one.
-fn window_partition(m: &BorrowedMessage<'_>) -> Option<i32> {
+/// The `streamfold.window.partition` header of `m`, if it has one: the
+/// partition number, or the bytes it holds instead of one.
+fn window_partition(m: &BorrowedMessage<'_>) -> Option<Result<i32, bytes::Bytes>> {
     use rdkafka::message::Headers as _;
     let h = m
         .headers()?
         .iter()
         .find(|h| h.key == crate::sink::WINDOW_PARTITION_HEADER)?;
-    std::str::from_utf8(h.value?).ok()?.parse().ok()
+    Some(partition_number(h.value.unwrap_or_default()))
+}
+
+/// The partition number a `streamfold.window.partition` header holds (in
+/// decimal, as the sink writes it), or its bytes when it holds none.
+fn partition_number(value: &[u8]) -> Result<i32, bytes::Bytes> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bytes::Bytes::copy_from_slice(value))
 }
 
 /// The high watermark librdkafka last saw in a fetch response for
@@ -545,4 +555,22 @@ fn cached_high_watermark(consumer: &SourceConsumer, topic: &str, partition: i32)
     };
     (err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
         .then_some(high)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_number;
+
+    #[test]
+    fn a_window_partition_header_holds_a_decimal_partition_number() {
+        assert_eq!(partition_number(b"7"), Ok(7));
+        assert_eq!(partition_number(b"-1"), Ok(-1));
+        // Anything else is kept, for the dead letter to name.
+        for bad in [&b""[..], b"7x", b"\xff", b"99999999999"] {
+            assert_eq!(
+                partition_number(bad),
+                Err(bytes::Bytes::copy_from_slice(bad))
+            );
+        }
+    }
 }

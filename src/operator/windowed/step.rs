@@ -71,7 +71,7 @@ pub struct InOrderRecord {
 pub fn identity(
     plan: &Plan,
     record: &Record,
-    window_partition: Option<i32>,
+    window_partition: Option<&Result<i32, bytes::Bytes>>,
 ) -> Result<Option<u64>, (Stage, String)> {
     let Some(d) = plan.windowing().dedupe else {
         return Ok(None);
@@ -81,12 +81,33 @@ pub fn identity(
     h.update(record.str(d.key).map_err(wrong)?.as_bytes());
     h.update(&record.i64(d.start).map_err(wrong)?.to_le_bytes());
     h.update(&record.i64(d.end).map_err(wrong)?.to_le_bytes());
-    if let Some(p) = window_partition {
+    if let Some(p) = origin(window_partition)? {
         h.update(&p.to_le_bytes());
     }
     let mut first = [0u8; 8];
     first.copy_from_slice(&h.finalize().as_bytes()[..8]);
     Ok(Some(u64::from_le_bytes(first)))
+}
+
+/// The partition an upstream result was computed on, from its header.
+///
+/// # Errors
+/// Stage `decode`, naming the header and what it holds, when that is not
+/// a partition number: without it, results of one key and window computed
+/// on different partitions would be taken for copies of one another.
+fn origin(header: Option<&Result<i32, bytes::Bytes>>) -> Result<Option<i32>, (Stage, String)> {
+    match header {
+        None => Ok(None),
+        Some(Ok(p)) => Ok(Some(*p)),
+        Some(Err(bytes)) => Err((
+            Stage::Decode,
+            format!(
+                "upstream result: header {} holds {:?}, not a partition number",
+                crate::sink::WINDOW_PARTITION_HEADER,
+                String::from_utf8_lossy(bytes)
+            ),
+        )),
+    }
 }
 
 /// What the step gathered from one batch.
@@ -133,7 +154,7 @@ impl Collect for Panes {
     fn collect(&mut self, plan: &Plan, k: Keyed<'_>) -> Result<(), (Stage, String)> {
         let mut buf = itoa::Buffer::new();
         let (key, event_time) = k.key_and_time(plan, &mut buf)?;
-        let identity = identity(plan, &k.record, k.raw.window_partition)?;
+        let identity = identity(plan, &k.record, k.raw.window_partition.as_ref())?;
         let pane = match plan.windowing().window.assign(event_time) {
             Ok(Assignment::Pane(pane)) => pane,
             Ok(Assignment::InOrder { first_end }) => {
@@ -229,5 +250,26 @@ impl Step for WindowStep {
 
     fn run(&self, records: Vec<RawRecord>) -> Batch<Panes> {
         process(&self.plan, records, Panes::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_whose_partition_header_is_not_a_number_is_a_decode_dead_letter() {
+        assert_eq!(origin(None), Ok(None));
+        assert_eq!(origin(Some(&Ok(3))), Ok(Some(3)));
+        let bad = Err(bytes::Bytes::from_static(b"three"));
+        assert_eq!(
+            origin(Some(&bad)),
+            Err((
+                Stage::Decode,
+                "upstream result: header streamfold.window.partition holds \"three\", \
+                 not a partition number"
+                    .to_string()
+            ))
+        );
     }
 }
