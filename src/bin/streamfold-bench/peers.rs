@@ -116,23 +116,22 @@ type Rows = BTreeMap<i64, Vec<i64>>;
 /// the number of windows compared.
 pub(super) fn check(broker: &str, name: &str, peer: &str, ours: &str) -> anyhow::Result<usize> {
     let theirs = rows(broker, peer, |v| {
-        // Pathway writes a change stream: a row withdrawn is `diff` -1.
-        if v["diff"].as_i64().is_some_and(|d| d < 0) {
-            return Some(None);
-        }
         let f = |k: &str| v[k].as_i64();
-        Some(Some((
+        Some((
             f("window_end")?,
             match name {
                 "q5" => vec![f("auction")?, f("count")?],
                 _ => vec![f("auction")?, f("bidder")?, f("price")?],
             },
-        )))
+            // Pathway writes a change stream: a row is added (`diff` 1) and
+            // may later be withdrawn (`diff` -1) when an update replaces it.
+            v["diff"].as_i64().unwrap_or(1),
+        ))
     })?;
     let mine = rows(broker, ours, |v| {
         let f = |k: &str| v[k].as_i64();
         let end: i64 = v["key"].as_str()?.parse().ok()?;
-        Some(Some((
+        Some((
             end,
             match name {
                 "q5" => vec![v["hot_key"].as_str()?.parse().ok()?, f("hot_count")?],
@@ -142,7 +141,8 @@ pub(super) fn check(broker: &str, name: &str, peer: &str, ours: &str) -> anyhow:
                     f("highest_top_price")?,
                 ],
             },
-        )))
+            1,
+        ))
     })?;
     // The closers (auction 0, in every partition) make windows of their
     // own, which streamfold computes per partition: left out.
@@ -174,12 +174,15 @@ pub(super) fn check(broker: &str, name: &str, peer: &str, ours: &str) -> anyhow:
     Ok(compared)
 }
 
-/// Every record of `topic` as it is now, each value parsed by `row`
-/// (`Some(None)`: a row to leave out).
+/// Each window's result in `topic` as it is now, each value parsed by
+/// `row` into (window end, result, change: 1 added, -1 withdrawn). The
+/// changes of a (window, result) are summed, in whatever order the
+/// topic's partitions give them; a window must be left with one result
+/// (a repeat of it, which at-least-once allows, counts once).
 fn rows(
     broker: &str,
     topic: &str,
-    row: impl Fn(&serde_json::Value) -> Option<Option<(i64, Vec<i64>)>>,
+    row: impl Fn(&serde_json::Value) -> Option<(i64, Vec<i64>, i64)>,
 ) -> anyhow::Result<Rows> {
     let reader: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker)
@@ -203,7 +206,7 @@ fn rows(
         }
     }
     reader.assign(&tpl)?;
-    let mut out = Rows::new();
+    let mut changes: BTreeMap<(i64, Vec<i64>), i64> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while left > 0 {
         if Instant::now() > deadline {
@@ -216,18 +219,18 @@ fn rows(
                 let parsed = row(&v).with_context(|| {
                     format!("{topic} offset {}: unexpected row {v}", m.offset())
                 })?;
-                if let Some((end, picked)) = parsed
-                    && let Some(before) = out.insert(end, picked.clone())
-                    && before != picked
-                {
-                    bail!(
-                        "{topic}: two results for the window ending at {end}: {before:?}, {picked:?}"
-                    );
-                }
+                let (end, picked, change) = parsed;
+                *changes.entry((end, picked)).or_default() += change;
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => left -= 1,
             Some(Err(e)) => bail!("reading {topic}: {e}"),
             None => {}
+        }
+    }
+    let mut out = Rows::new();
+    for ((end, picked), _) in changes.into_iter().filter(|(_, n)| *n > 0) {
+        if let Some(before) = out.insert(end, picked.clone()) {
+            bail!("{topic}: two results for the window ending at {end}: {before:?}, {picked:?}");
         }
     }
     Ok(out)
