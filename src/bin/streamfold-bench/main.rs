@@ -452,6 +452,14 @@ fn run_query(
             && started.elapsed().as_secs_f64() - last.0 >= 1.0
         {
             let (secs, (cpu_secs, peak_rss_mib)) = last;
+            if second_stage(name).is_some() {
+                // What the second stage reads: one record per result.
+                eprintln!(
+                    "run {run} {name}: its first stage wrote {:.0} results ({:.2} per event)",
+                    first_results.0,
+                    first_results.0 / total as f64
+                );
+            }
             return Ok(Sample {
                 secs,
                 cpu_secs,

@@ -209,10 +209,14 @@ impl Collect for Panes {
                     identity,
                 });
                 let slot = self.partials.len() - 1;
-                let partials = &self.partials;
-                self.index.insert_unique(hash, slot, |&s| {
-                    slot_hash(&partials[s].key, partials[s].pane_start)
-                });
+                // An upstream result's partial is never looked up: it stays
+                // out of the index (which would grow by one per record).
+                if identity.is_none() {
+                    let partials = &self.partials;
+                    self.index.insert_unique(hash, slot, |&s| {
+                        slot_hash(&partials[s].key, partials[s].pane_start)
+                    });
+                }
                 slot
             }
         };
