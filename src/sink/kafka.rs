@@ -169,8 +169,9 @@ impl KafkaSink {
             });
         // An upstream window result goes on with the partition it was
         // computed on: part of its identity. A header that is not a
-        // partition number goes on as it came, for the aggregating stage
-        // to dead-letter.
+        // partition number goes on with the bytes it held (none for a
+        // header without a value), for the aggregating stage to
+        // dead-letter.
         let headers = match &r.window_partition {
             Some(Ok(p)) => headers.insert(Header {
                 key: WINDOW_PARTITION_HEADER,

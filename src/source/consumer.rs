@@ -529,11 +529,13 @@ fn window_partition(m: &BorrowedMessage<'_>) -> Option<Result<i32, bytes::Bytes>
 }
 
 /// The partition number a `streamfold.window.partition` header holds (in
-/// decimal, as the sink writes it), or its bytes when it holds none.
+/// decimal, as the sink writes it), or its bytes when it holds none (a
+/// header without a value holds none).
 fn partition_number(value: &[u8]) -> Result<i32, bytes::Bytes> {
     std::str::from_utf8(value)
         .ok()
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|p| *p >= 0)
         .ok_or_else(|| bytes::Bytes::copy_from_slice(value))
 }
 
@@ -564,9 +566,9 @@ mod tests {
     #[test]
     fn a_window_partition_header_holds_a_decimal_partition_number() {
         assert_eq!(partition_number(b"7"), Ok(7));
-        assert_eq!(partition_number(b"-1"), Ok(-1));
+        assert_eq!(partition_number(b"0"), Ok(0));
         // Anything else is kept, for the dead letter to name.
-        for bad in [&b""[..], b"7x", b"\xff", b"99999999999"] {
+        for bad in [&b""[..], b"-1", b"7x", b"\xff", b"99999999999"] {
             assert_eq!(
                 partition_number(bad),
                 Err(bytes::Bytes::copy_from_slice(bad))

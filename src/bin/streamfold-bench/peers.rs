@@ -228,6 +228,12 @@ fn rows(
         }
     }
     let mut out = Rows::new();
+    if let Some(((end, picked), n)) = changes.iter().find(|(_, n)| **n < 0) {
+        bail!(
+            "{topic}: the window ending at {end} withdraws {picked:?} {} more times than it adds it",
+            -n
+        );
+    }
     for ((end, picked), _) in changes.into_iter().filter(|(_, n)| *n > 0) {
         if let Some(before) = out.insert(end, picked.clone()) {
             bail!("{topic}: two results for the window ending at {end}: {before:?}, {picked:?}");

@@ -102,9 +102,14 @@ fn origin(header: Option<&Result<i32, bytes::Bytes>>) -> Result<Option<i32>, (St
         Some(Err(bytes)) => Err((
             Stage::Decode,
             format!(
-                "upstream result: header {} holds {:?}, not a partition number",
+                "upstream result: header {} holds {:?}{}, not a partition number",
                 crate::sink::WINDOW_PARTITION_HEADER,
-                String::from_utf8_lossy(bytes)
+                String::from_utf8_lossy(&bytes[..bytes.len().min(64)]),
+                if bytes.len() > 64 {
+                    format!(" (first 64 of {} bytes)", bytes.len())
+                } else {
+                    String::new()
+                }
             ),
         )),
     }
