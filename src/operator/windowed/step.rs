@@ -9,6 +9,7 @@
 //! one comparison per partial instead of one per record. Several batches of
 //! one partition can therefore be on the pool at once.
 
+use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -188,41 +189,41 @@ impl Collect for Panes {
             return Ok(());
         }
         self.max_event_time = self.max_event_time.max(event_time);
-        let hash = slot_hash(&key, pane.start);
-        let partials = &self.partials;
-        // An upstream result is a partial of its own: the partition task
-        // decides, in offset order, whether it was seen before.
-        let found = if identity.is_some() {
-            None
+        let new_partial = |key: Cow<'_, str>| WindowPartial {
+            key: key.into_owned(),
+            pane_start: pane.start,
+            first_end: pane.first_end,
+            last_end: pane.last_end,
+            aggregates: Aggregates::new(&plan.windowing().aggregates),
+            members: Vec::new(),
+            identity,
+        };
+        let slot = if identity.is_some() {
+            // An upstream result is a partial of its own, never looked up
+            // (so not indexed): the partition task decides, in offset
+            // order, whether it was seen before.
+            self.partials.push(new_partial(key));
+            self.partials.len() - 1
         } else {
-            self.index
+            let hash = slot_hash(&key, pane.start);
+            let partials = &self.partials;
+            let found = self
+                .index
                 .find(hash, |&s| {
                     partials[s].pane_start == pane.start && partials[s].key == key
                 })
-                .copied()
-        };
-        let slot = match found {
-            Some(slot) => slot,
-            None => {
-                self.partials.push(WindowPartial {
-                    key: key.into_owned(),
-                    pane_start: pane.start,
-                    first_end: pane.first_end,
-                    last_end: pane.last_end,
-                    aggregates: Aggregates::new(&plan.windowing().aggregates),
-                    members: Vec::new(),
-                    identity,
-                });
-                let slot = self.partials.len() - 1;
-                // An upstream result's partial is never looked up: it stays
-                // out of the index (which would grow by one per record).
-                if identity.is_none() {
+                .copied();
+            match found {
+                Some(slot) => slot,
+                None => {
+                    self.partials.push(new_partial(key));
+                    let slot = self.partials.len() - 1;
                     let partials = &self.partials;
                     self.index.insert_unique(hash, slot, |&s| {
                         slot_hash(&partials[s].key, partials[s].pane_start)
                     });
+                    slot
                 }
-                slot
             }
         };
         let p = &mut self.partials[slot];
