@@ -3,6 +3,8 @@
 //! how many merchants had results and their total. Each stage runs as a
 //! process of its own and both are SIGKILLed mid-stream: the upstream
 //! writes some window results twice, and the downstream counts each once.
+//! The same again with the downstream's aggregates pre-aggregated
+//! upstream (`per_window`): one record per window and partition.
 
 mod common;
 
@@ -19,7 +21,33 @@ const ADVANCE_MS: i64 = 5_000;
 /// merchant) and `hot`, reading `counts` (its results repartitioned by
 /// window end through a one-partition topic, so that one window of `hot`
 /// sees every merchant's result).
-fn chain_config(setup: &Setup, hot: &str, internal: &str) -> PathBuf {
+/// With `pre_aggregate`, `counts` folds each window's results on each
+/// partition into the hot merchant, the merchants and their bids
+/// (`per_window`), and `hot` merges those partition records.
+fn chain_config(setup: &Setup, hot: &str, internal: &str, pre_aggregate: bool) -> PathBuf {
+    let (per_window, aggregates) = if pre_aggregate {
+        (
+            r#"per_window = [
+  { fn = "max-by", field = "count", value = ["key", "count"], name = "hot" },
+  { fn = "count", name = "merchants" },
+  { fn = "sum", field = "count", name = "bids" },
+]"#,
+            r#"[
+  { fn = "max-by", field = "hot_count", value = ["hot_key", "hot_count"], name = "top" },
+  { fn = "sum", field = "merchants", name = "merchants" },
+  { fn = "sum", field = "bids", name = "bids" },
+]"#,
+        )
+    } else {
+        (
+            "",
+            r#"[
+  { fn = "max-by", field = "count", value = ["key", "count"], name = "hot" },
+  { fn = "count", name = "merchants" },
+  { fn = "sum", field = "count", name = "bids" },
+]"#,
+        )
+    };
     let text = format!(
         r#"
 [kafka]
@@ -38,6 +66,7 @@ event_time = {{ source = "field", field = "event_time" }}
 window = {{ kind = "hopping", size = "10s", advance = "5s" }}
 allowed_lateness = "5s"
 aggregates = [{{ fn = "count" }}]
+{per_window}
 
 [[pipelines]]
 name = "hot"
@@ -50,11 +79,7 @@ window = {{ kind = "tumbling", size = "5s" }}
 allowed_lateness = "10m"
 repartition = true
 repartition_topic = "{internal}"
-aggregates = [
-  {{ fn = "max-by", field = "count", value = ["key", "count"], name = "hot" }},
-  {{ fn = "count", name = "merchants" }},
-  {{ fn = "sum", field = "count", name = "bids" }},
-]
+aggregates = {aggregates}
 
 [commit]
 interval = "300ms"
@@ -121,12 +146,21 @@ fn start_stage(setup: &Setup, config: &std::path::Path, stage: &str, run: usize)
 
 #[test]
 fn two_chained_pipelines_survive_sigkills_of_each_stage_and_count_upstream_repeats_once() {
+    chain_survives_sigkills(false);
+}
+
+#[test]
+fn a_downstream_pre_aggregated_upstream_survives_sigkills_of_each_stage() {
+    chain_survives_sigkills(true);
+}
+
+fn chain_survives_sigkills(pre_aggregate: bool) {
     let setup = Setup::real(4);
     let hot = format!("hot-{}", setup.input);
     let internal = format!("hot-internal-{}", setup.input);
     setup.broker.create_topic(&hot, 2).unwrap();
     setup.broker.create_topic(&internal, 1).unwrap();
-    let config = chain_config(&setup, &hot, &internal);
+    let config = chain_config(&setup, &hot, &internal, pre_aggregate);
 
     let options = GeneratorOptions {
         seed: 41,
@@ -187,7 +221,24 @@ fn two_chained_pipelines_survive_sigkills_of_each_stage_and_count_upstream_repea
     let before = options.start_ms + 1_800_000;
     let want = expected_hot(&upstream, before);
     assert!(want.len() > 20, "{}", want.len());
-    let normal = upstream.windows.values().filter(|w| w.end < before).count();
+    // What `counts` writes of them: a result per merchant and window, or
+    // (pre-aggregated) a record per window and partition with results.
+    let normal = if pre_aggregate {
+        upstream
+            .windows
+            .values()
+            .filter(|w| w.end < before)
+            .map(|w| {
+                (
+                    w.end,
+                    w.key.trim_start_matches("m-").parse::<i32>().unwrap() % 4,
+                )
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    } else {
+        upstream.windows.values().filter(|w| w.end < before).count()
+    };
 
     let mut counts = start_stage(&setup, &config, "counts", 9);
     let mut top = start_stage(&setup, &config, "hot", 9);
@@ -243,11 +294,16 @@ fn two_chained_pipelines_survive_sigkills_of_each_stage_and_count_upstream_repea
             assert_eq!(v, &rows[0], "window end {end}: a repeat differs");
         }
         let v = &rows[0];
+        let (key_field, count_field) = match pre_aggregate {
+            true => ("top_hot_key", "top_hot_count"),
+            false => ("hot_key", "hot_count"),
+        };
         assert_eq!(
             (
-                v["hot_key"].as_str().unwrap(),
-                v["hot_count"].as_i64().unwrap(),
-                v["merchants"].as_i64().unwrap(),
+                v[key_field].as_str().unwrap(),
+                v[count_field].as_i64().unwrap(),
+                // A count, or (pre-aggregated) a sum of the partitions'.
+                v["merchants"].as_f64().unwrap() as i64,
                 v["bids"].as_f64().unwrap(),
             ),
             (hot_key.as_str(), *hot_count, *merchants, *bids),

@@ -339,6 +339,14 @@ impl OutputEncoder {
         Ok(out)
     }
 
+    /// Window `w` as the record a reader of this schema decodes: every
+    /// field's value, in schema order.
+    pub fn record(&self, w: &WindowOutput) -> crate::record::Record {
+        crate::record::Record {
+            values: self.values(w).collect(),
+        }
+    }
+
     /// Every output field's value, in schema order.
     fn values<'a>(&self, w: &'a WindowOutput) -> impl Iterator<Item = Value> + 'a {
         let mut parts = if self.key_columns > 0 {

@@ -350,6 +350,13 @@ pub struct PipelineConfig {
     /// (windowed pipelines).
     #[serde(default)]
     pub aggregates: Vec<AggregateConfig>,
+    /// Aggregates over each window's results on one partition, written
+    /// instead of those results: one record per window and partition
+    /// (tumbling and hopping windows, emitted on close). A chained
+    /// pipeline grouping by `window_end` merges the partitions' records:
+    /// Flink's local-global aggregation, across two pipelines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_window: Vec<AggregateConfig>,
     /// When window results are written.
     #[serde(default)]
     pub emit: EmitConfig,

@@ -7,6 +7,6 @@ mod reader;
 
 #[cfg(test)]
 pub(crate) use plan::clickstream_plan;
-pub use plan::{Dedupe, EventTime, Late, Plan, Shape, Windowing};
+pub use plan::{Dedupe, EventTime, Late, PerWindow, Plan, Shape, Windowing};
 pub use projection::{KeySource, Projection, Selected};
 pub use reader::{ReaderError, latest_reader};

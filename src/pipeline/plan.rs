@@ -109,6 +109,23 @@ pub struct Windowing {
     /// identity is, so that a result written twice upstream (after a
     /// restart there) counts once.
     pub dedupe: Option<Dedupe>,
+    /// With `per_window`: what each window's results fold into before
+    /// they are written.
+    pub per_window: Option<Box<PerWindow>>,
+}
+
+/// `per_window`: the aggregates over one window's results on one
+/// partition. They read the results as the pipeline would write them
+/// without `per_window` (`key`, `window_start`, `window_end`, the key
+/// columns, the aggregates' fields), in group-key order; the pipeline
+/// writes one record per window instead, of `window_start`,
+/// `window_end` and these aggregates' fields, with an empty key.
+pub struct PerWindow {
+    /// The window results' fields, which turns a result into the record
+    /// the aggregates read.
+    pub results: OutputEncoder,
+    /// The aggregates, resolved against the results' fields.
+    pub aggregates: Vec<AggSpec>,
 }
 
 /// The fields that identify an upstream window result: its group key and
@@ -340,6 +357,8 @@ impl Plan {
             )
             .map(|(windowing, fields)| {
                 let key_columns = match windowing.key_indexes.len() {
+                    // `per_window` writes windows, not keys.
+                    _ if windowing.per_window.is_some() => 0,
                     1 => 0,
                     n => n,
                 };
@@ -525,6 +544,22 @@ fn windowing(
         let key_columns: &[String] = if key_names.len() > 1 { &key_names } else { &[] };
         OutputEncoder::window_fields(key_columns, &aggregates)
     });
+    let per_window = match &fields {
+        Some(results) if !p.per_window.is_empty() => {
+            let key_columns = if key_names.len() > 1 {
+                key_names.len()
+            } else {
+                0
+            };
+            Some(per_window(p, results, key_columns, problems, problem))
+        }
+        _ => None,
+    };
+    let fields = match &per_window {
+        Some(Some(per)) => Some(OutputEncoder::window_fields(&[], &per.aggregates)),
+        Some(None) => None,
+        None => fields,
+    };
     let (key_indexes, window, fields) = (key_indexes?, window?, fields?);
     let windowing = Windowing {
         key_indexes,
@@ -544,8 +579,74 @@ fn windowing(
         },
         aggregates,
         dedupe,
+        per_window: per_window.flatten().map(Box::new),
     };
     Some((windowing, fields))
+}
+
+/// The `per_window` aggregates of `p` over its window results (`results`,
+/// Avro field definitions, `key_columns` of them key parts); `None` when a
+/// problem was reported.
+fn per_window(
+    p: &crate::config::PipelineConfig,
+    results: &[serde_json::Value],
+    key_columns: usize,
+    problems: &mut Vec<Problem>,
+    problem: &dyn Fn(&str, String) -> Problem,
+) -> Option<PerWindow> {
+    let before = problems.len();
+    // One partition's results of a window close together only for windows
+    // that all keys share, and only once.
+    if !matches!(
+        p.window,
+        Some(
+            crate::config::WindowConfig::Tumbling { .. }
+                | crate::config::WindowConfig::Hopping { .. }
+        )
+    ) {
+        problems.push(problem(
+            "pipeline.per_window",
+            "applies to tumbling and hopping windows, whose windows every key shares; \
+             sliding windows and sessions are each key's own"
+                .into(),
+        ));
+    }
+    if p.emit != crate::config::EmitConfig::OnClose {
+        problems.push(problem(
+            "pipeline.per_window",
+            "folds a window's final results, and emit = on-update writes results before \
+             they are final: remove one of them"
+                .into(),
+        ));
+    }
+    let results =
+        OutputEncoder::with_fields("Results", None, results, key_columns, p.output_format)
+            .map_err(|m| problems.push(problem("pipeline.aggregates", m)))
+            .ok()?;
+    let schema = RecordSchema::parse(
+        std::path::Path::new("the window results"),
+        &results.schema_text(),
+    )
+    .expect("a derived schema parses");
+    let names: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
+    let layout = Layout::new(schema.fields.clone());
+    let mut aggregates = Vec::new();
+    for (i, a) in p.per_window.iter().enumerate() {
+        match AggSpec::resolve(a, &layout) {
+            Ok(spec) => aggregates.push(spec),
+            Err(m) => problems.push(problem(
+                &format!("pipeline.per_window[{i}]"),
+                format!(
+                    "{m} (the window results have the fields {})",
+                    names.join(", ")
+                ),
+            )),
+        }
+    }
+    (problems.len() == before).then_some(PerWindow {
+        results,
+        aggregates,
+    })
 }
 
 /// The plan of the clickstream example (`config/clickstream.toml`) reading
@@ -640,5 +741,55 @@ mod tests {
             fields, plan.field_names,
             "every field, in order, by default"
         );
+    }
+
+    #[test]
+    fn per_window_reads_the_window_results_and_writes_one_record_per_window() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/clickstream.toml");
+        let mut loaded = crate::config::load(&path).expect("the clickstream example loads");
+        let p = &mut loaded.config.pipeline;
+        p.output_schema = None;
+        p.per_window = serde_json::from_value(serde_json::json!([
+            { "fn": "max-by", "field": "page_views", "value": ["key"], "name": "busiest" },
+            { "fn": "sum", "field": "dwell", "name": "nope" },
+        ]))
+        .expect("per_window aggregates");
+        // Sessions are each key's own; and a field the results lack.
+        let said = Plan::build(&loaded, Vec::new())
+            .expect_err("per_window on sessions")
+            .to_string();
+        for needle in [
+            "pipeline.per_window:",
+            "tumbling and hopping",
+            "pipeline.per_window[1]",
+            "\"dwell\"",
+            "key, window_start, window_end, page_views",
+        ] {
+            assert!(said.contains(needle), "{needle}: {said}");
+        }
+        let p = &mut loaded.config.pipeline;
+        p.per_window.truncate(1);
+        p.window = Some(crate::config::WindowConfig::Tumbling {
+            size: std::time::Duration::from_secs(60),
+        });
+        p.emit = crate::config::EmitConfig::OnUpdate {
+            min_interval: std::time::Duration::from_secs(1),
+        };
+        let said = Plan::build(&loaded, Vec::new())
+            .expect_err("per_window with on-update")
+            .to_string();
+        assert!(said.contains("emit = on-update"), "{said}");
+        loaded.config.pipeline.emit = crate::config::EmitConfig::OnClose;
+        let plan = Plan::build(&loaded, Vec::new()).expect("per_window over tumbling windows");
+        let fields: Vec<String> = serde_json::from_str::<serde_json::Value>(
+            &plan.encoder.schema_text(),
+        )
+        .unwrap()["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(fields, ["key", "window_start", "window_end", "busiest_key"]);
     }
 }

@@ -56,6 +56,7 @@ pub(super) fn stateless_problems(p: &PipelineConfig, problem: &mut dyn FnMut(&st
     for (key, set) in [
         ("pipeline.group_by", !p.group_by.fields().is_empty()),
         ("pipeline.aggregates", !p.aggregates.is_empty()),
+        ("pipeline.per_window", !p.per_window.is_empty()),
         ("pipeline.repartition", p.repartition),
         ("pipeline.allowed_lateness", !p.allowed_lateness.is_zero()),
         (

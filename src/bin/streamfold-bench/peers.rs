@@ -134,7 +134,10 @@ pub(super) fn check(broker: &str, name: &str, peer: &str, ours: &str) -> anyhow:
         Some((
             end,
             match name {
-                "q5" => vec![v["hot_key"].as_str()?.parse().ok()?, f("hot_count")?],
+                "q5" => vec![
+                    v["top_hot_key"].as_str()?.parse().ok()?,
+                    f("top_hot_count")?,
+                ],
                 _ => vec![
                     f("highest_top_auction")?,
                     f("highest_top_bidder")?,

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::per_window::Folding;
 use super::step::{Panes, WindowStep};
 use crate::aggregate::Aggregates;
 use crate::checkpoint::CheckpointError;
@@ -227,6 +228,8 @@ impl Windowed {
             cx.frontier.settled(),
             &mut closed,
         );
+        let per_window = self.plan.windowing().per_window.as_deref();
+        let mut folding: Option<Folding> = None;
         for c in closed.drain(..) {
             // `first_offset` identifies a session to the frontier; -1 for
             // pane-based windows, which the store already filters.
@@ -234,41 +237,68 @@ impl Windowed {
                 cx.frontier.window_dropped(c.end, c.first_offset);
                 continue;
             }
-            let window = self.encode(c.key, c.start, c.end, c.aggregates)?;
-            if !window.complete {
-                cx.metrics.incomplete_window();
+            let complete = self.complete(c.start);
+            let result = self.result(c.key, c.start, c.end, c.aggregates);
+            let Some(per) = per_window else {
+                self.write(result, complete, cx)?;
+                continue;
+            };
+            // Windows close in order of their end, each one's results in
+            // group-key order, all in one close.
+            if let Some(f) = folding.take_if(|f| f.end != result.end) {
+                let (window, complete) = f.finish(per);
+                self.write(window, complete, cx)?;
             }
-            cx.final_result(window);
+            folding
+                .get_or_insert_with(|| Folding::new(per, result.start, result.end))
+                .add(per, &result, complete)?;
+        }
+        if let (Some(f), Some(per)) = (folding, per_window) {
+            let (window, complete) = f.finish(per);
+            self.write(window, complete, cx)?;
         }
         self.closed = closed;
         Ok(())
     }
 
-    fn encode(
-        &self,
-        key: String,
-        start: i64,
-        end: i64,
-        aggregates: Aggregates,
-    ) -> Result<EncodedWindow, OperatorError> {
-        let window = WindowOutput {
+    /// The result of window `[start, end)` of `key`.
+    fn result(&self, key: String, start: i64, end: i64, aggregates: Aggregates) -> WindowOutput {
+        WindowOutput {
             key,
             start,
             end,
             values: aggregates.finish(&self.plan.windowing().aggregates),
-        };
-        let payload = self.plan.encoder.encode(&window)?;
-        let complete = match self.incomplete_until {
+        }
+    }
+
+    /// Whether a window starting at `start` holds every record of it (no
+    /// records were lost before it).
+    fn complete(&self, start: i64) -> bool {
+        match self.incomplete_until {
             None => true,
             // Lost before any record was read again: all of it.
             Some(NO_TIME) => false,
             Some(t) => start > t,
-        };
-        Ok(EncodedWindow {
+        }
+    }
+
+    /// Writes the final result `window`.
+    fn write(
+        &self,
+        window: WindowOutput,
+        complete: bool,
+        cx: &mut Context<'_>,
+    ) -> Result<(), OperatorError> {
+        let payload = self.plan.encoder.encode(&window)?;
+        if !complete {
+            cx.metrics.incomplete_window();
+        }
+        cx.final_result(EncodedWindow {
             window,
             payload,
             complete,
-        })
+        });
+        Ok(())
     }
 
     /// `emit = on-update`: writes the current value of every open window
@@ -305,8 +335,13 @@ impl Windowed {
                 continue;
             }
             self.last_update.insert(id.clone(), now);
-            let window = self.encode(id.0, start, end, aggregates)?;
-            cx.update(window);
+            let window = self.result(id.0, start, end, aggregates);
+            let payload = self.plan.encoder.encode(&window)?;
+            cx.update(EncodedWindow {
+                complete: self.complete(start),
+                window,
+                payload,
+            });
         }
         // Forget windows that closed.
         let windows = &self.windows;

@@ -2,6 +2,7 @@
 //! partition task.
 
 mod fold;
+mod per_window;
 mod step;
 
 pub use fold::Windowed;

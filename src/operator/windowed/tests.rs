@@ -149,3 +149,116 @@ proptest! {
         prop_assert!(!one_pass.is_empty() || save_after == batches.len() - 1);
     }
 }
+
+/// The clickstream's windows with `per_window`: the busiest user of each
+/// window (most page views; ties: the smallest user id), the views and
+/// the users.
+fn per_window_plan(window: WindowConfig) -> Arc<Plan> {
+    clickstream_plan(|p| {
+        p.window = Some(window);
+        p.allowed_lateness = Duration::from_millis(300);
+        p.per_window = serde_json::from_value(serde_json::json!([
+            { "fn": "max-by", "field": "page_views", "value": ["key", "page_views"], "name": "busiest" },
+            { "fn": "sum", "field": "page_views", "name": "views" },
+            { "fn": "count", "name": "users" },
+        ]))
+        .expect("per_window aggregates");
+    })
+}
+
+/// A final result of [`run`]: its key, bounds and fields.
+fn parse(line: &str) -> (String, i64, i64, serde_json::Value) {
+    let (head, payload) = line.split_once(") ").expect("a final result");
+    let (key, bounds) = head.rsplit_once(" [").expect("a final result");
+    let (start, end) = bounds.split_once(", ").expect("window bounds");
+    (
+        key.to_string(),
+        start.parse().expect("a start"),
+        end.parse().expect("an end"),
+        serde_json::from_str(payload).expect("a JSON result"),
+    )
+}
+
+fn fixed_window() -> impl Strategy<Value = WindowConfig> {
+    let ms = Duration::from_millis;
+    prop_oneof![
+        Just(WindowConfig::Tumbling { size: ms(1_000) }),
+        Just(WindowConfig::Hopping {
+            size: ms(1_000),
+            advance: ms(250)
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn per_window_writes_each_window_once_folded_from_its_results(
+        window in fixed_window(),
+        records in prop::collection::vec((0u8..12, 0u8..6, 0i64..4_000), 1..150),
+        cuts in prop::collection::vec(1usize..30, 1..12),
+        save_at in 0usize..12,
+    ) {
+        let records: Vec<RawRecord> = records
+            .iter()
+            .enumerate()
+            .map(|(i, &(user, page, jitter))| {
+                click(i as i64, user, page, 10, i as i64 * 40 + jitter - 2_000 + 10_000)
+            })
+            .collect();
+        let mut batches: Vec<Vec<RawRecord>> = Vec::new();
+        let mut rest = &records[..];
+        for cut in cuts.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (b, r) = rest.split_at((*cut).min(rest.len()));
+            batches.push(b.to_vec());
+            rest = r;
+        }
+        batches.push(vec![click(records.len() as i64, 99, 0, 0, 1_000_000)]);
+
+        // Independently: the plain results, grouped by window.
+        let plain = run(&plan(window.clone(), false), &batches, 0, false);
+        // (busiest's views, busiest, views, users): sums are doubles.
+        let mut expected: std::collections::BTreeMap<(i64, i64), (i64, String, f64, i64)> =
+            Default::default();
+        for line in plain.iter().filter(|l| !l.starts_with("late ")) {
+            let (key, start, end, fields) = parse(line);
+            let views = fields["page_views"].as_i64().expect("a count");
+            let w = expected.entry((start, end)).or_insert((i64::MIN, String::new(), 0.0, 0));
+            if views > w.0 || (views == w.0 && key < w.1) {
+                (w.0, w.1) = (views, key);
+            }
+            w.2 += views as f64;
+            w.3 += 1;
+        }
+
+        let plan = per_window_plan(window);
+        let one_pass = run(&plan, &batches, 0, false);
+        let mut found = std::collections::BTreeMap::new();
+        for line in one_pass.iter().filter(|l| !l.starts_with("late ")) {
+            let (key, start, end, f) = parse(line);
+            prop_assert_eq!(key, "");
+            let row = (
+                f["busiest_page_views"].as_i64().expect("the busiest's views"),
+                f["busiest_key"].as_str().expect("the busiest user").to_string(),
+                f["views"].as_f64().expect("views"),
+                f["users"].as_i64().expect("users"),
+            );
+            prop_assert!(found.insert((start, end), row).is_none(), "window [{}, {}) written twice", start, end);
+        }
+        prop_assert_eq!(&found, &expected);
+        // The same late records as without `per_window`.
+        let late = |lines: &[String]| lines.iter().filter(|l| l.starts_with("late ")).cloned().collect::<Vec<_>>();
+        prop_assert_eq!(late(&one_pass), late(&plain));
+
+        // Saved and restored at any batch, it goes on as one pass.
+        let save_after = save_at.min(batches.len() - 1);
+        prop_assert_eq!(
+            run(&plan, &batches, save_after, true),
+            run(&plan, &batches, save_after, false)
+        );
+    }
+}
