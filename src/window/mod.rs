@@ -16,7 +16,7 @@ mod store;
 
 pub use kind::{Assignment, Closed, OpenWindows, WindowKind};
 pub use saved::{SavedPane, SavedSession, SavedWindows, WrongKind};
-pub use session::{ClosedSession, SessionChange, SessionStore, Sessions};
+pub use session::{SessionChange, SessionStore, Sessions};
 pub use sliding::{Sliding, SlidingStore};
 pub use store::WindowStore;
 

@@ -27,21 +27,6 @@ struct Session {
     max_event_time_before_first: i64,
 }
 
-/// A session whose end the watermark has reached.
-#[derive(Debug)]
-pub struct ClosedSession {
-    /// Group key.
-    pub key: String,
-    /// First event time.
-    pub start: i64,
-    /// Last event time plus the gap.
-    pub end: i64,
-    /// Offset of its first record.
-    pub first_offset: i64,
-    /// Its aggregates.
-    pub aggregates: Aggregates,
-}
-
 /// How adding a record changed the open sessions, for the commit frontier:
 /// the (end, first offset) of sessions that merged away, and the resulting
 /// session's (end, first offset, largest event time before it).
@@ -119,10 +104,9 @@ impl SessionStore {
         })
     }
 
-    /// Removes and returns the sessions ending at or before `watermark`,
-    /// by end, then key.
-    pub fn close_until(&mut self, watermark: i64) -> Vec<ClosedSession> {
-        let mut out = Vec::new();
+    /// Removes the sessions ending at or before `watermark` and appends
+    /// them to `out`, by end, then key (each with its first offset).
+    pub fn close_until(&mut self, watermark: i64, out: &mut Vec<Closed>) {
         while let Some((end, _, _)) = self.by_end.first() {
             if *end > watermark {
                 break;
@@ -133,7 +117,7 @@ impl SessionStore {
             if sessions.is_empty() {
                 self.sessions.remove(&key);
             }
-            out.push(ClosedSession {
+            out.push(Closed {
                 key,
                 start,
                 end,
@@ -141,7 +125,6 @@ impl SessionStore {
                 aggregates: s.aggregates,
             });
         }
-        out
     }
 
     /// The current end and aggregates of the open session of `key` that
@@ -268,18 +251,7 @@ impl OpenWindows for OpenSessions {
     }
 
     fn close_until(&mut self, _: &[AggSpec], watermark: i64, _: i64, out: &mut Vec<Closed>) {
-        out.extend(
-            self.store
-                .close_until(watermark)
-                .into_iter()
-                .map(|c| Closed {
-                    key: c.key,
-                    start: c.start,
-                    end: c.end,
-                    first_offset: c.first_offset,
-                    aggregates: c.aggregates,
-                }),
-        );
+        self.store.close_until(watermark, out);
     }
 
     fn snapshot(&self, _: &[AggSpec], key: &str, start: i64) -> Option<(i64, Aggregates)> {
@@ -339,9 +311,11 @@ mod tests {
         assert_eq!(c.removed.len(), 2);
         assert_eq!(c.added, (40, 2, 0));
         assert_eq!(s.len(), 2);
-        let closed = s.close_until(10);
+        let mut closed = Vec::new();
+        s.close_until(10, &mut closed);
         assert_eq!((closed[0].start, closed[0].end), (0, 10));
-        let closed = s.close_until(100);
+        closed.clear();
+        s.close_until(100, &mut closed);
         assert_eq!((closed[0].start, closed[0].end), (15, 40));
         assert_eq!(
             closed

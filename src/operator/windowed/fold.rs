@@ -228,6 +228,7 @@ impl Windowed {
             cx.frontier.settled(),
             &mut closed,
         );
+        let emitted = closed.len();
         let per_window = self.plan.windowing().per_window.as_deref();
         let mut folding: Option<Folding> = None;
         for c in closed.drain(..) {
@@ -256,6 +257,12 @@ impl Windowed {
         if let (Some(f), Some(per)) = (folding, per_window) {
             let (window, complete) = f.finish(per);
             self.write(window, complete, cx)?;
+        }
+        // One large close (a backlog, a restart) leaves room that later
+        // closes four times smaller give back.
+        let keep = emitted.max(1024);
+        if closed.capacity() > 4 * keep {
+            closed.shrink_to(keep);
         }
         self.closed = closed;
         Ok(())

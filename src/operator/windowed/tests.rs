@@ -262,3 +262,129 @@ proptest! {
         );
     }
 }
+
+/// A downstream stage reading `counts` (JSON results): per upstream window
+/// end, the sum of the counts and how many results it took.
+fn downstream_plan() -> Arc<Plan> {
+    let dir = std::env::temp_dir().join(format!("streamfold-chain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let path = dir.join("chain.toml");
+    let text = format!(
+        r#"
+[kafka]
+bootstrap_servers = "localhost:9092"
+group_id = "chain"
+
+[[pipelines]]
+name = "counts"
+input_topic = "payments"
+input_schema = "{schemas}/payment.avsc"
+output_topic = "counts"
+output_format = "json"
+dead_letter_topic = "dlq"
+group_by = "merchant_id"
+event_time = {{ source = "field", field = "event_time" }}
+window = {{ kind = "tumbling", size = "10s" }}
+aggregates = [{{ fn = "count" }}]
+
+[[pipelines]]
+name = "totals"
+input = {{ pipeline = "counts" }}
+output_topic = "totals"
+output_format = "json"
+dead_letter_topic = "dlq"
+group_by = "window_end"
+window = {{ kind = "tumbling", size = "10s" }}
+aggregates = [{{ fn = "sum", field = "count", name = "bids" }}, {{ fn = "count", name = "results" }}]
+"#,
+        schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas"),
+    );
+    std::fs::write(&path, text).expect("the config is written");
+    let loaded = crate::config::load_all(&path).expect("the chain loads");
+    let totals = loaded
+        .iter()
+        .find(|l| l.config.pipeline.name == "totals")
+        .expect("the downstream stage");
+    Arc::new(Plan::build(totals, Vec::new()).expect("the downstream plan builds"))
+}
+
+/// An upstream result of merchant `key` for window `[end - 10 s, end)`,
+/// computed on upstream partition `partition` (the header's value).
+fn upstream_result(
+    offset: i64,
+    key: &str,
+    end: i64,
+    count: i64,
+    partition: Option<Result<i32, &'static str>>,
+) -> RawRecord {
+    let json = format!(
+        r#"{{"key":"{key}","window_start":{},"window_end":{end},"count":{count}}}"#,
+        end - 10_000
+    );
+    RawRecord {
+        offset,
+        timestamp: Some(end),
+        key: Some(Bytes::from(key.to_string())),
+        payload: Some(Bytes::from(json)),
+        schema_header: None,
+        window_partition: partition.map(|p| p.map_err(|s| Bytes::from_static(s.as_bytes()))),
+    }
+}
+
+#[test]
+fn an_upstream_result_whose_partition_header_is_malformed_is_a_dead_letter_and_the_rest_count_once()
+{
+    let plan = downstream_plan();
+    let batch = vec![
+        upstream_result(0, "m-1", 10_000, 3, Some(Ok(0))),
+        // Another partition's result of the same key and window: its own.
+        upstream_result(1, "m-1", 10_000, 4, Some(Ok(1))),
+        // A copy (the upstream wrote it again after a restart).
+        upstream_result(2, "m-1", 10_000, 3, Some(Ok(0))),
+        upstream_result(3, "m-2", 10_000, 5, Some(Err("one"))),
+        upstream_result(4, "m-3", 10_000, 6, None),
+        // Moves the watermark past the window.
+        upstream_result(5, "m-1", 1_000_000, 1, Some(Ok(0))),
+    ];
+    let metrics = Metrics::new().pipeline("test");
+    let mut op = Windowed::new(Arc::clone(&plan), NO_TIME);
+    let mut frontier = Frontier::new(NO_TIME);
+    let mut outputs = Vec::new();
+    let out = op.step().run(batch);
+    let mut cx = Context::new(0, &mut frontier, &metrics, &mut outputs);
+    op.on_batch(out, &mut cx).expect("no operator error");
+    let mut dead = Vec::new();
+    let mut finals = Vec::new();
+    for o in outputs {
+        match o {
+            Output::DeadLetter {
+                record,
+                stage,
+                reason,
+            } => dead.push((record.offset, stage, reason)),
+            Output::Final(w) => finals.push(String::from_utf8_lossy(&w.payload).into_owned()),
+            other => panic!("unexpected output {other:?}"),
+        }
+    }
+    assert_eq!(
+        dead,
+        [(
+            3,
+            crate::record::Stage::Decode,
+            "upstream result: header streamfold.window.partition holds \"one\", not a partition \
+             number"
+                .to_string()
+        )]
+    );
+    // m-1 from partitions 0 and 1 (its copy skipped), and m-3.
+    let total: serde_json::Value = serde_json::from_str(&finals[0]).expect("a JSON result");
+    assert_eq!(finals.len(), 1, "{finals:?}");
+    assert_eq!(
+        (
+            total["key"].as_str(),
+            total["bids"].as_f64(),
+            total["results"].as_i64()
+        ),
+        (Some("10000"), Some(13.0), Some(3))
+    );
+}
