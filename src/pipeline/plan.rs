@@ -671,6 +671,16 @@ pub(crate) fn clickstream_plan(
 mod tests {
     use super::*;
 
+    /// The names of the fields of `plan`'s output schema, in order.
+    fn output_fields(plan: &Plan) -> Vec<String> {
+        serde_json::from_str::<serde_json::Value>(&plan.encoder.schema_text()).unwrap()["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     #[test]
     fn a_pipeline_without_an_input_schema_is_told_where_one_comes_from() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/clickstream.toml");
@@ -728,15 +738,7 @@ mod tests {
         p.allowed_lateness = std::time::Duration::ZERO;
         let plan = Plan::build(&loaded, Vec::new()).expect("a stateless pipeline");
         assert!(matches!(plan.shape, Shape::Stateless(_)));
-        let fields: Vec<String> = serde_json::from_str::<serde_json::Value>(
-            &plan.encoder.schema_text(),
-        )
-        .unwrap()["fields"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["name"].as_str().unwrap().to_string())
-            .collect();
+        let fields = output_fields(&plan);
         assert_eq!(
             fields, plan.field_names,
             "every field, in order, by default"
@@ -781,15 +783,7 @@ mod tests {
         assert!(said.contains("emit = on-update"), "{said}");
         loaded.config.pipeline.emit = crate::config::EmitConfig::OnClose;
         let plan = Plan::build(&loaded, Vec::new()).expect("per_window over tumbling windows");
-        let fields: Vec<String> = serde_json::from_str::<serde_json::Value>(
-            &plan.encoder.schema_text(),
-        )
-        .unwrap()["fields"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["name"].as_str().unwrap().to_string())
-            .collect();
+        let fields = output_fields(&plan);
         assert_eq!(fields, ["key", "window_start", "window_end", "busiest_key"]);
     }
 }

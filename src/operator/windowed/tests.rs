@@ -97,6 +97,21 @@ fn run(
     seen
 }
 
+/// `records` cut into batches of the sizes `cuts` gives, over and over.
+fn batches(records: &[RawRecord], cuts: &[usize]) -> Vec<Vec<RawRecord>> {
+    let mut batches = Vec::new();
+    let mut rest = records;
+    for cut in cuts.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (b, r) = rest.split_at((*cut).min(rest.len()));
+        batches.push(b.to_vec());
+        rest = r;
+    }
+    batches
+}
+
 fn window() -> impl Strategy<Value = WindowConfig> {
     let ms = Duration::from_millis;
     prop_oneof![
@@ -130,16 +145,7 @@ proptest! {
                 click(i as i64, user, page, dwell, i as i64 * 40 + jitter - 2_000 + 10_000)
             })
             .collect();
-        let mut batches = Vec::new();
-        let mut rest = &records[..];
-        for cut in cuts.iter().cycle() {
-            if rest.is_empty() {
-                break;
-            }
-            let (b, r) = rest.split_at((*cut).min(rest.len()));
-            batches.push(b.to_vec());
-            rest = r;
-        }
+        let mut batches = batches(&records, &cuts);
         // A record far ahead closes every window.
         batches.push(vec![click(records.len() as i64, 9, 0, 0, 1_000_000)]);
         let save_after = save_at.min(batches.len() - 1);
@@ -207,16 +213,7 @@ proptest! {
                 click(i as i64, user, page, 10, i as i64 * 40 + jitter - 2_000 + 10_000)
             })
             .collect();
-        let mut batches: Vec<Vec<RawRecord>> = Vec::new();
-        let mut rest = &records[..];
-        for cut in cuts.iter().cycle() {
-            if rest.is_empty() {
-                break;
-            }
-            let (b, r) = rest.split_at((*cut).min(rest.len()));
-            batches.push(b.to_vec());
-            rest = r;
-        }
+        let mut batches = batches(&records, &cuts);
         batches.push(vec![click(records.len() as i64, 99, 0, 0, 1_000_000)]);
 
         // Independently: the plain results, grouped by window.
