@@ -399,7 +399,7 @@ mod tests {
 
     proptest! {
         /// Any split of a window's records into partials, merged in any
-        /// order, gives exactly the one-pass result, for every aggregate
+        /// order (by value or by reference), gives exactly the one-pass result, for every aggregate
         /// (sketches included: their state depends only on the set of
         /// values). This is what makes a replayed window identical.
         #[test]
@@ -407,6 +407,7 @@ mod tests {
             rows in prop::collection::vec((0u8..20, -1_000_000i64..1_000_000, -1e6f64..1e6), 1..150),
             cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
             reverse in any::<bool>(),
+            by_ref in prop::collection::vec(any::<bool>(), 9),
         ) {
             let specs = specs();
             let records: Vec<_> = rows.iter().map(|(p, n, x)| record(*p, *n, (*x * 1000.0).round() / 1000.0)).collect();
@@ -426,8 +427,12 @@ mod tests {
                 a
             }).collect();
             if reverse { parts.reverse(); }
+            // Some parts merged by reference (as a pane into each window
+            // it belongs to but its last).
             let mut merged = Aggregates::new(&specs);
-            for p in parts { merged.merge(p); }
+            for (p, by_ref) in parts.into_iter().zip(by_ref.iter().cycle()) {
+                if *by_ref { merged.merge_ref(&p) } else { merged.merge(p) }
+            }
             prop_assert_eq!(merged.finish(&specs), one.finish(&specs));
         }
 

@@ -399,6 +399,23 @@ impl AggState {
         Ok(())
     }
 
+    /// Folds a copy of `other` into this one: without copying it for the
+    /// aggregates of a few numbers (a pane merged into each of the windows
+    /// it belongs to but the last).
+    pub fn merge_ref(&mut self, other: &Self) {
+        match (self, other) {
+            (Self::Count(a), Self::Count(b)) => *a += b,
+            (Self::Sum(a), Self::Sum(b)) => *a += b,
+            (Self::Min(a), Self::Min(b)) => *a = opt(*a, *b, i64::min),
+            (Self::Max(a), Self::Max(b)) => *a = opt(*a, *b, i64::max),
+            (Self::Mean(s, n), Self::Mean(s2, n2)) => {
+                *s += s2;
+                *n += n2;
+            }
+            (a, b) => a.merge(b.clone()),
+        }
+    }
+
     /// Folds `other` (a state of the same aggregate) into this one.
     pub fn merge(&mut self, other: Self) {
         match (self, other) {
@@ -563,6 +580,14 @@ impl Aggregates {
     pub fn merge(&mut self, other: Self) {
         for (a, b) in self.states.iter_mut().zip(other.states) {
             a.merge(b);
+        }
+    }
+
+    /// Folds a copy of another window's states into these (see
+    /// [`AggState::merge_ref`]).
+    pub fn merge_ref(&mut self, other: &Self) {
+        for (a, b) in self.states.iter_mut().zip(&other.states) {
+            a.merge_ref(b);
         }
     }
 

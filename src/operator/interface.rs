@@ -99,15 +99,6 @@ pub enum OperatorError {
     /// A value of a record could not be folded into a window.
     #[error("record at offset {offset}: {reason}")]
     Aggregate { offset: i64, reason: String },
-    /// A window result could not be folded into its window's `per_window`
-    /// aggregates.
-    #[error("window [{start}, {end}) of key {key:?}: per_window: {reason}")]
-    PerWindow {
-        key: String,
-        start: i64,
-        end: i64,
-        reason: String,
-    },
     /// A window result could not be encoded.
     #[error(transparent)]
     Encode(#[from] crate::codec::EncodeError),

@@ -119,11 +119,13 @@ pub struct Windowing {
 /// without `per_window` (`key`, `window_start`, `window_end`, the key
 /// columns, the aggregates' fields), in group-key order; the pipeline
 /// writes one record per window instead, of `window_start`,
-/// `window_end` and these aggregates' fields, with an empty key.
+/// `window_end` and these aggregates' fields, keyed by the window end.
 pub struct PerWindow {
     /// The window results' fields, which turns a result into the record
     /// the aggregates read.
     pub results: OutputEncoder,
+    /// The results' field names by position, for errors.
+    pub names: Vec<String>,
     /// The aggregates, resolved against the results' fields.
     pub aggregates: Vec<AggSpec>,
 }
@@ -393,6 +395,8 @@ impl Plan {
                 }
                 Err(m) => {
                     let key = match p.window {
+                        // Its fields are what the pipeline writes.
+                        Some(_) if !p.per_window.is_empty() => "pipeline.per_window",
                         Some(_) => "pipeline.aggregates",
                         None => "pipeline.select",
                     };
@@ -643,8 +647,9 @@ fn per_window(
             )),
         }
     }
-    (problems.len() == before).then_some(PerWindow {
+    (problems.len() == before).then(|| PerWindow {
         results,
+        names: names.iter().map(|n| n.to_string()).collect(),
         aggregates,
     })
 }
@@ -785,5 +790,17 @@ mod tests {
         let plan = Plan::build(&loaded, Vec::new()).expect("per_window over tumbling windows");
         let fields = output_fields(&plan);
         assert_eq!(fields, ["key", "window_start", "window_end", "busiest_key"]);
+        // A composite key's columns are fields of the results too.
+        let p = &mut loaded.config.pipeline;
+        p.group_by = serde_json::from_value(serde_json::json!(["user_id", "page"])).unwrap();
+        p.per_window = serde_json::from_value(serde_json::json!([
+            { "fn": "max-by", "field": "page_views", "value": ["page"], "name": "busiest" },
+        ]))
+        .unwrap();
+        let plan = Plan::build(&loaded, Vec::new()).expect("per_window reading a key column");
+        assert_eq!(
+            output_fields(&plan),
+            ["key", "window_start", "window_end", "busiest_page"]
+        );
     }
 }

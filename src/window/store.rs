@@ -140,7 +140,7 @@ impl WindowStore {
                         }
                     } else {
                         if let Some(m) = &mut merged {
-                            m.merge(kp.panes[i].aggregates.clone());
+                            m.merge_ref(&kp.panes[i].aggregates);
                         }
                         i += 1;
                     }
@@ -211,7 +211,7 @@ impl WindowStore {
             if p.start >= start && p.start < end {
                 merged
                     .get_or_insert_with(|| Aggregates::new(specs))
-                    .merge(p.aggregates.clone());
+                    .merge_ref(&p.aggregates);
             }
         }
         merged

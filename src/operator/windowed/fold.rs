@@ -252,7 +252,7 @@ impl Windowed {
             }
             folding
                 .get_or_insert_with(|| Folding::new(per, result.start, result.end))
-                .add(per, &result, complete)?;
+                .add(per, &result, complete);
         }
         if let (Some(f), Some(per)) = (folding, per_window) {
             let (window, complete) = f.finish(per);

@@ -3,8 +3,8 @@
 
 use crate::aggregate::Aggregates;
 use crate::codec::WindowOutput;
-use crate::operator::OperatorError;
 use crate::pipeline::PerWindow;
+use crate::window::format_millis;
 
 /// The window whose results are being folded.
 pub(super) struct Folding {
@@ -31,34 +31,36 @@ impl Folding {
     }
 
     /// Folds the window's next result (results come in group-key order).
-    ///
-    /// # Errors
-    /// A value the aggregates cannot take, naming the result.
-    pub(super) fn add(
-        &mut self,
-        per: &PerWindow,
-        result: &WindowOutput,
-        complete: bool,
-    ) -> Result<(), OperatorError> {
+    /// A result holding a value the aggregates cannot take (a sum beyond
+    /// their range, say) is left out, with a warning, and the window's
+    /// record is marked incomplete: a replay computes the same result
+    /// again, so stopping would never get past it.
+    pub(super) fn add(&mut self, per: &PerWindow, result: &WindowOutput, complete: bool) {
         let record = per.results.record(result);
-        self.aggregates
-            .add(&per.aggregates, &record, self.end, self.results)
-            .map_err(|reason| OperatorError::PerWindow {
-                key: result.key.clone(),
-                start: result.start,
-                end: result.end,
-                reason,
-            })?;
+        let added = Aggregates::check(&per.aggregates, &record, &per.names).and_then(|()| {
+            self.aggregates
+                .add(&per.aggregates, &record, self.end, self.results)
+        });
         self.results += 1;
         self.complete &= complete;
-        Ok(())
+        if let Err(reason) = added {
+            self.complete = false;
+            tracing::warn!(
+                key = %result.key,
+                window_start = %format_millis(result.start),
+                window_end = %format_millis(result.end),
+                %reason,
+                "per_window: a window result left out of its window's record, which is marked incomplete"
+            );
+        }
     }
 
-    /// The window's record (an empty key, its bounds, the aggregates),
-    /// and whether every result folded into it was complete.
+    /// The window's record (keyed by its end, so that every partition's
+    /// record of a window goes to one partition of the output topic), and
+    /// whether every result folded into it was complete.
     pub(super) fn finish(self, per: &PerWindow) -> (WindowOutput, bool) {
         let window = WindowOutput {
-            key: String::new(),
+            key: self.end.to_string(),
             start: self.start,
             end: self.end,
             values: self.aggregates.finish(&per.aggregates),

@@ -234,7 +234,7 @@ proptest! {
         let mut found = std::collections::BTreeMap::new();
         for line in one_pass.iter().filter(|l| !l.starts_with("late ")) {
             let (key, start, end, f) = parse(line);
-            prop_assert_eq!(key, "");
+            prop_assert_eq!(key, end.to_string());
             let row = (
                 f["busiest_page_views"].as_i64().expect("the busiest's views"),
                 f["busiest_key"].as_str().expect("the busiest user").to_string(),
@@ -371,8 +371,8 @@ fn an_upstream_result_whose_partition_header_is_malformed_is_a_dead_letter_and_t
         )]
     );
     // m-1 from partitions 0 and 1 (its copy skipped), and m-3.
-    let total: serde_json::Value = serde_json::from_str(&finals[0]).expect("a JSON result");
     assert_eq!(finals.len(), 1, "{finals:?}");
+    let total: serde_json::Value = serde_json::from_str(&finals[0]).expect("a JSON result");
     assert_eq!(
         (
             total["key"].as_str(),
@@ -381,4 +381,58 @@ fn an_upstream_result_whose_partition_header_is_malformed_is_a_dead_letter_and_t
         ),
         (Some("10000"), Some(13.0), Some(3))
     );
+}
+
+#[test]
+fn a_result_per_window_cannot_take_is_left_out_of_a_record_marked_incomplete() {
+    let plan = clickstream_plan(|p| {
+        p.window = Some(WindowConfig::Tumbling {
+            size: Duration::from_millis(1_000),
+        });
+        p.per_window = serde_json::from_value(serde_json::json!([
+            { "fn": "count", "name": "users" },
+            { "fn": "sum", "field": "dwell_ms_p50", "name": "dwell" },
+        ]))
+        .expect("per_window aggregates");
+    });
+    let mut huge = click(1, 2, 0, 0, 10_100);
+    // A dwell beyond what a sum holds (in millionths, within an i64).
+    huge.payload = Some(Bytes::from(
+        r#"{"event_id":"e1","user_id":"u2","page":"/p0","dwell_ms":100000000000000,"event_time":10100}"#,
+    ));
+    let batch = vec![
+        click(0, 1, 0, 10, 10_000),
+        huge,
+        click(2, 9, 0, 0, 1_000_000),
+    ];
+    let metrics = Metrics::new().pipeline("test");
+    let mut op = Windowed::new(Arc::clone(&plan), NO_TIME);
+    let mut frontier = Frontier::new(NO_TIME);
+    let mut outputs = Vec::new();
+    let out = op.step().run(batch);
+    let mut cx = Context::new(0, &mut frontier, &metrics, &mut outputs);
+    op.on_batch(out, &mut cx).expect("no operator error");
+    let finals: Vec<_> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Final(w) => Some(w),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finals.len(), 1, "one window closed");
+    assert!(
+        !outputs
+            .iter()
+            .any(|o| matches!(o, Output::DeadLetter { .. })),
+        "the record itself is fine: its window's result is not"
+    );
+    let w = finals[0];
+    let v: serde_json::Value = serde_json::from_slice(&w.payload).expect("a JSON record");
+    assert_eq!(
+        (w.window.key.as_str(), v["users"].as_i64(), w.complete),
+        ("11000", Some(1), false),
+        "{v}"
+    );
+    let dwell = v["dwell"].as_f64().expect("the dwell of the result kept");
+    assert!((dwell - 10.0).abs() < 0.2, "{dwell}");
 }
