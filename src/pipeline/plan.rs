@@ -9,6 +9,7 @@ use crate::registry::Registry;
 use crate::transform::{self, Transform};
 use crate::window::{Lateness, WindowKind};
 
+use super::PerWindow;
 use super::projection::Projection;
 
 /// Where a record's event time comes from.
@@ -112,22 +113,6 @@ pub struct Windowing {
     /// With `per_window`: what each window's results fold into before
     /// they are written.
     pub per_window: Option<Box<PerWindow>>,
-}
-
-/// `per_window`: the aggregates over one window's results on one
-/// partition. They read the results as the pipeline would write them
-/// without `per_window` (`key`, `window_start`, `window_end`, the key
-/// columns, the aggregates' fields), in group-key order; the pipeline
-/// writes one record per window instead, of `window_start`,
-/// `window_end` and these aggregates' fields, keyed by the window end.
-pub struct PerWindow {
-    /// The window results' fields, which turns a result into the record
-    /// the aggregates read.
-    pub results: OutputEncoder,
-    /// The results' field names by position, for errors.
-    pub names: Vec<String>,
-    /// The aggregates, resolved against the results' fields.
-    pub aggregates: Vec<AggSpec>,
 }
 
 /// The fields that identify an upstream window result: its group key and
@@ -555,7 +540,7 @@ fn windowing(
             } else {
                 0
             };
-            Some(per_window(p, results, key_columns, problems, problem))
+            Some(PerWindow::build(p, results, key_columns, problems, problem))
         }
         _ => None,
     };
@@ -586,72 +571,6 @@ fn windowing(
         per_window: per_window.flatten().map(Box::new),
     };
     Some((windowing, fields))
-}
-
-/// The `per_window` aggregates of `p` over its window results (`results`,
-/// Avro field definitions, `key_columns` of them key parts); `None` when a
-/// problem was reported.
-fn per_window(
-    p: &crate::config::PipelineConfig,
-    results: &[serde_json::Value],
-    key_columns: usize,
-    problems: &mut Vec<Problem>,
-    problem: &dyn Fn(&str, String) -> Problem,
-) -> Option<PerWindow> {
-    let before = problems.len();
-    // One partition's results of a window close together only for windows
-    // that all keys share, and only once.
-    if !matches!(
-        p.window,
-        Some(
-            crate::config::WindowConfig::Tumbling { .. }
-                | crate::config::WindowConfig::Hopping { .. }
-        )
-    ) {
-        problems.push(problem(
-            "pipeline.per_window",
-            "applies to tumbling and hopping windows, whose windows every key shares; \
-             sliding windows and sessions are each key's own"
-                .into(),
-        ));
-    }
-    if p.emit != crate::config::EmitConfig::OnClose {
-        problems.push(problem(
-            "pipeline.per_window",
-            "folds a window's final results, and emit = on-update writes results before \
-             they are final: remove one of them"
-                .into(),
-        ));
-    }
-    let results =
-        OutputEncoder::with_fields("Results", None, results, key_columns, p.output_format)
-            .map_err(|m| problems.push(problem("pipeline.aggregates", m)))
-            .ok()?;
-    let schema = RecordSchema::parse(
-        std::path::Path::new("the window results"),
-        &results.schema_text(),
-    )
-    .expect("a derived schema parses");
-    let names: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
-    let layout = Layout::new(schema.fields.clone());
-    let mut aggregates = Vec::new();
-    for (i, a) in p.per_window.iter().enumerate() {
-        match AggSpec::resolve(a, &layout) {
-            Ok(spec) => aggregates.push(spec),
-            Err(m) => problems.push(problem(
-                &format!("pipeline.per_window[{i}]"),
-                format!(
-                    "{m} (the window results have the fields {})",
-                    names.join(", ")
-                ),
-            )),
-        }
-    }
-    (problems.len() == before).then(|| PerWindow {
-        results,
-        names: names.iter().map(|n| n.to_string()).collect(),
-        aggregates,
-    })
 }
 
 /// The plan of the clickstream example (`config/clickstream.toml`) reading

@@ -257,6 +257,18 @@ proptest! {
     }
 }
 
+/// What a fresh operator of `plan` writes for one batch of `records`.
+fn one_batch(plan: &Arc<Plan>, records: Vec<RawRecord>) -> Vec<Output> {
+    let metrics = Metrics::new().pipeline("test");
+    let mut op = Windowed::new(Arc::clone(plan), NO_TIME);
+    let mut frontier = Frontier::new(NO_TIME);
+    let mut outputs = Vec::new();
+    let out = op.step().run(records);
+    let mut cx = Context::new(0, &mut frontier, &metrics, &mut outputs);
+    op.on_batch(out, &mut cx).expect("no operator error");
+    outputs
+}
+
 /// A downstream stage reading `counts` (JSON results): per upstream window
 /// end, the sum of the counts and how many results it took.
 fn downstream_plan() -> Arc<Plan> {
@@ -340,13 +352,7 @@ fn an_upstream_result_whose_partition_header_is_malformed_is_a_dead_letter_and_t
         // Moves the watermark past the window.
         upstream_result(5, "m-1", 1_000_000, 1, Some(Ok(0))),
     ];
-    let metrics = Metrics::new().pipeline("test");
-    let mut op = Windowed::new(Arc::clone(&plan), NO_TIME);
-    let mut frontier = Frontier::new(NO_TIME);
-    let mut outputs = Vec::new();
-    let out = op.step().run(batch);
-    let mut cx = Context::new(0, &mut frontier, &metrics, &mut outputs);
-    op.on_batch(out, &mut cx).expect("no operator error");
+    let outputs = one_batch(&plan, batch);
     let mut dead = Vec::new();
     let mut finals = Vec::new();
     for o in outputs {
@@ -405,13 +411,7 @@ fn a_result_per_window_cannot_take_is_left_out_of_a_record_marked_incomplete() {
         huge,
         click(2, 9, 0, 0, 1_000_000),
     ];
-    let metrics = Metrics::new().pipeline("test");
-    let mut op = Windowed::new(Arc::clone(&plan), NO_TIME);
-    let mut frontier = Frontier::new(NO_TIME);
-    let mut outputs = Vec::new();
-    let out = op.step().run(batch);
-    let mut cx = Context::new(0, &mut frontier, &metrics, &mut outputs);
-    op.on_batch(out, &mut cx).expect("no operator error");
+    let outputs = one_batch(&plan, batch);
     let finals: Vec<_> = outputs
         .iter()
         .filter_map(|o| match o {
