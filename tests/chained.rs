@@ -242,20 +242,31 @@ fn chain_survives_sigkills(pre_aggregate: bool) {
 
     let mut counts = start_stage(&setup, &config, "counts", 9);
     let mut top = start_stage(&setup, &config, "hot", 9);
+    let every_window = |r: &[Read]| {
+        r.iter()
+            .map(|x| &x.payload)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            >= normal
+    };
     let written = read_until(
         &setup.servers(),
         &setup.output,
         Duration::from_secs(60),
-        |r| {
-            r.len() >= normal
-                && r.iter()
-                    .map(|x| &x.payload)
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .len()
-                    >= normal
-        },
+        every_window,
     );
-    assert!(written.len() >= normal, "{}", logs(&setup));
+    assert!(every_window(&written), "{}", logs(&setup));
+    // And `hot` has forwarded them all into its one partition: its
+    // forwarders read `counts`'s four partitions each at its own pace,
+    // and one that forwarded a closer's window first would move the
+    // watermark an hour past what another had yet to forward.
+    let forwarded = read_until(
+        &setup.servers(),
+        &internal,
+        Duration::from_secs(60),
+        every_window,
+    );
+    assert!(every_window(&forwarded), "{}", logs(&setup));
     publish(&setup.servers(), &setup.input, wave2);
     let read = read_until(&setup.servers(), &hot, Duration::from_secs(90), |r| {
         let keys: std::collections::BTreeSet<&str> =
