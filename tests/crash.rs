@@ -152,10 +152,16 @@ fn publish_with_kills(
     for (phase, chunk) in payments.chunks(n / PHASES).enumerate() {
         offsets.extend(publish(&setup.servers(), &setup.input, chunk));
         events.extend_from_slice(chunk);
+        let committed_before = committed_sum(setup);
         let mut child = start(setup, config, phase);
         // Kill as soon as this run has written something new: mid-stream,
         // with batches in flight, windows open and commits pending.
         wait_for_new_output(setup, seen, phase);
+        if phase == PHASES - 1 {
+            // Every run may die before its first commit, and then the last
+            // run has none to resume from; this one commits first.
+            wait_for_a_commit(setup, committed_before, phase);
+        }
         // Commits come every 500ms: some kills land before the windows just
         // written were committed (they are emitted again on restart), some
         // after.
@@ -167,6 +173,33 @@ fn publish_with_kills(
     offsets.extend(publish(&setup.servers(), &setup.input, &closers));
     events.extend(closers);
     (events, offsets)
+}
+
+/// The offsets committed for the pipeline's group, summed over the input
+/// partitions that have a commit.
+fn committed_sum(setup: &Setup) -> i64 {
+    committed_offsets(
+        &setup.servers(),
+        &format!("group-{}", setup.input),
+        &setup.input,
+        setup.partitions,
+    )
+    .into_iter()
+    .flatten()
+    .sum()
+}
+
+/// Waits up to 30 s until run `run` has committed past `before`.
+fn wait_for_a_commit(setup: &Setup, before: i64, run: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while committed_sum(setup) <= before {
+        assert!(
+            Instant::now() < deadline,
+            "run {run} committed nothing within 30s\n{}",
+            logs(setup)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Checks the last run's log: it resumed from commits, and not all of

@@ -363,6 +363,10 @@ impl SourceContext {
         match consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => {
                 metrics.commit(CommitResult::Ok);
+                tracing::debug!(
+                    offsets = ?points.iter().map(|(p, c)| (*p, c.offset)).collect::<Vec<_>>(),
+                    "offsets committed"
+                );
                 for (p, point) in points {
                     metrics.committed(&self.shared.env.topic, p, point.offset);
                     self.shared.env.board.mark_committed(p, point);

@@ -477,7 +477,6 @@ fn reader(servers: &str) -> BaseConsumer {
         .unwrap()
 }
 
-/// The committed offset and metadata of each partition of `topic` for `group`.
 /// The resume point of each partition of `topic` for `group`: from the
 /// commit metadata, or, where the broker dropped it, from the newest record
 /// of the state topic `<group>-resume`.
@@ -517,7 +516,41 @@ pub fn resume_points(
         .collect()
 }
 
+/// The committed offset and metadata of each partition of `topic` for `group`.
 pub fn committed(servers: &str, group: &str, topic: &str, partitions: i32) -> Vec<(i64, String)> {
+    committed_entries(servers, group, topic, partitions)
+        .into_iter()
+        .enumerate()
+        .map(|(p, (offset, metadata))| match offset {
+            Offset::Offset(o) => (o, metadata),
+            other => panic!("partition {p}: no committed offset ({other:?})"),
+        })
+        .collect()
+}
+
+/// The committed offset of each partition of `topic` for `group`, `None`
+/// where the group has committed none.
+pub fn committed_offsets(
+    servers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Option<i64>> {
+    committed_entries(servers, group, topic, partitions)
+        .into_iter()
+        .map(|(offset, _)| match offset {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+        .collect()
+}
+
+fn committed_entries(
+    servers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(Offset, String)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", servers)
         .set("group.id", group)
@@ -533,11 +566,7 @@ pub fn committed(servers: &str, group: &str, topic: &str, partitions: i32) -> Ve
     (0..partitions)
         .map(|p| {
             let e = c.find_partition(topic, p).unwrap();
-            let offset = match e.offset() {
-                Offset::Offset(o) => o,
-                other => panic!("partition {p}: no committed offset ({other:?})"),
-            };
-            (offset, e.metadata().to_string())
+            (e.offset(), e.metadata().to_string())
         })
         .collect()
 }
