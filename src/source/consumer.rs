@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -25,6 +24,10 @@ use crate::task::DrainRequest;
 use crate::telemetry::{CommitResult, Rebalance};
 
 mod assign;
+mod fetch;
+
+use fetch::Polled;
+pub(crate) use fetch::{FetchQueue, Fetched};
 
 /// The consumer with streamfold's context.
 pub(crate) type SourceConsumer = BaseConsumer<SourceContext>;
@@ -75,6 +78,9 @@ pub(crate) struct SourceContext {
     state: Option<StateTopic>,
     /// Where checkpoints are read from, when the pipeline keeps them.
     checkpoints: Option<CheckpointTopic>,
+    /// Where each assignment forwards its partitions' fetched records,
+    /// while the consumer thread reads it.
+    fetch: Mutex<Option<Arc<FetchQueue>>>,
 }
 
 impl ClientContext for SourceContext {
@@ -126,6 +132,9 @@ impl ConsumerContext for SourceContext {
                 self.shared.env.metrics.rebalance(Rebalance::Assign);
                 self.assign(consumer, tpl);
                 self.shared.health.assigned();
+                if let Some(fetch) = self.fetch_queue() {
+                    fetch.forward(consumer, &self.shared.env.topic, &self.partitions_of(tpl));
+                }
                 if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -175,7 +184,18 @@ impl SourceContext {
             feeds: Mutex::new(HashMap::new()),
             state,
             checkpoints,
+            fetch: Mutex::new(None),
         }
+    }
+
+    /// Sets the queue that assignments forward their fetched records to
+    /// (`None` once the consumer thread stops reading it).
+    pub(crate) fn read_fetched_from(&self, queue: Option<Arc<FetchQueue>>) {
+        *self.fetch.lock().unwrap_or_else(|e| e.into_inner()) = queue;
+    }
+
+    fn fetch_queue(&self) -> Option<Arc<FetchQueue>> {
+        self.fetch.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The consumer reaches a broker, or reaches none: readiness, the
@@ -382,18 +402,43 @@ impl SourceContext {
         }
     }
 
-    /// Appends a polled record to its partition's batch.
-    pub(crate) fn accept(&self, consumer: &SourceConsumer, m: &BorrowedMessage<'_>) {
+    /// Appends a record polled from the consumer queue to its partition's
+    /// batch.
+    pub(crate) fn accept(&self, consumer: &SourceConsumer, m: &impl Polled) {
+        let mut feeds = self.feeds();
+        self.append(consumer, &mut feeds, m);
+    }
+
+    /// Appends records taken from the fetch queue to their partitions'
+    /// batches.
+    pub(crate) fn accept_fetched(&self, consumer: &SourceConsumer, fetched: &Fetched) {
+        if fetched.is_empty() {
+            return;
+        }
+        let mut feeds = self.feeds();
+        for m in fetched.iter() {
+            match m.error() {
+                Some(error) => tracing::warn!(
+                    %error,
+                    partition = m.partition(),
+                    offset = m.offset(),
+                    "consumer error"
+                ),
+                None => self.append(consumer, &mut feeds, &m),
+            }
+        }
+    }
+
+    fn append(&self, consumer: &SourceConsumer, feeds: &mut HashMap<i32, Feed>, m: &impl Polled) {
         let p = m.partition();
         let max = self.shared.batch.max_records;
-        let mut feeds = self.feeds();
         let Some(feed) = feeds.get_mut(&p) else {
             // Not ours (any more): its new owner reads it from the commit.
             return;
         };
         let record = RawRecord {
             offset: m.offset(),
-            timestamp: m.timestamp().to_millis(),
+            timestamp: m.timestamp(),
             key: m.key().map(|k| feed.arena.copy(k)),
             payload: m.payload().map(|v| feed.arena.copy(v)),
             // Only registry-framed input reads headers: the header may
@@ -512,24 +557,16 @@ impl SourceContext {
 }
 
 /// The `__value_schema_id` header of `m`, if it has one.
-fn schema_header(m: &BorrowedMessage<'_>) -> Option<bytes::Bytes> {
-    use rdkafka::message::Headers as _;
-    m.headers()?
-        .iter()
-        .find(|h| h.key == crate::codec::VALUE_SCHEMA_HEADER)?
-        .value
+fn schema_header(m: &impl Polled) -> Option<bytes::Bytes> {
+    m.header(crate::codec::VALUE_SCHEMA_HEADER)?
         .map(bytes::Bytes::copy_from_slice)
 }
 
 /// The `streamfold.window.partition` header of `m`, if it has one: the
 /// partition number, or the bytes it holds instead of one.
-fn window_partition(m: &BorrowedMessage<'_>) -> Option<Result<i32, bytes::Bytes>> {
-    use rdkafka::message::Headers as _;
-    let h = m
-        .headers()?
-        .iter()
-        .find(|h| h.key == crate::sink::WINDOW_PARTITION_HEADER)?;
-    Some(partition_number(h.value.unwrap_or_default()))
+fn window_partition(m: &impl Polled) -> Option<Result<i32, bytes::Bytes>> {
+    let value = m.header(crate::sink::WINDOW_PARTITION_HEADER)?;
+    Some(partition_number(value.unwrap_or_default()))
 }
 
 /// The partition number a `streamfold.window.partition` header holds (in

@@ -15,7 +15,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::PipelineError;
 use super::checkpoints::{CheckpointTopic, RestoreError};
-use super::consumer::{SourceConsumer, SourceContext};
+use super::consumer::{FetchQueue, Fetched, SourceConsumer, SourceContext};
 use super::resume::{StateTopic, broker_keeps_metadata};
 use super::{Shared, Stage, Transient};
 use crate::checkpoint::CheckpointError;
@@ -698,6 +698,9 @@ fn poll_loop(
     // otherwise cost more than taking a record.
     const BURST: usize = 256;
     let ctx = consumer.context();
+    let fetch = Arc::new(FetchQueue::new(consumer));
+    ctx.read_fetched_from(Some(Arc::clone(&fetch)));
+    let mut fetched = Fetched::with_capacity(BURST);
     let mut next_commit = Instant::now() + commit_interval;
     let mut next_flush = Instant::now();
     let mut next_gauges = Instant::now();
@@ -719,9 +722,10 @@ fn poll_loop(
             .min(next_commit)
             .saturating_duration_since(now)
             .min(Duration::from_millis(100));
-        let mut timeout = wait;
+        // Rebalances, errors and statistics (served inside `poll`), and
+        // any record fetched before its partition was forwarded.
         for _ in 0..BURST {
-            match consumer.poll(timeout) {
+            match consumer.poll(Duration::ZERO) {
                 Some(Ok(m)) => ctx.accept(consumer, &m),
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer error");
@@ -729,10 +733,17 @@ fn poll_loop(
                 }
                 None => break,
             }
-            timeout = Duration::ZERO;
         }
+        // The records: the wait for them is the loop's wait, so an event
+        // on the consumer queue is served within it (at most 100 ms).
+        fetch.take(wait, &mut fetched);
+        ctx.accept_fetched(consumer, &fetched);
     }
     let owned = ctx.owned();
     tracing::info!(partitions = ?owned, "shutting down: draining owned partitions");
     ctx.drain_and_commit(consumer, &owned, "shutdown");
+    // The queue and the records taken from it go before the consumer.
+    ctx.read_fetched_from(None);
+    drop(fetched);
+    drop(fetch);
 }

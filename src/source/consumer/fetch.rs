@@ -1,0 +1,252 @@
+//! Fetched records taken in batches: each assigned partition's fetch queue
+//! is forwarded to one queue of the consumer thread's own, which it reads
+//! with `rd_kafka_consume_batch_queue`, a lock and two clock readings per
+//! batch instead of per record (rust-rdkafka's `poll` takes one record at
+//! a time).
+//!
+//! The consumer queue keeps everything else (rebalances, errors,
+//! statistics) and is still polled for it: a rebalance must reach the
+//! application, and a batch read would let librdkafka serve it alone.
+//! librdkafka keeps the forward through a partition's fetch restarts
+//! (`RD_KAFKA_Q_F_FWD_APP`), clears it when the partition is stopped, and
+//! waits for every stop before it starts the fetches of a new assignment;
+//! so each assignment forwards its partitions before it takes effect.
+
+use std::ffi::CString;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers as _};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka_sys as rdsys;
+
+use super::SourceConsumer;
+
+/// The consumer thread's queue of fetched records.
+pub(crate) struct FetchQueue(NonNull<rdsys::rd_kafka_queue_t>);
+
+// SAFETY: librdkafka's queues are locked internally; the handle is only
+// destroyed in `drop`.
+unsafe impl Send for FetchQueue {}
+// SAFETY: as for `Send`: every call on the handle is thread-safe.
+unsafe impl Sync for FetchQueue {}
+
+impl FetchQueue {
+    /// A new, empty queue of `consumer`'s. It must be dropped before the
+    /// consumer is.
+    pub(crate) fn new(consumer: &SourceConsumer) -> Self {
+        // SAFETY: the client pointer is valid while `consumer` lives.
+        let q = unsafe { rdsys::rd_kafka_queue_new(consumer.client().native_ptr()) };
+        Self(NonNull::new(q).expect("librdkafka allocates a queue"))
+    }
+
+    /// Forwards the fetched records of `topic`'s `partitions` here, with
+    /// those already fetched. Call it before the assignment that starts
+    /// their fetch: a fetch started first sends its records to the
+    /// consumer queue until the forward.
+    pub(super) fn forward(&self, consumer: &SourceConsumer, topic: &str, partitions: &[i32]) {
+        let Ok(name) = CString::new(topic) else {
+            return;
+        };
+        for &p in partitions {
+            // SAFETY: valid client and C string; the partition queue handle
+            // is a counted reference, released right after the forward.
+            unsafe {
+                let q = rdsys::rd_kafka_queue_get_partition(
+                    consumer.client().native_ptr(),
+                    name.as_ptr(),
+                    p,
+                );
+                if q.is_null() {
+                    tracing::warn!(partition = p, "no fetch queue for the partition");
+                    continue;
+                }
+                rdsys::rd_kafka_queue_forward(q, self.0.as_ptr());
+                rdsys::rd_kafka_queue_destroy(q);
+            }
+        }
+    }
+
+    /// Takes up to `into`'s capacity of fetched records, waiting up to
+    /// `timeout` for the first one.
+    pub(crate) fn take(&self, timeout: Duration, into: &mut Fetched) {
+        into.clear();
+        let cap = into.0.capacity();
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: librdkafka writes at most `cap` message pointers into
+        // the vector's spare capacity and returns how many.
+        let n = unsafe {
+            rdsys::rd_kafka_consume_batch_queue(
+                self.0.as_ptr(),
+                ms,
+                into.0.as_mut_ptr().cast(),
+                cap,
+            )
+        };
+        if n > 0 {
+            // SAFETY: the first `n` slots were written with non-null
+            // messages, now owned by `into`.
+            unsafe { into.0.set_len(n as usize) };
+        }
+    }
+}
+
+impl Drop for FetchQueue {
+    fn drop(&mut self) {
+        // SAFETY: the handle is ours; its records are freed with it.
+        unsafe { rdsys::rd_kafka_queue_destroy(self.0.as_ptr()) };
+    }
+}
+
+/// Records taken from a [`FetchQueue`], freed when cleared or dropped.
+pub(crate) struct Fetched(Vec<NonNull<rdsys::rd_kafka_message_t>>);
+
+impl Fetched {
+    /// Room for `n` records per take.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self(Vec::with_capacity(n))
+    }
+
+    /// The records, in the order fetched.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Native<'_>> {
+        // SAFETY: each pointer is a message owned by `self`.
+        self.0.iter().map(|m| Native(unsafe { m.as_ref() }))
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn clear(&mut self) {
+        for m in self.0.drain(..) {
+            // SAFETY: each message is owned here and freed once.
+            unsafe { rdsys::rd_kafka_message_destroy(m.as_ptr()) };
+        }
+    }
+}
+
+impl Drop for Fetched {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// What the consumer thread reads of a fetched record, whichever queue it
+/// came from.
+pub(crate) trait Polled {
+    /// The record's partition.
+    fn partition(&self) -> i32;
+    /// The record's offset.
+    fn offset(&self) -> i64;
+    /// Its Kafka timestamp in millis, if it has one.
+    fn timestamp(&self) -> Option<i64>;
+    /// Its key.
+    fn key(&self) -> Option<&[u8]>;
+    /// Its value.
+    fn payload(&self) -> Option<&[u8]>;
+    /// The first header named `name`: `Some(None)` for one without a
+    /// value.
+    fn header(&self, name: &str) -> Option<Option<&[u8]>>;
+}
+
+impl Polled for BorrowedMessage<'_> {
+    fn partition(&self) -> i32 {
+        Message::partition(self)
+    }
+
+    fn offset(&self) -> i64 {
+        Message::offset(self)
+    }
+
+    fn timestamp(&self) -> Option<i64> {
+        Message::timestamp(self).to_millis()
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        Message::key(self)
+    }
+
+    fn payload(&self) -> Option<&[u8]> {
+        Message::payload(self)
+    }
+
+    fn header(&self, name: &str) -> Option<Option<&[u8]>> {
+        self.headers()?
+            .iter()
+            .find(|h| h.key == name)
+            .map(|h| h.value)
+    }
+}
+
+/// A record taken in a batch (or the error librdkafka put in its place).
+pub(crate) struct Native<'a>(&'a rdsys::rd_kafka_message_t);
+
+impl Native<'_> {
+    /// The consumer error this record stands for, if it is one (an
+    /// offset out of range, a partition that went away).
+    pub(crate) fn error(&self) -> Option<KafkaError> {
+        let err = self.0.err;
+        (err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR)
+            .then(|| KafkaError::MessageConsumption(RDKafkaErrorCode::from(err)))
+    }
+
+    /// The bytes at `ptr`, which point into this message.
+    fn bytes(&self, ptr: *const std::ffi::c_void, len: usize) -> Option<&[u8]> {
+        // SAFETY: librdkafka's (pointer, length) of a key, value or header
+        // value of the message, which lives as long as `self`.
+        (!ptr.is_null()).then(|| unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) })
+    }
+}
+
+impl Polled for Native<'_> {
+    fn partition(&self) -> i32 {
+        self.0.partition
+    }
+
+    fn offset(&self) -> i64 {
+        self.0.offset
+    }
+
+    fn timestamp(&self) -> Option<i64> {
+        let mut kind = rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        // SAFETY: a valid message; librdkafka writes the type.
+        let ts = unsafe { rdsys::rd_kafka_message_timestamp(self.0, &mut kind) };
+        (kind != rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE).then_some(ts)
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        self.bytes(self.0.key, self.0.key_len)
+    }
+
+    fn payload(&self) -> Option<&[u8]> {
+        self.bytes(self.0.payload, self.0.len)
+    }
+
+    fn header(&self, name: &str) -> Option<Option<&[u8]>> {
+        let mut hdrs = std::ptr::null_mut();
+        // SAFETY: a valid message; the headers it gives belong to it.
+        let err = unsafe { rdsys::rd_kafka_message_headers(self.0, &mut hdrs) };
+        if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || hdrs.is_null() {
+            return None;
+        }
+        for idx in 0.. {
+            let (mut key, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0);
+            // SAFETY: valid headers; librdkafka writes the three outputs,
+            // pointing into the message.
+            let err = unsafe {
+                rdsys::rd_kafka_header_get_all(hdrs, idx, &mut key, &mut value, &mut size)
+            };
+            if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                return None;
+            }
+            // SAFETY: a header name is a NUL-terminated string.
+            if unsafe { std::ffi::CStr::from_ptr(key) }.to_bytes() == name.as_bytes() {
+                return Some(self.bytes(value, size));
+            }
+        }
+        None
+    }
+}
