@@ -66,6 +66,11 @@ pub(super) struct Slot {
 #[derive(Debug, Clone)]
 pub struct DirectPlan {
     pub(super) names: Vec<String>,
+    /// For each field, the one whose name follows its name in byte
+    /// order (`names.len()` after the last), and the first in that order
+    /// at index `names.len()`: objects often list their keys sorted (serde_json's maps,
+    /// Python's `sort_keys`) rather than in schema order.
+    pub(super) sorted_next: Vec<usize>,
     pub(super) slots: Vec<Slot>,
 }
 
@@ -110,7 +115,20 @@ impl DirectPlan {
             names.push(field.name.clone());
             slots.push(slot);
         }
-        Some(Self { names, slots })
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        order.sort_by(|a, b| names[*a].cmp(&names[*b]));
+        let mut sorted_next = vec![names.len(); names.len() + 1];
+        for pair in order.windows(2) {
+            sorted_next[pair[0]] = pair[1];
+        }
+        if let Some(first) = order.first() {
+            sorted_next[names.len()] = *first;
+        }
+        Some(Self {
+            names,
+            sorted_next,
+            slots,
+        })
     }
 
     /// Leaves unread the fields whose `read` entry is false (by schema
@@ -192,27 +210,46 @@ mod tests {
 
     /// JSON for one field value: the natural form, or a deliberately odd
     /// one (a string for a number, a float for an integer, null, an
-    /// out-of-range number), so both agreement and giving up are covered.
+    /// out-of-range number, a token serde_json reads otherwise or not at
+    /// all), so both agreement and giving up are covered.
     fn json_field(kind: usize) -> BoxedStrategy<(String, bool)> {
-        let odd = prop_oneof![
-            Just("null"),
-            Just("\"x\""),
-            Just("2.5"),
-            Just("true"),
-            Just("9223372036854775807"),
-            Just("18446744073709551615"),
-            Just("3000000000"),
-            Just("[1]"),
-        ]
+        let odd = prop::sample::select(vec![
+            "null",
+            "\"x\"",
+            "2.5",
+            "true",
+            "9223372036854775807",
+            "18446744073709551615",
+            "3000000000",
+            "[1]",
+            "{}",
+            "-0",
+            "01",
+            "1e2",
+            "-",
+            "1.",
+            "-9223372036854775808",
+            "123456789012345678",
+            "1234567890123456789",
+            "\"\\ud800\"",
+            "\"a\\qb\"",
+            "\"\\u00e9\\n\"",
+            "\"\u{1}\"",
+            "nul",
+            "truex",
+            "1e400",
+            "\"\\\"\"",
+        ])
         .prop_map(|s| (s.to_string(), false));
         let natural = match kind {
-            0 | 9 => "[a-z\"\\\\é]{0,6}"
+            0 | 9 => "[a-z\"\\\\é\n]{0,6}"
                 .prop_map(|s| serde_json::to_string(&s).unwrap())
                 .boxed(),
             1 | 8 => any::<i32>().prop_map(|n| n.to_string()).boxed(),
             2 | 6 | 7 => any::<i64>().prop_map(|n| n.to_string()).boxed(),
             3 | 4 | 10 => prop_oneof![
                 (-1e12f64..1e12).prop_map(|x| format!("{x:?}")),
+                any::<f64>().prop_map(|x| serde_json::to_string(&x).unwrap()),
                 any::<i32>().prop_map(|n| n.to_string())
             ]
             .boxed(),
@@ -224,27 +261,89 @@ mod tests {
 
     const NAMES: [&str; 11] = ["s", "i", "l", "f", "d", "b", "ts", "us", "day", "ns", "nd"];
 
+    /// A field the schema lacks, and whether it is valid JSON.
+    fn json_unknown() -> impl Strategy<Value = (String, bool)> {
+        prop::sample::select(vec![
+            (r#""other":{"x":[1,2,"]"]}"#, true),
+            (r#""o\"ther":-0"#, true),
+            (r#""other":"\u00e9""#, true),
+            (r#""other":null"#, true),
+            (r#""other":"\ud800""#, false),
+            (r#""other":[1,,2]"#, false),
+            (r#""other":{"x":1"#, false),
+            (r#""other":1e400"#, false),
+            (r#""other":tru"#, false),
+        ])
+        .prop_map(|(s, valid)| (s.to_string(), valid))
+    }
+
     /// A JSON object over the schema's fields, and whether it is a plain
-    /// match of the schema (every field present, of its natural form).
+    /// match of the schema (every field present, of its natural form). Its
+    /// spacing, escaped keys and repeated fields are plain all the same;
+    /// a damaged byte or a cut is not.
     fn json_object() -> impl Strategy<Value = (String, bool)> {
+        let space = prop::sample::select(vec!["", "", "", " ", "\n", "\t", "\r\n "]);
         (
             (0..11).map(json_field).collect::<Vec<_>>(),
             proptest::collection::vec(prop::bool::weighted(0.95), 11),
-            any::<bool>(),
+            proptest::option::of(json_unknown()),
+            proptest::collection::vec(space, 4),
+            proptest::collection::vec(prop::bool::weighted(0.2), 11),
+            proptest::option::of((0usize..11).prop_flat_map(|i| (Just(i), json_field(i)))),
+            prop_oneof![
+                6 => Just(None),
+                1 => (any::<prop::sample::Index>(), prop::sample::select(
+                    vec![b'"', b'\\', b'{', b'}', b',', b':', 0x01, 0x1f, 0xff, b' ', b'0', b'e'],
+                ))
+                .prop_map(Some),
+            ],
         )
-            .prop_map(|(fields, keep, extra)| {
+            .prop_map(|(fields, keep, unknown, space, escape, repeat, damage)| {
                 let mut plain = true;
                 let mut parts = Vec::new();
-                for ((name, (text, natural)), keep) in NAMES.iter().zip(fields).zip(keep) {
+                let key = |name: &str, escape: bool| {
+                    if escape {
+                        let mut c = name.chars();
+                        let first = c.next().unwrap();
+                        format!("\"\\u{:04x}{}\"", first as u32, c.as_str())
+                    } else {
+                        format!("\"{name}\"")
+                    }
+                };
+                for (i, ((name, (text, natural)), keep)) in
+                    NAMES.iter().zip(fields).zip(keep).enumerate()
+                {
                     plain &= natural && keep;
                     if keep {
-                        parts.push(format!("\"{name}\":{text}"));
+                        let k = key(name, escape[i]);
+                        parts.push(format!("{k}{}:{}{text}", space[0], space[1]));
                     }
                 }
-                if extra {
-                    parts.insert(1, "\"other\":{\"x\":[1,2]}".to_string());
+                if let Some((text, valid)) = unknown {
+                    plain &= valid;
+                    parts.insert(1.min(parts.len()), text);
                 }
-                (format!("{{{}}}", parts.join(",")), plain)
+                // A repeated key: the last one counts, as in serde_json.
+                if let Some((i, (text, natural))) = repeat {
+                    plain &= natural;
+                    parts.push(format!("{}:{text}", key(NAMES[i], false)));
+                }
+                let sep = format!(",{}", space[2]);
+                let mut text = format!(
+                    "{}{{{}{}}}{}",
+                    space[3],
+                    space[2],
+                    parts.join(&sep),
+                    space[3]
+                );
+                if let Some((at, byte)) = damage {
+                    let mut bytes = text.into_bytes();
+                    let at = at.index(bytes.len());
+                    bytes[at] = byte;
+                    text = String::from_utf8_lossy(&bytes).into_owned();
+                    plain = false;
+                }
+                (text, plain)
             })
     }
 
@@ -262,8 +361,9 @@ mod tests {
                 // generic path rejects (and sends to the dead-letter
                 // topic) the direct path gives up on.
                 Ok(direct) => {
-                    let generic = generic.expect("direct decoded what the generic path rejects");
-                    prop_assert!(same_read(&direct, &generic, &read), "{direct:?}\n{generic:?}");
+                    prop_assert!(generic.is_some(), "direct decoded what the generic path rejects: {text}");
+                    let generic = generic.unwrap();
+                    prop_assert!(same_read(&direct, &generic, &read), "{text}\n{direct:?}\n{generic:?}");
                 }
                 // Giving up is always safe (the generic path decides), but
                 // not on a plain match of the schema.

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use apache_avro::types::Value;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
 use crate::codec::direct::{DirectPlan, GiveUp, Prim, Slot};
 use crate::codec::schema::RecordSchema;
@@ -49,19 +49,21 @@ impl<'de> Visitor<'de> for JsonRecord<'_> {
         let mut values = Vec::with_capacity(plan.slots.len());
         values.resize_with(plan.slots.len(), || Value::Null);
         let mut present = 0u128;
-        // Objects usually list their keys in schema order: each key is
-        // compared with the field after the last one found first.
-        let mut next = 0;
-        while let Some(key) = map.next_key_seed(FieldName { plan, next })? {
+        // The field found before this key (`n` before the first).
+        let mut last = plan.slots.len();
+        while let Some(key) = map.next_key_seed(FieldName { plan, last })? {
             match key {
                 // A repeated key: serde_json keeps the last one.
                 Some(i) => {
                     values[i] = map.next_value_seed(JsonField(plan.slots[i]))?;
                     present |= 1 << i;
-                    next = i + 1;
+                    last = i;
                 }
+                // A field the schema lacks, read as the generic path reads
+                // every field: into a JSON value, then an Avro one.
                 None => {
-                    map.next_value::<IgnoredAny>()?;
+                    let json = map.next_value::<serde_json::Value>()?;
+                    Value::try_from(json).map_err(de::Error::custom)?;
                 }
             }
         }
@@ -69,11 +71,12 @@ impl<'de> Visitor<'de> for JsonRecord<'_> {
     }
 }
 
-/// A key of the object: the index of the schema field it names, if any;
-/// field `next` is tried first.
+/// A key of the object: the index of the schema field it names, if any.
+/// Objects list their keys in schema order or sorted, as a rule: the
+/// fields after field `last` in either order are tried first.
 struct FieldName<'p> {
     plan: &'p DirectPlan,
-    next: usize,
+    last: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for FieldName<'_> {
@@ -93,10 +96,17 @@ impl<'de> Visitor<'de> for FieldName<'_> {
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
         let names = &self.plan.names;
-        if names.get(self.next).is_some_and(|n| n == key) {
-            return Ok(Some(self.next));
+        let in_schema_order = if self.last == names.len() {
+            0
+        } else {
+            self.last + 1
+        };
+        for guess in [in_schema_order, self.plan.sorted_next[self.last]] {
+            if names.get(guess).is_some_and(|name| name == key) {
+                return Ok(Some(guess));
+            }
         }
-        Ok(names.iter().position(|n| n == key))
+        Ok(names.iter().position(|name| name == key))
     }
 }
 
