@@ -29,9 +29,10 @@ With `--processes N` the dataflow runs as a cluster of N local processes
 
 import argparse
 import json
-import os
+import socket
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 
 import bytewax.operators as op
@@ -209,12 +210,40 @@ def _neg(auction):
     return [-ord(c) for c in str(auction)] + [0]
 
 
+def _free_ports(n):
+    """N ports free on this machine now (the cluster's members bind them)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _wait_all(members):
+    """The cluster's exit code: 0 once every member exited 0; the first
+    failure's code as soon as one fails, the others killed (they would
+    wait for it forever)."""
+    while True:
+        codes = [m.poll() for m in members]
+        failed = [c for c in codes if c not in (None, 0)]
+        if failed:
+            for m in members:
+                if m.poll() is None:
+                    m.kill()
+                    m.wait()
+            return failed[0]
+        if all(c == 0 for c in codes):
+            return 0
+        time.sleep(0.05)
+
+
 def main():
     args = parse_args(sys.argv[1:])
     if args.processes > 1 and args.process_id is None:
         # One process per member of the cluster, each running this script.
-        base = 23000 + os.getpid() % 20000
-        addresses = ";".join(f"127.0.0.1:{base + i}" for i in range(args.processes))
+        addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(args.processes))
         members = [
             subprocess.Popen(
                 [sys.executable, __file__, *sys.argv[1:], "--process-id", str(i),
@@ -222,7 +251,7 @@ def main():
             )
             for i in range(args.processes)
         ]
-        sys.exit(max(m.wait() for m in members))
+        sys.exit(_wait_all(members))
     flow = flow_for(args)
     if args.process_id is None:
         cli_main(flow, workers_per_process=args.workers)
