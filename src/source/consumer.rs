@@ -26,8 +26,8 @@ use crate::telemetry::{CommitResult, Rebalance};
 mod assign;
 mod fetch;
 
-use fetch::Polled;
 pub(crate) use fetch::{FetchQueue, Fetched};
+use fetch::{Polled, schema_header, window_partition};
 
 /// The consumer with streamfold's context.
 pub(crate) type SourceConsumer = BaseConsumer<SourceContext>;
@@ -556,30 +556,6 @@ impl SourceContext {
     }
 }
 
-/// The `__value_schema_id` header of `m`, if it has one.
-fn schema_header(m: &impl Polled) -> Option<bytes::Bytes> {
-    m.header(crate::codec::VALUE_SCHEMA_HEADER)?
-        .map(bytes::Bytes::copy_from_slice)
-}
-
-/// The `streamfold.window.partition` header of `m`, if it has one: the
-/// partition number, or the bytes it holds instead of one.
-fn window_partition(m: &impl Polled) -> Option<Result<i32, bytes::Bytes>> {
-    let value = m.header(crate::sink::WINDOW_PARTITION_HEADER)?;
-    Some(partition_number(value.unwrap_or_default()))
-}
-
-/// The partition number a `streamfold.window.partition` header holds (in
-/// decimal, as the sink writes it), or its bytes when it holds none (a
-/// header without a value holds none).
-fn partition_number(value: &[u8]) -> Result<i32, bytes::Bytes> {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|v| v.parse::<i32>().ok())
-        .filter(|p| *p >= 0)
-        .ok_or_else(|| bytes::Bytes::copy_from_slice(value))
-}
-
 /// The high watermark librdkafka last saw in a fetch response for
 /// `topic`/`partition`: no round trip to the broker.
 fn cached_high_watermark(consumer: &SourceConsumer, topic: &str, partition: i32) -> Option<i64> {
@@ -598,22 +574,4 @@ fn cached_high_watermark(consumer: &SourceConsumer, topic: &str, partition: i32)
     };
     (err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
         .then_some(high)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::partition_number;
-
-    #[test]
-    fn a_window_partition_header_holds_a_decimal_partition_number() {
-        assert_eq!(partition_number(b"7"), Ok(7));
-        assert_eq!(partition_number(b"0"), Ok(0));
-        // Anything else is kept, for the dead letter to name.
-        for bad in [&b""[..], b"-1", b"7x", b"\xff", b"99999999999"] {
-            assert_eq!(
-                partition_number(bad),
-                Err(bytes::Bytes::copy_from_slice(bad))
-            );
-        }
-    }
 }

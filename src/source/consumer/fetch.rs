@@ -11,6 +11,9 @@
 //! (`RD_KAFKA_Q_F_FWD_APP`), clears it when the partition is stopped, and
 //! waits for every stop before it starts the fetches of a new assignment;
 //! so each assignment forwards its partitions before it takes effect.
+//!
+//! What the thread reads of a record, from either queue, is [`Polled`],
+//! with the two headers a record may carry for streamfold.
 
 use std::ffi::CString;
 use std::ptr::NonNull;
@@ -248,5 +251,47 @@ impl Polled for Native<'_> {
             }
         }
         None
+    }
+}
+
+/// The `__value_schema_id` header of `m`, if it has one.
+pub(super) fn schema_header(m: &impl Polled) -> Option<bytes::Bytes> {
+    m.header(crate::codec::VALUE_SCHEMA_HEADER)?
+        .map(bytes::Bytes::copy_from_slice)
+}
+
+/// The `streamfold.window.partition` header of `m`, if it has one: the
+/// partition number, or the bytes it holds instead of one.
+pub(super) fn window_partition(m: &impl Polled) -> Option<Result<i32, bytes::Bytes>> {
+    let value = m.header(crate::sink::WINDOW_PARTITION_HEADER)?;
+    Some(partition_number(value.unwrap_or_default()))
+}
+
+/// The partition number a `streamfold.window.partition` header holds (in
+/// decimal, as the sink writes it), or its bytes when it holds none (a
+/// header without a value holds none).
+fn partition_number(value: &[u8]) -> Result<i32, bytes::Bytes> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|p| *p >= 0)
+        .ok_or_else(|| bytes::Bytes::copy_from_slice(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_number;
+
+    #[test]
+    fn a_window_partition_header_holds_a_decimal_partition_number() {
+        assert_eq!(partition_number(b"7"), Ok(7));
+        assert_eq!(partition_number(b"0"), Ok(0));
+        // Anything else is kept, for the dead letter to name.
+        for bad in [&b""[..], b"-1", b"7x", b"\xff", b"99999999999"] {
+            assert_eq!(
+                partition_number(bad),
+                Err(bytes::Bytes::copy_from_slice(bad))
+            );
+        }
     }
 }
