@@ -22,6 +22,10 @@ struct Compiled {
     program: Program,
     root: Arc<Context<'static>>,
     vars: Vec<(String, usize, FieldType)>,
+    /// The value of an expression that reads no field (`'all'`, `1 + 2`),
+    /// computed once in [`Compiled::bind`]: CEL has no side effects and no
+    /// clock, so it is the same for every record.
+    constant: Option<Cel>,
 }
 
 fn cel_of(record: &Record, index: usize, ty: FieldType) -> Cel {
@@ -66,6 +70,7 @@ impl Compiled {
             program,
             root,
             vars: Vec::new(),
+            constant: None,
         })
     }
 
@@ -93,16 +98,21 @@ impl Compiled {
             .iter()
             .map(|(n, _, t)| format!("{n}: {}", t.describe()))
             .collect();
-        self.program.execute(&ctx).map_err(|e| {
+        let value = self.program.execute(&ctx).map_err(|e| {
             format!(
                 "expression {:?} has a type error: {e} (fields: {})",
                 self.source,
                 fields.join(", ")
             )
-        })
+        })?;
+        self.constant = self.vars.is_empty().then(|| value.clone());
+        Ok(value)
     }
 
     fn eval(&self, record: &Record) -> Result<Cel, TransformError> {
+        if let Some(v) = &self.constant {
+            return Ok(v.clone());
+        }
         let mut ctx = self.root.new_inner_scope();
         for (name, i, ty) in &self.vars {
             ctx.add_variable_from_value(name.clone(), cel_of(record, *i, *ty));
@@ -123,6 +133,8 @@ pub struct Derive {
     expr: Compiled,
     index: usize,
     ty: FieldType,
+    /// The field's value when the expression reads no field.
+    constant: Option<Value>,
 }
 
 impl Derive {
@@ -136,6 +148,7 @@ impl Derive {
             expr: Compiled::new(source, root())?,
             index: usize::MAX,
             ty: FieldType::Other,
+            constant: None,
         })
     }
 }
@@ -161,12 +174,27 @@ impl Transform for Derive {
             }
         };
         self.index = layout.add(&self.name, self.ty);
+        self.constant = match &self.expr.constant {
+            Some(v) => Some(self.value(v.clone()).map_err(|e| e.0)?),
+            None => None,
+        };
         Ok(())
     }
 
     fn apply(&self, record: &mut Record) -> Result<(), TransformError> {
-        let v = self.expr.eval(record)?;
-        let value = match (self.ty, v) {
+        let value = match &self.constant {
+            Some(v) => v.clone(),
+            None => self.value(self.expr.eval(record)?)?,
+        };
+        record.set(self.index, value);
+        Ok(())
+    }
+}
+
+impl Derive {
+    /// The field value of what the expression gave.
+    fn value(&self, v: Cel) -> Result<Value, TransformError> {
+        Ok(match (self.ty, v) {
             (FieldType::Long, Cel::Int(n)) => Value::Long(n),
             (FieldType::Long, Cel::UInt(n)) => Value::Long(n as i64),
             (FieldType::Double, Cel::Float(x)) => Value::Double(x),
@@ -181,9 +209,7 @@ impl Transform for Derive {
                     ty.describe()
                 )));
             }
-        };
-        record.set(self.index, value);
-        Ok(())
+        })
     }
 }
 
@@ -276,6 +302,34 @@ mod tests {
         m.bind(&mut l).unwrap();
         m.apply(&mut r).unwrap();
         assert_eq!(r.f64(4).unwrap(), 1875.0);
+    }
+
+    #[test]
+    fn an_expression_reading_no_field_is_computed_once_for_every_record() {
+        let mut l = layout();
+        let mut all = Derive::new("all", "'all'").unwrap();
+        all.bind(&mut l).unwrap();
+        let mut n = Derive::new("n", "size('abcd') * 2").unwrap();
+        n.bind(&mut l).unwrap();
+        assert_eq!(l.field(3).ty, FieldType::String);
+        assert_eq!(l.field(4).ty, FieldType::Long);
+        assert!(all.constant.is_some() && n.constant.is_some());
+        for mut r in [record(), Record { values: Vec::new() }] {
+            all.apply(&mut r).unwrap();
+            n.apply(&mut r).unwrap();
+            assert_eq!(r.str(3).unwrap(), "all");
+            assert_eq!(r.i64(4).unwrap(), 8);
+        }
+        let mut never = Filter::new("1 > 2").unwrap();
+        never.bind(&l).unwrap();
+        assert!(!never.keep(&record()).unwrap());
+        // One that reads a field is evaluated per record.
+        let mut per_record = Derive::new("next", "amount + 1").unwrap();
+        per_record.bind(&mut l).unwrap();
+        assert!(per_record.constant.is_none());
+        let mut r = record();
+        per_record.apply(&mut r).unwrap();
+        assert_eq!(r.i64(5).unwrap(), 1251);
     }
 
     #[test]
