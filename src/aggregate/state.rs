@@ -125,6 +125,13 @@ impl Best {
         by.then_with(|| values().reverse()) == Ordering::Greater
     }
 
+    /// Whether `self` wins over any record whose field is `by`, whatever
+    /// its value fields: its field is strictly larger (`max`) or smaller.
+    fn wins_by(&self, by: &Scalar, max: bool) -> bool {
+        let o = self.by.order(by);
+        (if max { o } else { o.reverse() }) == Ordering::Greater
+    }
+
     /// Keeps the winner of `cur` and `new` in `cur`.
     fn keep(cur: &mut Option<Self>, new: Self, max: bool) {
         if cur.as_ref().is_none_or(|c| new.beats(c, max)) {
@@ -386,7 +393,11 @@ impl AggState {
                 let AggKind::ArgBy { values, .. } = &spec.kind else {
                     unreachable!("an arg-by state belongs to a max-by or min-by aggregate")
                 };
-                if let Some(by) = Scalar::read(record, index, ty).map_err(|e| err(e.to_string()))? {
+                if let Some(by) = Scalar::read(record, index, ty).map_err(|e| err(e.to_string()))?
+                    && !best.as_ref().is_some_and(|b| b.wins_by(&by, *max))
+                {
+                    // Only a record that can win reads its value fields
+                    // (`check` has checked them already).
                     let values = values
                         .iter()
                         .map(|v| Scalar::read(record, v.index, v.ty))
@@ -624,15 +635,18 @@ impl Aggregates {
                         Err(e) => Some(e.in_field(field)),
                     }
                 } else {
-                    let mut read = vec![(index, ty, field)];
-                    if let AggKind::ArgBy { values, .. } = &spec.kind {
-                        read.extend(values.iter().map(|v| (v.index, v.ty, v.name.as_str())));
-                    }
-                    read.into_iter().find_map(|(index, ty, field)| {
-                        Scalar::read(record, index, ty)
-                            .err()
-                            .map(|e| e.in_field(field))
-                    })
+                    let values = match &spec.kind {
+                        AggKind::ArgBy { values, .. } => values.as_slice(),
+                        _ => &[],
+                    };
+                    let read = values.iter().map(|v| (v.index, v.ty, v.name.as_str()));
+                    std::iter::once((index, ty, field)).chain(read).find_map(
+                        |(index, ty, field)| {
+                            Scalar::read(record, index, ty)
+                                .err()
+                                .map(|e| e.in_field(field))
+                        },
+                    )
                 };
                 if let Some(problem) = problem {
                     return Err(format!("aggregate {}: {problem}", spec.name));
