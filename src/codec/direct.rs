@@ -72,6 +72,9 @@ pub struct DirectPlan {
     /// Python's `sort_keys`) rather than in schema order.
     pub(super) sorted_next: Vec<usize>,
     pub(super) slots: Vec<Slot>,
+    /// The capacity of a decoded record's values: the schema's fields and
+    /// those the transforms add.
+    pub(super) room: usize,
 }
 
 /// The direct path gave up; the generic one decides.
@@ -125,6 +128,7 @@ impl DirectPlan {
             sorted_next[names.len()] = *first;
         }
         Some(Self {
+            room: names.len(),
             names,
             sorted_next,
             slots,
@@ -138,6 +142,14 @@ impl DirectPlan {
         for (slot, r) in self.slots.iter_mut().zip(read) {
             slot.read = *r;
         }
+        self
+    }
+
+    /// Decoded records have room for `fields` values (at least the
+    /// schema's).
+    #[must_use]
+    pub fn with_room_for(mut self, fields: usize) -> Self {
+        self.room = fields.max(self.slots.len());
         self
     }
 }

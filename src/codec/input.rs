@@ -120,6 +120,14 @@ impl Decoder {
         self
     }
 
+    /// Records decoded on the direct path have room for `fields` values,
+    /// so that the fields the transforms add (`derive`) do not move them.
+    #[must_use]
+    pub fn with_room_for(mut self, fields: usize) -> Self {
+        self.direct = self.direct.map(|d| d.with_room_for(fields));
+        self
+    }
+
     /// The schema records are decoded with.
     pub fn schema(&self) -> &RecordSchema {
         &self.schema

@@ -410,11 +410,14 @@ impl Plan {
                     input_topic: p.input_topic.clone(),
                     output_topic: p.output_topic.clone(),
                     dead_letter_topic: p.dead_letter_topic.clone(),
-                    decoder: match p.input_framing {
-                        Framing::SchemaRegistry => Decoder::new(input, p.input_format)
+                    decoder: {
+                        let d = Decoder::new(input, p.input_format)
                             .reading_only(&read)
-                            .registry_framed(),
-                        Framing::None => Decoder::new(input, p.input_format).reading_only(&read),
+                            .with_room_for(layout.len());
+                        match p.input_framing {
+                            Framing::SchemaRegistry => d.registry_framed(),
+                            Framing::None => d,
+                        }
                     },
                     registry,
                     transforms,

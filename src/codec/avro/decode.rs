@@ -11,7 +11,7 @@ impl DirectPlan {
     /// # Errors
     /// [`GiveUp`] when the bytes are not exactly one such datum.
     pub fn avro(&self, mut bytes: &[u8]) -> Result<Vec<Value>, GiveUp> {
-        let mut values = Vec::with_capacity(self.slots.len());
+        let mut values = Vec::with_capacity(self.room);
         for slot in &self.slots {
             let value = match slot.union {
                 None => read_prim(*slot, &mut bytes)?,

@@ -46,7 +46,7 @@ impl<'de> Visitor<'de> for JsonRecord<'_> {
         let plan = self.0;
         // Filled in place: `vec![Value::Null; n]` clones through the
         // general `Value::clone`, a measurable cost per record.
-        let mut values = Vec::with_capacity(plan.slots.len());
+        let mut values = Vec::with_capacity(plan.room);
         values.resize_with(plan.slots.len(), || Value::Null);
         let mut present = 0u128;
         // The field found before this key (`n` before the first).
