@@ -55,7 +55,10 @@ impl<'de> Visitor<'de> for JsonRecord<'_> {
             match key {
                 // A repeated key: serde_json keeps the last one.
                 Some(i) => {
-                    values[i] = map.next_value_seed(JsonField(plan.slots[i]))?;
+                    map.next_value_seed(JsonField {
+                        slot: plan.slots[i],
+                        out: &mut values[i],
+                    })?;
                     present |= 1 << i;
                     last = i;
                 }
@@ -110,24 +113,31 @@ impl<'de> Visitor<'de> for FieldName<'_> {
     }
 }
 
-/// One field's JSON value, resolved like apache-avro resolves it.
-struct JsonField(Slot);
+/// One field's JSON value, resolved like apache-avro resolves it and
+/// written into its slot of the record (not returned: moving a `Value`
+/// out of a `Result` through the stack cost more than the parse of a
+/// number).
+struct JsonField<'v> {
+    slot: Slot,
+    out: &'v mut Value,
+}
 
-impl<'de> DeserializeSeed<'de> for JsonField {
-    type Value = Value;
+impl<'de> DeserializeSeed<'de> for JsonField<'_> {
+    type Value = ();
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl JsonField {
-    /// Wraps a resolved non-null value in its union branch.
-    fn wrap(&self, v: Value) -> Value {
-        match self.0.union {
+impl JsonField<'_> {
+    /// Writes a resolved non-null value, wrapped in its union branch.
+    fn put<E>(self, v: Value) -> Result<(), E> {
+        *self.out = match self.slot.union {
             Some((_, branch)) => Value::Union(branch, Box::new(v)),
             None => v,
-        }
+        };
+        Ok(())
     }
 
     fn mismatch<E: de::Error>() -> E {
@@ -135,8 +145,8 @@ impl JsonField {
     }
 
     /// An integer (serde_json gives i64 or u64).
-    fn integer<E: de::Error>(&self, n: i64) -> Result<Value, E> {
-        let v = match self.0.prim {
+    fn integer<E: de::Error>(self, n: i64) -> Result<(), E> {
+        let v = match self.slot.prim {
             Prim::Int => Value::Int(i32::try_from(n).map_err(|_| Self::mismatch::<E>())?),
             Prim::Long => Value::Long(n),
             Prim::Float => Value::Float(n as f32),
@@ -148,52 +158,56 @@ impl JsonField {
             Prim::Date => Value::Date(i32::try_from(n).map_err(|_| Self::mismatch::<E>())?),
             Prim::Null | Prim::Boolean | Prim::String => return Err(Self::mismatch()),
         };
-        Ok(self.wrap(v))
+        self.put(v)
     }
 }
 
-impl<'de> Visitor<'de> for JsonField {
-    type Value = Value;
+impl<'de> Visitor<'de> for JsonField<'_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a value of the field's type")
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        match (self.0.prim, self.0.union) {
-            (_, Some((null, _))) => Ok(Value::Union(null, Box::new(Value::Null))),
-            (Prim::Null, None) => Ok(Value::Null),
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        *self.out = match (self.slot.prim, self.slot.union) {
+            (_, Some((null, _))) => Value::Union(null, Box::new(Value::Null)),
+            (Prim::Null, None) => Value::Null,
+            _ => return Err(Self::mismatch()),
+        };
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<(), E> {
+        match self.slot.prim {
+            Prim::Boolean => self.put(Value::Boolean(b)),
             _ => Err(Self::mismatch()),
         }
     }
 
-    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
-        match self.0.prim {
-            Prim::Boolean => Ok(self.wrap(Value::Boolean(b))),
-            _ => Err(Self::mismatch()),
-        }
-    }
-
-    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Value, E> {
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<(), E> {
         self.integer(n)
     }
 
-    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Value, E> {
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<(), E> {
         self.integer(i64::try_from(n).map_err(|_| Self::mismatch::<E>())?)
     }
 
-    fn visit_f64<E: de::Error>(self, x: f64) -> Result<Value, E> {
-        match self.0.prim {
-            Prim::Float => Ok(self.wrap(Value::Float(x as f32))),
-            Prim::Double => Ok(self.wrap(Value::Double(x))),
+    fn visit_f64<E: de::Error>(self, x: f64) -> Result<(), E> {
+        match self.slot.prim {
+            Prim::Float => self.put(Value::Float(x as f32)),
+            Prim::Double => self.put(Value::Double(x)),
             _ => Err(Self::mismatch()),
         }
     }
 
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
-        match self.0.prim {
-            Prim::String if !self.0.read => Ok(Value::Null),
-            Prim::String => Ok(self.wrap(Value::String(s.to_owned()))),
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
+        match self.slot.prim {
+            Prim::String if !self.slot.read => {
+                *self.out = Value::Null;
+                Ok(())
+            }
+            Prim::String => self.put(Value::String(s.to_owned())),
             _ => Err(Self::mismatch()),
         }
     }
