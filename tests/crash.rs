@@ -80,6 +80,48 @@ fn sigkill_on_a_real_broker_that_drops_commit_metadata() {
     );
 }
 
+/// A member killed with SIGKILL stays in its group until its session
+/// times out, and a rebalance waits for it that long. A member stopped
+/// with SIGTERM meanwhile drains and commits, then waits for its group
+/// leave at most `commit.drain_deadline`: it exits well before the killed
+/// member's session ends (librdkafka's leave alone would wait for it).
+#[test]
+fn sigterm_while_a_killed_member_holds_up_the_rebalance_exits_within_the_deadline() {
+    let setup = Setup::real(4);
+    let config = setup.write_config("0s", "");
+    let session = secs(45);
+    edit_config(&config, |c| c.kafka.session_timeout = session);
+    let mut killed = start(&setup, &config, 0);
+    wait_for_log(&setup, 0, "partition assigned", secs(30));
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+
+    let mut stopping = start(&setup, &config, 1);
+    wait_for_log(&setup, 1, "subscribed", secs(30));
+    // Its join request goes out within milliseconds of subscribing; the
+    // rebalance it starts waits for the killed member's session.
+    std::thread::sleep(secs(2));
+    assert!(
+        !run_log(&setup, 1).contains("partition assigned"),
+        "the rebalance did not wait for the killed member\n{}",
+        logs(&setup)
+    );
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &stopping.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // Drain (nothing assigned), 3 s for the leave, then the partition
+    // tasks and the producer flush; far below the 45 s session.
+    let status = stopping.exit_within(secs(20), &setup);
+    assert!(status.success(), "exit status {status}\n{}", logs(&setup));
+    assert!(
+        run_log(&setup, 1).contains("did not leave its group within commit.drain_deadline"),
+        "{}",
+        logs(&setup)
+    );
+}
+
 fn crash_and_restart(window: WindowConfig, bursty: bool, expect: impl Expect) {
     run_crashes(&Setup::new(4), window, bursty, expect);
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use streamfold::config::AssignmentStrategy;
@@ -23,22 +23,10 @@ fn members_join_leave_and_die_with_cooperative_sticky_assignment() {
     scale_out(AssignmentStrategy::CooperativeSticky);
 }
 
-fn log(setup: &Setup, run: usize) -> String {
-    std::fs::read_to_string(setup.dir.join(format!("run-{run}.log"))).unwrap_or_default()
-}
-
 /// Waits until member `run` has been assigned partitions and the output
 /// has grown past `seen` windows; returns the new count.
 fn wait_for(setup: &Setup, run: usize, seen: usize) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline && !log(setup, run).contains("partition assigned") {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(
-        log(setup, run).contains("partition assigned"),
-        "member {run} was never assigned a partition\n{}",
-        logs(setup)
-    );
+    wait_for_log(setup, run, "partition assigned", Duration::from_secs(60));
     let now = windows(setup, seen + 1, Duration::from_secs(45)).len();
     assert!(
         now > seen,
@@ -121,7 +109,7 @@ fn scale_out(strategy: AssignmentStrategy) {
 
     let repeated = assert_complete(&rows, &expected, || logs(&setup));
     // Revoked partitions were drained and committed, with the time it took.
-    let first = log(&setup, 0);
+    let first = run_log(&setup, 0);
     assert!(
         first.contains("why=\"revoked\"") && first.contains("drain_ms="),
         "member 0 never drained revoked partitions:\n{first}"

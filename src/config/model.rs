@@ -745,7 +745,8 @@ pub struct CommitConfig {
     /// How often processed offsets are committed.
     #[serde(default = "defaults::commit_interval", with = "humantime_serde")]
     pub interval: Duration,
-    /// How long revoked partitions and shutdown may take to drain.
+    /// How long revoked partitions and shutdown may take to drain, and
+    /// leaving the group at shutdown (after the drain) may take.
     #[serde(default = "defaults::drain_deadline", with = "humantime_serde")]
     pub drain_deadline: Duration,
     /// Where the per-partition resume state (event-time bounds) is kept.

@@ -591,6 +591,7 @@ async fn run_stage(
 
     let interval = config.commit.interval;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (left_tx, left_rx) = tokio::sync::oneshot::channel::<()>();
     let loop_shared = Arc::clone(&shared);
     let loop_shutdown = shutdown.clone();
     std::thread::Builder::new()
@@ -612,10 +613,12 @@ async fn run_stage(
                 );
                 poll_loop(&consumer, &loop_shared, &loop_shutdown, interval);
             }
+            // Drained and committed: what is left is leaving the group.
+            let _ = done_tx.send(result);
             // Dropping the consumer leaves the group; it blocks, so it
             // happens here and not on the async runtime.
             drop(consumer);
-            let _ = done_tx.send(result);
+            let _ = left_tx.send(());
         })
         .expect("spawning the consumer thread");
 
@@ -625,6 +628,7 @@ async fn run_stage(
             error: Box::new(super::PipelineError::ConsumerPanicked),
         })
     });
+    leave_group(left_rx, config.commit.drain_deadline, &plan.name).await;
     // Every partition task has drained, or stops now that the consumer
     // has (an abandoned one would hold its sink's records unflushed).
     shared.tasks.close();
@@ -645,6 +649,27 @@ async fn run_stage(
             error: Box::new(error),
         }),
         None => Ok(()),
+    }
+}
+
+/// Waits, at most `deadline`, for the consumer thread to have left the
+/// group (`left` is sent, or dropped by a thread that panicked).
+///
+/// A consumer that leaves while a rebalance is in progress waits for the
+/// rebalance to end, and librdkafka sets that wait no bound: a member that
+/// died without leaving holds it up to its session timeout. Everything
+/// this process read was committed before it began to leave, so it need
+/// not wait longer: the group drops this member after its session
+/// timeout.
+async fn leave_group(left: tokio::sync::oneshot::Receiver<()>, deadline: Duration, pipeline: &str) {
+    if tokio::time::timeout(deadline, left).await.is_err() {
+        tracing::warn!(
+            pipeline,
+            deadline = %humantime::format_duration(deadline),
+            "the consumer did not leave its group within commit.drain_deadline (a rebalance \
+             is in progress); stopping without waiting: offsets are committed, and the group \
+             drops this member after its session timeout"
+        );
     }
 }
 

@@ -1111,6 +1111,25 @@ pub fn windows_covering(setup: &Setup, expected: &Expected, wait: Duration) -> V
     rows
 }
 
+/// The log of run `run` so far (empty before it has written any).
+pub fn run_log(setup: &Setup, run: usize) -> String {
+    std::fs::read_to_string(setup.dir.join(format!("run-{run}.log"))).unwrap_or_default()
+}
+
+/// Waits up to `limit` until run `run` has logged a line containing
+/// `needle`; fails naming it otherwise.
+pub fn wait_for_log(setup: &Setup, run: usize, needle: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !run_log(setup, run).contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "run {run} did not log {needle:?} within {limit:?}\n{}",
+            logs(setup)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn logs(setup: &Setup) -> String {
     let mut out = String::new();
     for run in 0..10 {

@@ -101,8 +101,10 @@ def check_deployment(d, values, source):
 
     drain = tomllib.loads(config).get("commit", {}).get("drain_deadline", "10s")
     seconds = int(drain.rstrip("s"))
-    if grace <= seconds:
-        fail(f"{source}: terminationGracePeriodSeconds {grace} is not longer than the drain deadline {drain}")
+    # A stopping pod drains (up to the deadline), leaves its group (up to
+    # the deadline again), then stops its tasks and flushes (5 s each).
+    if grace <= 2 * seconds + 10:
+        fail(f"{source}: terminationGracePeriodSeconds {grace} is not longer than twice the drain deadline {drain} and 10 s")
 
 
 if __name__ == "__main__":
