@@ -5,9 +5,10 @@
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use super::dead_letter::{self, DeadLetter, Fitted};
+use super::polled::PolledProducer;
 use super::{Delivery, EncodedWindow, Origin, Output, SendError, Sink};
 use crate::checkpoint::Chunk;
 use crate::record::{RawRecord, Stage};
@@ -32,7 +33,7 @@ impl ProducerContext for SinkContext {
 }
 
 /// The producer of window results, dead letters and forwarded records.
-pub type SinkProducer = ThreadedProducer<SinkContext>;
+pub type SinkProducer = PolledProducer<SinkContext>;
 
 /// librdkafka's default `message.max.bytes`.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;

@@ -8,6 +8,7 @@ mod error;
 mod kafka;
 mod memory;
 mod output;
+mod polled;
 
 pub use acks::{Acks, Delivery, Report, Tag, WindowSpan};
 pub use dead_letter::{DeadLetter, Fitted, headers as dead_letter_headers};
@@ -17,3 +18,4 @@ pub use kafka::{
 };
 pub use memory::{MemorySink, Written};
 pub use output::{EncodedWindow, Origin, Output, Sink};
+pub use polled::PolledProducer;

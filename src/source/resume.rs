@@ -9,12 +9,13 @@
 //! one wins even when the offset commit after it never happened.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::offsets::{CommitPoint, decode_state, encode_state};
 
@@ -33,9 +34,6 @@ pub enum StateError {
     /// The broker answered, but not within the time allowed.
     #[error("{what} {topic} took longer than {TIMEOUT:?}")]
     Slow { what: &'static str, topic: String },
-    /// The state producer is gone (the pipeline is stopping).
-    #[error("the producer of {topic} was closed")]
-    Closed { topic: String },
 }
 
 impl StateError {
@@ -44,34 +42,60 @@ impl StateError {
         match self {
             Self::Kafka { source, .. } => crate::retry::transient(source),
             Self::Slow { .. } => true,
-            Self::Closed { .. } => false,
         }
     }
 }
+
+/// The state producer's delivery reports: the first failure since the
+/// last write began.
+#[derive(Default)]
+pub(crate) struct StateAcks(Mutex<Option<KafkaError>>);
+
+impl StateAcks {
+    fn take(&self) -> Option<KafkaError> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl ClientContext for StateAcks {}
+
+impl ProducerContext for StateAcks {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
+        if let Err((e, _)) = result {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(|| e.clone());
+        }
+    }
+}
+
+/// The producer of the state topic. Only [`StateTopic::write`] polls it
+/// (its flush serves the delivery reports), so it has no thread.
+pub(crate) type StateProducer = BaseProducer<StateAcks>;
 
 /// The state topic of one consumer.
 pub(crate) struct StateTopic {
     topic: String,
     partitions: i32,
-    producer: FutureProducer,
+    producer: StateProducer,
     reader: BaseConsumer,
-    runtime: tokio::runtime::Handle,
 }
 
 impl StateTopic {
     pub fn new(
         topic: String,
         partitions: i32,
-        producer: FutureProducer,
+        producer: StateProducer,
         reader: BaseConsumer,
-        runtime: tokio::runtime::Handle,
     ) -> Self {
         Self {
             topic,
             partitions: partitions.max(1),
             producer,
             reader,
-            runtime,
         }
     }
 
@@ -92,39 +116,32 @@ impl StateTopic {
             topic: self.topic.clone(),
             source,
         };
-        let mut deliveries = Vec::with_capacity(points.len());
+        // A report of an earlier write that gave up waiting is not this
+        // write's.
+        self.producer.context().take();
         for (p, point) in points {
             let key = format!("{input_topic}/{p}");
             let value = encode_state(point);
-            let record = FutureRecord::to(&self.topic)
+            let record = BaseRecord::to(&self.topic)
                 .partition(p % self.partitions)
                 .key(&key)
                 .payload(&value);
-            let delivery = self
-                .producer
-                .send_result(record)
+            self.producer
+                .send(record)
                 .map_err(|(e, _)| kafka("write to", e))?;
-            deliveries.push(delivery);
         }
-        for d in deliveries {
-            match self
-                .runtime
-                .block_on(async { tokio::time::timeout(TIMEOUT, d).await })
-            {
-                Ok(Ok(Ok(_))) => {}
-                Ok(Ok(Err((e, _)))) => return Err(kafka("write to", e)),
-                Ok(Err(_)) => {
-                    return Err(StateError::Closed {
-                        topic: self.topic.clone(),
-                    });
-                }
-                Err(_) => {
-                    return Err(StateError::Slow {
-                        what: "acknowledging the state written to",
-                        topic: self.topic.clone(),
-                    });
-                }
+        match self.producer.flush(TIMEOUT) {
+            Ok(()) => {}
+            Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {
+                return Err(StateError::Slow {
+                    what: "acknowledging the state written to",
+                    topic: self.topic.clone(),
+                });
             }
+            Err(e) => return Err(kafka("write to", e)),
+        }
+        if let Some(e) = self.producer.context().take() {
+            return Err(kafka("write to", e));
         }
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -16,7 +16,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use super::PipelineError;
 use super::checkpoints::{CheckpointTopic, RestoreError};
 use super::consumer::{FetchQueue, Fetched, SourceConsumer, SourceContext};
-use super::resume::{StateTopic, broker_keeps_metadata};
+use super::resume::{StateAcks, StateProducer, StateTopic, broker_keeps_metadata};
 use super::{Shared, Stage, Transient};
 use crate::checkpoint::CheckpointError;
 use crate::config::{ClientConfigError, Config, ConfigError, LoadedConfig, ResumeState};
@@ -86,6 +86,13 @@ pub enum RunError {
     /// The reader schema, to be taken from the registry, could not be.
     #[error(transparent)]
     Reader(#[from] crate::pipeline::ReaderError),
+    /// A thread the pipeline needs could not be started.
+    #[error("cannot start the {what}: {source}")]
+    Spawn {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     /// The pipeline stopped after an error it cannot recover from.
     #[error("pipeline {pipeline} stopped: {error}")]
     Failed {
@@ -127,6 +134,7 @@ impl RunError {
             Self::Connect { .. }
             | Self::Broker { .. }
             | Self::Registry(_)
+            | Self::Spawn { .. }
             | Self::Reader(_)
             | Self::Failed { .. } => 1,
         }
@@ -462,9 +470,9 @@ async fn state_topic(
         .unwrap_or_else(|| format!("{}-resume", config.kafka.group_id));
     let partitions =
         ensure_topic(config, input_topic, &name, "resume state", &[], shutdown).await?;
-    let producer: FutureProducer = config
+    let producer: StateProducer = config
         .producer_config()?
-        .create()
+        .create_with_context(StateAcks::default())
         .map_err(client_error(config, "state producer"))?;
     let reader = topic_reader(config, "resume-reader", "state reader")?;
     tracing::info!(
@@ -472,13 +480,7 @@ async fn state_topic(
         mode = ?config.commit.resume_state,
         "resume state is kept in a topic (the broker drops offset-commit metadata, or the config asks for it)"
     );
-    Ok(Some(StateTopic::new(
-        name,
-        partitions,
-        producer,
-        reader,
-        tokio::runtime::Handle::current(),
-    )))
+    Ok(Some(StateTopic::new(name, partitions, producer, reader)))
 }
 
 /// Runs one consumer of a pipeline: the whole pipeline, or one stage of a
@@ -492,10 +494,17 @@ async fn run_stage(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let servers = config.kafka.bootstrap_servers.clone();
-    let producer: SinkProducer = config
-        .producer_config()?
-        .create_with_context(SinkContext)
-        .map_err(client_error(config, "producer"))?;
+    let producer = SinkProducer::new(
+        config
+            .producer_config()?
+            .create_with_context(SinkContext)
+            .map_err(client_error(config, "producer"))?,
+        "streamfold-deliveries",
+    )
+    .map_err(|source| RunError::Spawn {
+        what: "producer's delivery thread",
+        source,
+    })?;
     let max_message_bytes = config
         .producer_property("message.max.bytes")
         .and_then(|v| v.parse().ok())
