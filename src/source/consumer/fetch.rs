@@ -78,7 +78,9 @@ impl FetchQueue {
     pub(crate) fn take(&self, timeout: Duration, into: &mut Fetched) {
         into.clear();
         let cap = into.0.capacity();
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // Rounded up: a wait of under a millisecond rounded down to 0
+        // returns at once, and the loop around it would spin until then.
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         // SAFETY: librdkafka writes at most `cap` message pointers into
         // the vector's spare capacity and returns how many.
         let n = unsafe {
