@@ -4,8 +4,10 @@
 mod checkpoints;
 mod consumer;
 mod output_schema;
+mod poll;
 mod resume;
 mod run;
+mod topics;
 
 pub use crate::task::PartitionError;
 pub use checkpoints::RestoreError;
