@@ -14,6 +14,7 @@ use std::net::Shutdown;
 use std::os::fd::AsRawFd as _;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -34,6 +35,13 @@ impl MainQueue {
         // SAFETY: `self.0` is a live queue reference until `drop`.
         unsafe { rdsys::rd_kafka_queue_length(self.0) }
     }
+
+    /// Stops librdkafka writing to the socket; it takes the queue's lock,
+    /// so no write is under way once it returns.
+    fn no_wake_ups(&self) {
+        // SAFETY: a live queue; fd -1 removes the trigger.
+        unsafe { rdsys::rd_kafka_queue_io_event_enable(self.0, -1, std::ptr::null(), 0) };
+    }
 }
 
 impl Drop for MainQueue {
@@ -52,6 +60,8 @@ pub struct PolledProducer<C: ProducerContext + 'static> {
     producer: Arc<BaseProducer<C>>,
     /// The socket librdkafka writes to; shut down to stop the thread.
     wake: UnixStream,
+    /// Set to stop a thread that lost its socket and polls instead.
+    stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -81,16 +91,20 @@ impl<C: ProducerContext + 'static> PolledProducer<C> {
                 1,
             );
         }
-        let thread = {
-            let (producer, queue) = (Arc::clone(&producer), Arc::clone(&queue));
+        let stop = Arc::new(AtomicBool::new(false));
+        let spawned = {
+            let (producer, queue, stop) =
+                (Arc::clone(&producer), Arc::clone(&queue), Arc::clone(&stop));
             std::thread::Builder::new()
                 .name(name.into())
-                .spawn(move || serve(&producer, &queue, events))?
+                .spawn(move || serve(&producer, &queue, events, &stop))
         };
+        let thread = spawned.inspect_err(|_| queue.no_wake_ups())?;
         Ok(Self {
             queue,
             producer,
             wake,
+            stop,
             thread: Some(thread),
         })
     }
@@ -98,10 +112,12 @@ impl<C: ProducerContext + 'static> PolledProducer<C> {
 
 /// Serves every queued event, then sleeps until librdkafka writes that
 /// another reached the empty queue; returns once the socket is shut down.
+/// Should reading the socket fail, it polls every 100 ms until `stop`.
 fn serve<C: ProducerContext>(
     producer: &BaseProducer<C>,
     queue: &MainQueue,
     mut events: UnixStream,
+    stop: &AtomicBool,
 ) {
     let mut buf = [0u8; 64];
     loop {
@@ -115,7 +131,11 @@ fn serve<C: ProducerContext>(
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
-                tracing::error!(error = %e, "producer events: the wake-up socket failed");
+                tracing::error!(error = %e, "producer events: the wake-up socket failed; polling instead");
+                queue.no_wake_ups();
+                while !stop.load(Ordering::Relaxed) {
+                    producer.poll(Duration::from_millis(100));
+                }
                 return;
             }
         }
@@ -132,9 +152,10 @@ impl<C: ProducerContext + 'static> std::ops::Deref for PolledProducer<C> {
 
 impl<C: ProducerContext + 'static> Drop for PolledProducer<C> {
     fn drop(&mut self) {
-        // SAFETY: a live queue; removing the trigger before the socket
-        // closes keeps librdkafka from writing to a closed descriptor.
-        unsafe { rdsys::rd_kafka_queue_io_event_enable(self.queue.0, -1, std::ptr::null(), 0) };
+        // Before the socket closes, so that librdkafka never writes to a
+        // closed descriptor.
+        self.queue.no_wake_ups();
+        self.stop.store(true, Ordering::Relaxed);
         let _ = self.wake.shutdown(Shutdown::Write);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
