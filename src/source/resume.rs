@@ -9,15 +9,16 @@
 //! one wins even when the offset commit after it never happened.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::offsets::{CommitPoint, decode_state, encode_state};
+use crate::sink::PolledProducer;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -46,35 +47,51 @@ impl StateError {
     }
 }
 
-/// The state producer's delivery reports: the first failure since the
-/// last write began.
+/// What the state producer's reports say of the write under way.
 #[derive(Default)]
-pub(crate) struct StateAcks(Mutex<Option<KafkaError>>);
+struct Pending {
+    /// The write under way (reports of an earlier one, which gave up
+    /// waiting, are not counted against it).
+    write: usize,
+    /// Its records not yet reported.
+    left: usize,
+    /// Its first failed record.
+    failed: Option<KafkaError>,
+}
+
+/// The state producer's delivery reports, counted per write.
+#[derive(Default)]
+pub(crate) struct StateAcks {
+    pending: Mutex<Pending>,
+    reported: Condvar,
+}
 
 impl StateAcks {
-    fn take(&self) -> Option<KafkaError> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl ClientContext for StateAcks {}
 
 impl ProducerContext for StateAcks {
-    type DeliveryOpaque = ();
+    /// The write the record belongs to.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
-        if let Err((e, _)) = result {
-            self.0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert_with(|| e.clone());
+    fn delivery(&self, result: &DeliveryResult<'_>, write: usize) {
+        let mut p = self.pending();
+        if p.write == write {
+            p.left = p.left.saturating_sub(1);
+            if let Err((e, _)) = result {
+                p.failed.get_or_insert_with(|| e.clone());
+            }
         }
+        self.reported.notify_all();
     }
 }
 
-/// The producer of the state topic. Only [`StateTopic::write`] polls it
-/// (its flush serves the delivery reports), so it has no thread.
-pub(crate) type StateProducer = BaseProducer<StateAcks>;
+/// The producer of the state topic.
+pub(crate) type StateProducer = PolledProducer<StateAcks>;
 
 /// The state topic of one consumer.
 pub(crate) struct StateTopic {
@@ -116,32 +133,41 @@ impl StateTopic {
             topic: self.topic.clone(),
             source,
         };
-        // A report of an earlier write that gave up waiting is not this
-        // write's.
-        self.producer.context().take();
+        let acks = self.producer.context();
+        let write = {
+            let mut p = acks.pending();
+            *p = Pending {
+                write: p.write.wrapping_add(1),
+                ..Pending::default()
+            };
+            p.write
+        };
         for (p, point) in points {
             let key = format!("{input_topic}/{p}");
             let value = encode_state(point);
-            let record = BaseRecord::to(&self.topic)
+            let record = BaseRecord::with_opaque_to(&self.topic, write)
                 .partition(p % self.partitions)
                 .key(&key)
                 .payload(&value);
-            self.producer
-                .send(record)
-                .map_err(|(e, _)| kafka("write to", e))?;
-        }
-        match self.producer.flush(TIMEOUT) {
-            Ok(()) => {}
-            Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {
-                return Err(StateError::Slow {
-                    what: "acknowledging the state written to",
-                    topic: self.topic.clone(),
-                });
+            // Counted before it is sent: its report may come at once.
+            acks.pending().left += 1;
+            if let Err((e, _)) = self.producer.send(record) {
+                acks.pending().left -= 1;
+                return Err(kafka("write to", e));
             }
-            Err(e) => return Err(kafka("write to", e)),
         }
-        if let Some(e) = self.producer.context().take() {
+        let (mut p, waited) = acks
+            .reported
+            .wait_timeout_while(acks.pending(), TIMEOUT, |p| p.left > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = p.failed.take() {
             return Err(kafka("write to", e));
+        }
+        if waited.timed_out() && p.left > 0 {
+            return Err(StateError::Slow {
+                what: "acknowledging the state written to",
+                topic: self.topic.clone(),
+            });
         }
         Ok(())
     }

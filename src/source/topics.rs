@@ -281,10 +281,17 @@ pub(super) async fn state_topic(
         .unwrap_or_else(|| format!("{}-resume", config.kafka.group_id));
     let partitions =
         ensure_topic(config, input_topic, &name, "resume state", &[], shutdown).await?;
-    let producer: StateProducer = config
-        .producer_config()?
-        .create_with_context(StateAcks::default())
-        .map_err(client_error(config, "state producer"))?;
+    let producer = StateProducer::new(
+        config
+            .producer_config()?
+            .create_with_context(StateAcks::default())
+            .map_err(client_error(config, "state producer"))?,
+        "streamfold-state",
+    )
+    .map_err(|source| RunError::Spawn {
+        what: "state producer's delivery thread",
+        source,
+    })?;
     let reader = topic_reader(config, "resume-reader", "state reader")?;
     tracing::info!(
         topic = %name,
