@@ -64,7 +64,7 @@ impl ConsumerThread {
                 let _ = left_tx.send(());
             })
             .map_err(|source| RunError::Spawn {
-                what: "consumer thread",
+                what: "consumer",
                 source,
             })?;
         Ok(Self { done, left })

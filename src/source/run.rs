@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
-use rdkafka::producer::Producer;
+use rdkafka::producer::{Producer, ProducerContext};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -19,7 +19,7 @@ use crate::checkpoint::CheckpointError;
 use crate::config::{ClientConfigError, Config, ConfigError, LoadedConfig};
 use crate::offsets::CommitBoard;
 use crate::pipeline::{Plan, ReaderError};
-use crate::sink::{KafkaSink, Sink, SinkContext, SinkProducer};
+use crate::sink::{KafkaSink, PolledProducer, Sink, SinkContext, SinkProducer};
 use crate::task::{CheckpointSettings, Env};
 use crate::telemetry::Metrics;
 use crate::transform::Transform;
@@ -84,7 +84,7 @@ pub enum RunError {
     #[error(transparent)]
     Reader(#[from] crate::pipeline::ReaderError),
     /// A thread the pipeline needs could not be started.
-    #[error("cannot start the {what}: {source}")]
+    #[error("cannot start the thread of the {what}: {source}")]
     Spawn {
         what: &'static str,
         #[source]
@@ -219,17 +219,8 @@ async fn run_stage(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let servers = config.kafka.bootstrap_servers.clone();
-    let producer = SinkProducer::new(
-        config
-            .producer_config()?
-            .create_with_context(SinkContext)
-            .map_err(client_error(config, "producer"))?,
-        "streamfold-deliveries",
-    )
-    .map_err(|source| RunError::Spawn {
-        what: "producer's delivery thread",
-        source,
-    })?;
+    let producer: SinkProducer =
+        polled_producer(config, SinkContext, "producer", "streamfold-deliveries")?;
     let max_message_bytes = config
         .producer_property("message.max.bytes")
         .and_then(|v| v.parse().ok())
@@ -354,6 +345,24 @@ async fn run_stage(
         }),
         None => Ok(()),
     }
+}
+
+/// A producer of `config` with `context`, its events served by a thread
+/// named `thread` (see [`PolledProducer`]); `client` names it in errors.
+pub(super) fn polled_producer<C: ProducerContext + 'static>(
+    config: &Config,
+    context: C,
+    client: &'static str,
+    thread: &str,
+) -> Result<PolledProducer<C>, RunError> {
+    let producer = config
+        .producer_config()?
+        .create_with_context(context)
+        .map_err(client_error(config, client))?;
+    PolledProducer::new(producer, thread).map_err(|source| RunError::Spawn {
+        what: client,
+        source,
+    })
 }
 
 /// The error for a librdkafka `client` that could not be created: it

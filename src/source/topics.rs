@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::Transient;
 use super::checkpoints::CheckpointTopic;
 use super::resume::{StateAcks, StateProducer, StateTopic, broker_keeps_metadata};
-use super::run::{RunError, client_error};
+use super::run::{RunError, client_error, polled_producer};
 use crate::config::{Config, ResumeState};
 use crate::pipeline::Plan;
 
@@ -281,17 +281,12 @@ pub(super) async fn state_topic(
         .unwrap_or_else(|| format!("{}-resume", config.kafka.group_id));
     let partitions =
         ensure_topic(config, input_topic, &name, "resume state", &[], shutdown).await?;
-    let producer = StateProducer::new(
-        config
-            .producer_config()?
-            .create_with_context(StateAcks::default())
-            .map_err(client_error(config, "state producer"))?,
+    let producer: StateProducer = polled_producer(
+        config,
+        StateAcks::default(),
+        "state producer",
         "streamfold-state",
-    )
-    .map_err(|source| RunError::Spawn {
-        what: "state producer's delivery thread",
-        source,
-    })?;
+    )?;
     let reader = topic_reader(config, "resume-reader", "state reader")?;
     tracing::info!(
         topic = %name,
