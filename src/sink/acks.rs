@@ -45,7 +45,8 @@ pub struct WindowSpan {
 pub type Report = (Tag, Result<(), KafkaError>);
 
 /// The delivery reports of one partition's records: filled by the
-/// producer's polling thread, taken by the partition's task.
+/// producer's delivery thread (`polled.rs`), taken by the partition's
+/// task.
 #[derive(Debug, Default)]
 pub struct Acks {
     reports: Mutex<Vec<Report>>,
