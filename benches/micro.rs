@@ -18,7 +18,7 @@ use streamfold::generate::{
 };
 use streamfold::operator::{Panes, process};
 use streamfold::pipeline::Plan;
-use streamfold::record::RawRecord;
+use streamfold::record::{RawBatch, RawRecord};
 use streamfold::window::{WindowStore, Windows};
 
 const BATCH: usize = 1_024;
@@ -125,7 +125,11 @@ fn batch_step(c: &mut Criterion) {
     g.bench_function("decode_avro_framed", |b| {
         b.iter(|| {
             for r in &framed {
-                std::hint::black_box(framed_batch.decode_record(r).unwrap());
+                std::hint::black_box(
+                    framed_batch
+                        .decode_record(r.payload.as_deref(), r.schema_header.as_deref())
+                        .unwrap(),
+                );
             }
         })
     });
@@ -161,7 +165,11 @@ fn batch_step(c: &mut Criterion) {
     g.bench_function("decode_avro_evolved", |b| {
         b.iter(|| {
             for r in &evolved {
-                std::hint::black_box(evolved_batch.decode_record(r).unwrap());
+                std::hint::black_box(
+                    evolved_batch
+                        .decode_record(r.payload.as_deref(), r.schema_header.as_deref())
+                        .unwrap(),
+                );
             }
         })
     });
@@ -173,7 +181,7 @@ fn batch_step(c: &mut Criterion) {
     ] {
         g.bench_function(name, |b| {
             b.iter_batched(
-                || input.clone(),
+                || RawBatch::from(input.clone()),
                 |records| process(plan, records, Panes::new()),
                 BatchSize::SmallInput,
             )
@@ -211,7 +219,7 @@ fn decode_json(c: &mut Criterion) {
 
 fn window_state(c: &mut Criterion) {
     let plan = plan("window", |t| t);
-    let out = process(&plan, records(&plan), Panes::new());
+    let out = process(&plan, records(&plan).into(), Panes::new());
     let partials = out.collected.partials;
     let windows = Windows::hopping(10_000, 2_000);
     let mut g = c.benchmark_group("window");
@@ -247,7 +255,7 @@ fn window_state(c: &mut Criterion) {
         )
         .replace("output_schema = ", "# output_schema = ")
     });
-    let out = process(&sketches, records(&sketches), Panes::new());
+    let out = process(&sketches, records(&sketches).into(), Panes::new());
     let parts: Vec<Aggregates> = out
         .collected
         .partials

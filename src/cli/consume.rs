@@ -80,7 +80,12 @@ impl ValueView {
         };
         let (decoder, decoded) = match self {
             Self::Decoded(d) => (&**d, d.batch().and_then(|b| b.decode(Some(p)))),
-            Self::Framed(framed) => (&framed.0, framed.0.batch().and_then(|b| b.decode_record(r))),
+            Self::Framed(framed) => (
+                &framed.0,
+                framed.0.batch().and_then(|b| {
+                    b.decode_record(r.payload.as_deref(), r.schema_header.as_deref())
+                }),
+            ),
             Self::Raw => {
                 return match std::str::from_utf8(p) {
                     Ok(s) => serde_json::from_str(s).unwrap_or_else(|_| json!(s)),

@@ -11,7 +11,7 @@ use super::json::json_to_value;
 use super::schema::RecordSchema;
 use super::writers::{Known, Writer, Writers, find};
 use crate::config::Format;
-use crate::record::{RawRecord, Record};
+use crate::record::Record;
 
 /// Why a record value could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -171,17 +171,22 @@ pub struct BatchDecoder<'a> {
 }
 
 impl BatchDecoder<'_> {
-    /// Decodes the value of `r`, unframing it first when the input is
-    /// registry-framed.
+    /// Decodes a record's value, unframing it first when the input is
+    /// registry-framed (`schema_header` is the record's
+    /// `__value_schema_id` header, if it has one).
     ///
     /// # Errors
     /// A [`DecodeError`] saying what is wrong with the bytes.
-    pub fn decode_record(&self, r: &RawRecord) -> Result<Record, DecodeError> {
+    pub fn decode_record(
+        &self,
+        payload: Option<&[u8]>,
+        schema_header: Option<&[u8]>,
+    ) -> Result<Record, DecodeError> {
         let (Some(writers), Some(known)) = (&self.decoder.writers, &self.known) else {
-            return self.decode(r.payload.as_deref());
+            return self.decode(payload);
         };
-        let bytes = r.payload.as_deref().ok_or(DecodeError::Empty)?;
-        let (schema, body) = unframe(bytes, r.schema_header.as_deref())?;
+        let bytes = payload.ok_or(DecodeError::Empty)?;
+        let (schema, body) = unframe(bytes, schema_header)?;
         let writer = find(known, &schema).ok_or(DecodeError::NotLookedUp { schema })?;
         match &**writer {
             Writer::Same | Writer::Json => self.decode_bytes(body),
@@ -373,27 +378,22 @@ mod tests {
             let mut value = Vec::new();
             frame_id(id, &mut value);
             value.extend_from_slice(body);
-            RawRecord {
-                offset: 0,
-                timestamp: None,
-                key: None,
-                payload: Some(value.into()),
-                schema_header: None,
-                window_partition: None,
-            }
+            value
         };
         let b = d.batch().unwrap();
-        let r = b.decode_record(&record(5, br#"{"k":"x","n":5}"#)).unwrap();
+        let r = b
+            .decode_record(Some(&record(5, br#"{"k":"x","n":5}"#)), None)
+            .unwrap();
         assert_eq!(r.i64(1).unwrap(), 5);
         let e = b
-            .decode_record(&record(6, br#"{"k":"x","n":5}"#))
+            .decode_record(Some(&record(6, br#"{"k":"x","n":5}"#)), None)
             .unwrap_err();
         assert!(
             e.to_string()
                 .contains("schema id 6 is registered as AVRO, and pipeline.input_format is json"),
             "{e}"
         );
-        let e = b.decode_record(&record(7, b"{}")).unwrap_err();
+        let e = b.decode_record(Some(&record(7, b"{}")), None).unwrap_err();
         assert!(matches!(e, DecodeError::NotLookedUp { .. }), "{e}");
     }
 

@@ -11,7 +11,7 @@ use super::Context;
 use crate::aggregate::Aggregates;
 use crate::codec::push_key_part;
 use crate::pipeline::{EventTime, Plan};
-use crate::record::{FieldError, RawRecord, Record, Stage};
+use crate::record::{FieldError, RawBatch, RawRef, Record, Stage};
 use crate::window::{NO_TIME, format_millis};
 
 /// A record that failed, by index in the batch.
@@ -31,7 +31,7 @@ pub struct Keyed<'a> {
     /// Index in the batch.
     pub index: u32,
     /// The record as read.
-    pub raw: &'a RawRecord,
+    pub raw: RawRef<'a>,
     /// The transformed record.
     pub record: Record,
     /// The batch's processing time.
@@ -90,7 +90,7 @@ pub trait Collect {
 #[derive(Debug)]
 pub struct Batch<C> {
     /// The records, handed back for dead letters and forwarding.
-    pub records: Vec<RawRecord>,
+    pub records: RawBatch,
     /// For each record, the largest event time before it within this batch.
     pub max_event_time_before: Vec<i64>,
     /// Records that failed.
@@ -109,8 +109,8 @@ impl<C> Batch<C> {
     }
 
     /// The record at `index`.
-    pub fn record(&self, index: u32) -> &RawRecord {
-        &self.records[index as usize]
+    pub fn record(&self, index: u32) -> RawRef<'_> {
+        self.records.get(index as usize)
     }
 
     /// Writes every failed record to the dead-letter topic, `before` being
@@ -118,7 +118,7 @@ impl<C> Batch<C> {
     pub fn dead_letter_failures(&self, before: i64, cx: &mut Context<'_>) {
         for f in &self.failures {
             cx.dead_letter(
-                self.record(f.index).clone(),
+                self.record(f.index).to_record(),
                 f.stage,
                 f.reason.clone(),
                 self.max_before(before, f.index),
@@ -138,7 +138,7 @@ struct Extracted<'a> {
 /// nothing.
 fn extract<'a>(
     plan: &Plan,
-    r: &RawRecord,
+    r: RawRef<'_>,
     rec: &'a Record,
     now: i64,
     buf: &'a mut itoa::Buffer,
@@ -166,7 +166,7 @@ fn extract<'a>(
 /// (at most `max_ahead_ms` ahead of it, never before the epoch).
 fn event_time(
     plan: &Plan,
-    r: &RawRecord,
+    r: RawRef<'_>,
     rec: &Record,
     now: i64,
     max_ahead_ms: i64,
@@ -177,7 +177,7 @@ fn event_time(
             format!("event time: {}", e.in_field(name))
         })?,
         EventTime::KafkaTimestamp => r
-            .timestamp
+            .timestamp()
             .ok_or_else(|| "event time: the record has no Kafka timestamp".to_string())?,
         EventTime::ProcessingTime => now,
     };
@@ -212,7 +212,7 @@ fn check_event_time(event_time: i64, now: i64, max_ahead_ms: i64) -> Result<(), 
 /// Runs the common part of one batch and hands each keyed record to
 /// `collect`. Runs on a rayon worker; never panics on bad input (a
 /// transform's panic is caught per record).
-pub fn process<C: Collect>(plan: &Plan, records: Vec<RawRecord>, mut collect: C) -> Batch<C> {
+pub fn process<C: Collect>(plan: &Plan, records: RawBatch, mut collect: C) -> Batch<C> {
     let n = records.len();
     let mut max_event_time_before = Vec::with_capacity(n);
     let mut failures = Vec::new();
@@ -229,7 +229,7 @@ pub fn process<C: Collect>(plan: &Plan, records: Vec<RawRecord>, mut collect: C)
                     stage,
                     reason,
                 };
-                let mut rec = match decoder.decode_record(r) {
+                let mut rec = match decoder.decode_record(r.payload(), r.schema_header()) {
                     Ok(rec) => rec,
                     Err(e) => {
                         failures.push(fail(Stage::Decode, e.to_string()));

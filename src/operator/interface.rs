@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::checkpoint::CheckpointError;
 use crate::offsets::Frontier;
-use crate::record::{RawRecord, Stage};
+use crate::record::{RawBatch, RawRecord, Stage};
 use crate::sink::{EncodedWindow, Output};
 use crate::telemetry::PipelineMetrics;
 
@@ -20,7 +20,7 @@ pub trait Step: Send + Sync + 'static {
     type Output: Send + 'static;
 
     /// Processes one batch of records, in offset order.
-    fn run(&self, records: Vec<RawRecord>) -> Self::Output;
+    fn run(&self, records: RawBatch) -> Self::Output;
 }
 
 /// What runs on a partition's records: the windowed aggregation, the

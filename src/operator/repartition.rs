@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::batch::{Batch, Collect, Keyed, process};
 use super::{Context, Operator, OperatorError, Step};
 use crate::pipeline::Plan;
-use crate::record::{RawRecord, Stage};
+use crate::record::{RawBatch, Stage};
 use crate::telemetry::Outcome;
 use crate::window::NO_TIME;
 
@@ -43,7 +43,7 @@ pub struct RepartitionStep {
 impl Step for RepartitionStep {
     type Output = Batch<Keys>;
 
-    fn run(&self, records: Vec<RawRecord>) -> Batch<Keys> {
+    fn run(&self, records: RawBatch) -> Batch<Keys> {
         process(&self.plan, records, Keys::default())
     }
 }
@@ -78,7 +78,7 @@ impl Operator for Repartition {
         let forwarded = batch.collected.0.len() as u64;
         for (i, key) in std::mem::take(&mut batch.collected.0) {
             let m = batch.max_before(NO_TIME, i);
-            cx.forward(batch.record(i).clone(), key, m);
+            cx.forward(batch.record(i).to_record(), key, m);
         }
         cx.metrics.processed(Outcome::Ok, forwarded);
         cx.metrics.processed(Outcome::Filtered, batch.filtered);

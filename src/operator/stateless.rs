@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::batch::{Batch, Collect, Keyed, process};
 use super::{Context, Operator, OperatorError, Step};
 use crate::pipeline::{Plan, Shape};
-use crate::record::{RawRecord, Stage};
+use crate::record::{RawBatch, Stage};
 use crate::telemetry::Outcome;
 use crate::window::NO_TIME;
 
@@ -79,7 +79,7 @@ pub struct StatelessStep {
 impl Step for StatelessStep {
     type Output = Batch<Projections>;
 
-    fn run(&self, records: Vec<RawRecord>) -> Batch<Projections> {
+    fn run(&self, records: RawBatch) -> Batch<Projections> {
         process(&self.plan, records, Projections::default())
     }
 }
@@ -119,7 +119,7 @@ impl Operator for Stateless {
         batch.dead_letter_failures(before, cx);
         let written = batch.collected.records.len() as u64;
         for r in std::mem::take(&mut batch.collected.records) {
-            let offset = batch.record(r.index).offset;
+            let offset = batch.record(r.index).offset();
             let m = batch.max_before(before, r.index);
             cx.record(offset, r.key, r.value, r.event_time, m);
             self.max_event_time = self.max_event_time.max(r.event_time);

@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 
 use crate::codec::RecordSchema;
 use crate::config::{OutputKey, PipelineConfig};
-use crate::record::{FieldError, FieldType, Layout, RawRecord, Record};
+use crate::record::{FieldError, FieldType, Layout, RawRef, Record};
 
 /// One output field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,12 +222,12 @@ impl Projection {
     /// A key field of the wrong type, named.
     pub fn key(
         &self,
-        raw: &RawRecord,
+        raw: RawRef<'_>,
         record: &Record,
         names: &[String],
     ) -> Result<Option<Vec<u8>>, String> {
         match self.key {
-            KeySource::Input => Ok(raw.key.as_ref().map(|k| k.to_vec())),
+            KeySource::Input => Ok(raw.key().map(<[u8]>::to_vec)),
             KeySource::Field(i) => {
                 let mut buf = itoa::Buffer::new();
                 match record.key_part(i, &mut buf) {

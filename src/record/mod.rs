@@ -1,5 +1,5 @@
 //! Records as the data path holds them: as read from Kafka
-//! ([`RawRecord`]), decoded into values by position ([`Record`]) under a
+//! ([`RawRecord`], and in batches [`RawBatch`]), decoded into values by position ([`Record`]) under a
 //! [`Layout`] of named, typed fields, and, when given up, the [`Stage`]
 //! that gave up on them. Every other module of the data path builds on
 //! these; this one imports none of them.
@@ -10,6 +10,6 @@ mod stage;
 mod values;
 
 pub use field::{Field, FieldType, Layout};
-pub use raw::RawRecord;
+pub use raw::{RawBatch, RawBatchBuilder, RawRecord, RawRef};
 pub use stage::Stage;
 pub use values::{FieldError, Record};

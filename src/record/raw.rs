@@ -1,4 +1,7 @@
-//! A record as read from Kafka, before anything is decoded.
+//! A record as read from Kafka, before anything is decoded: on its own
+//! ([`RawRecord`]), or one of a batch that holds the keys and values of
+//! all its records in one buffer ([`RawBatch`], as the consumer hands
+//! them to a partition task).
 
 use bytes::Bytes;
 
@@ -22,4 +25,325 @@ pub struct RawRecord {
     /// result's identity. `Err` holds a header that is not a partition
     /// number: the record is a dead letter that names it.
     pub window_partition: Option<Result<i32, Bytes>>,
+}
+
+/// Where a key or value lies in its batch's buffer: which chunk, and
+/// where in it.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    chunk: u32,
+    start: u32,
+    end: u32,
+}
+
+/// A record of a [`RawBatch`]: a [`RawRecord`] whose key and value are
+/// spans of the batch's buffer.
+#[derive(Debug)]
+struct Entry {
+    offset: i64,
+    timestamp: Option<i64>,
+    key: Option<Span>,
+    payload: Option<Span>,
+    schema_header: Option<Bytes>,
+    window_partition: Option<Result<i32, Bytes>>,
+}
+
+/// Records of one partition, in offset order, whose keys and values share
+/// one buffer, in chunks (a batch that outgrows its chunk takes another,
+/// and never moves what it holds). Taking a record's bytes takes no reference count: the
+/// consumer copies each record once, with no atomic update per record
+/// (a reference count per record would be a locked instruction each time
+/// a record is copied, and again each time it is dropped).
+/// [`RawRef::to_record`] makes a record of its own, for the few that
+/// leave the batch (dead letters, late and forwarded records).
+#[derive(Debug, Default)]
+pub struct RawBatch {
+    chunks: Vec<Bytes>,
+    entries: Vec<Entry>,
+}
+
+impl RawBatch {
+    /// How many records the batch holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The record at `index`.
+    ///
+    /// # Panics
+    /// If `index` is not below [`RawBatch::len`].
+    pub fn get(&self, index: usize) -> RawRef<'_> {
+        RawRef {
+            batch: self,
+            entry: &self.entries[index],
+        }
+    }
+
+    /// The records, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = RawRef<'_>> {
+        self.entries
+            .iter()
+            .map(|entry| RawRef { batch: self, entry })
+    }
+
+    fn bytes(&self, s: Span) -> &[u8] {
+        &self.chunks[s.chunk as usize][s.start as usize..s.end as usize]
+    }
+
+    /// The offsets of the first and the last record, unless it is empty.
+    pub fn offsets(&self) -> Option<(i64, i64)> {
+        Some((self.entries.first()?.offset, self.entries.last()?.offset))
+    }
+}
+
+impl From<Vec<RawRecord>> for RawBatch {
+    fn from(records: Vec<RawRecord>) -> Self {
+        let mut builder = RawBatchBuilder::default();
+        for r in records {
+            builder.push(
+                r.offset,
+                r.timestamp,
+                r.key.as_deref(),
+                r.payload.as_deref(),
+                r.schema_header,
+                r.window_partition,
+            );
+        }
+        builder.finish()
+    }
+}
+
+/// One record of a [`RawBatch`].
+#[derive(Debug, Clone, Copy)]
+pub struct RawRef<'a> {
+    batch: &'a RawBatch,
+    entry: &'a Entry,
+}
+
+impl<'a> RawRef<'a> {
+    /// Its offset in the partition.
+    pub fn offset(&self) -> i64 {
+        self.entry.offset
+    }
+
+    /// Its Kafka timestamp in millis, if it has one.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.entry.timestamp
+    }
+
+    /// Its key.
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.entry.key.map(|s| self.batch.bytes(s))
+    }
+
+    /// Its value.
+    pub fn payload(&self) -> Option<&'a [u8]> {
+        self.entry.payload.map(|s| self.batch.bytes(s))
+    }
+
+    /// As [`RawRecord::schema_header`].
+    pub fn schema_header(&self) -> Option<&'a [u8]> {
+        self.entry.schema_header.as_deref()
+    }
+
+    /// As [`RawRecord::window_partition`].
+    pub fn window_partition(&self) -> Option<&'a Result<i32, Bytes>> {
+        self.entry.window_partition.as_ref()
+    }
+
+    /// The record on its own, sharing the batch's buffer.
+    pub fn to_record(&self) -> RawRecord {
+        let bytes = |s: Option<Span>| {
+            s.map(|s| self.batch.chunks[s.chunk as usize].slice(s.start as usize..s.end as usize))
+        };
+        RawRecord {
+            offset: self.entry.offset,
+            timestamp: self.entry.timestamp,
+            key: bytes(self.entry.key),
+            payload: bytes(self.entry.payload),
+            schema_header: self.entry.schema_header.clone(),
+            window_partition: self.entry.window_partition.clone(),
+        }
+    }
+}
+
+/// A [`RawBatch`] being filled, record by record.
+#[derive(Debug, Default)]
+pub struct RawBatchBuilder {
+    /// Full chunks, and the one being filled.
+    chunks: Vec<Vec<u8>>,
+    chunk: Vec<u8>,
+    /// Bytes copied: the next batch's first chunk is as large.
+    used: usize,
+    entries: Vec<Entry>,
+}
+
+impl RawBatchBuilder {
+    /// The smallest chunk, and the largest that a batch's size asks for
+    /// (a record larger than that has a chunk of its own size).
+    const MIN_CHUNK: usize = 4 * 1024;
+    const MAX_CHUNK: usize = 256 * 1024;
+
+    /// Appends a record, copying its key and value.
+    pub fn push(
+        &mut self,
+        offset: i64,
+        timestamp: Option<i64>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        schema_header: Option<Bytes>,
+        window_partition: Option<Result<i32, Bytes>>,
+    ) {
+        let key = key.map(|k| self.copy(k));
+        let payload = payload.map(|v| self.copy(v));
+        self.entries.push(Entry {
+            offset,
+            timestamp,
+            key,
+            payload,
+            schema_header,
+            window_partition,
+        });
+    }
+
+    #[inline]
+    fn copy(&mut self, bytes: &[u8]) -> Span {
+        if self.chunk.capacity() - self.chunk.len() < bytes.len() {
+            // Twice the last chunk: a batch needs few.
+            let size = (self.chunk.capacity() * 2).clamp(Self::MIN_CHUNK, Self::MAX_CHUNK);
+            let full =
+                std::mem::replace(&mut self.chunk, Vec::with_capacity(size.max(bytes.len())));
+            if !full.is_empty() {
+                self.chunks.push(full);
+            }
+        }
+        let start = self.chunk.len();
+        self.chunk.extend_from_slice(bytes);
+        self.used += bytes.len();
+        // A chunk holds at most one record larger than `MAX_CHUNK`, and
+        // Kafka's records are under 2 GiB: the positions fit in `u32`.
+        Span {
+            chunk: self.chunks.len() as u32,
+            start: start as u32,
+            end: self.chunk.len() as u32,
+        }
+    }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The batch, and a new builder with room for as many records and
+    /// bytes: the next batch is as large as a rule, and so needs one
+    /// chunk and no growing of its list of records.
+    pub fn finish_and_renew(&mut self) -> RawBatch {
+        let next = Self {
+            chunks: Vec::new(),
+            chunk: Vec::with_capacity(self.used.clamp(Self::MIN_CHUNK, Self::MAX_CHUNK)),
+            used: 0,
+            entries: Vec::with_capacity(self.entries.len()),
+        };
+        std::mem::replace(self, next).finish()
+    }
+
+    /// The batch.
+    pub fn finish(mut self) -> RawBatch {
+        // Pushed even when empty: an empty value may lie in it.
+        self.chunks.push(self.chunk);
+        RawBatch {
+            chunks: self.chunks.into_iter().map(Bytes::from).collect(),
+            entries: self.entries,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(offset: i64, key: Option<&str>, payload: Option<&str>) -> RawRecord {
+        RawRecord {
+            offset,
+            timestamp: Some(offset * 10),
+            key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            payload: payload.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            schema_header: None,
+            window_partition: (offset == 2).then_some(Err(Bytes::from_static(b"x"))),
+        }
+    }
+
+    #[test]
+    fn a_batch_gives_back_each_record_as_it_was_pushed() {
+        let records = vec![
+            record(0, Some("k0"), Some("{\"a\":1}")),
+            record(1, None, Some("")),
+            record(2, Some(""), None),
+            record(3, None, None),
+        ];
+        let batch = RawBatch::from(records.clone());
+        assert_eq!(batch.len(), 4);
+        assert_eq!(batch.offsets(), Some((0, 3)));
+        for (r, want) in batch.iter().zip(&records) {
+            assert_eq!(r.key(), want.key.as_deref());
+            assert_eq!(r.payload(), want.payload.as_deref());
+            assert_eq!(r.window_partition(), want.window_partition.as_ref());
+            assert_eq!(&r.to_record(), want);
+        }
+        assert_eq!(RawBatch::default().offsets(), None);
+    }
+
+    #[test]
+    fn a_renewed_builder_starts_empty() {
+        let mut builder = RawBatchBuilder::default();
+        builder.push(5, None, Some(b"k"), Some(b"v"), None, None);
+        let first = builder.finish_and_renew();
+        assert!(builder.is_empty());
+        builder.push(6, None, None, Some(b"w"), None, None);
+        let second = builder.finish_and_renew();
+        assert_eq!(first.get(0).payload(), Some(&b"v"[..]));
+        assert_eq!(second.get(0).payload(), Some(&b"w"[..]));
+        assert_eq!(second.get(0).key(), None);
+    }
+
+    #[test]
+    fn records_larger_than_a_chunk_and_empty_ones_keep_their_bytes() {
+        let mut builder = RawBatchBuilder::default();
+        builder.push(0, None, None, Some(b""), None, None);
+        let big: Vec<u8> = (0..3 * RawBatchBuilder::MAX_CHUNK)
+            .map(|i| i as u8)
+            .collect();
+        let mut want = Vec::new();
+        for i in 1..40 {
+            let value = &big[..(i * 7919) % big.len()];
+            builder.push(i as i64, None, Some(b"k"), Some(value), None, None);
+            want.push(value);
+        }
+        builder.push(40, None, None, Some(b""), None, None);
+        let batch = builder.finish();
+        assert_eq!(batch.get(0).payload(), Some(&b""[..]));
+        assert_eq!(batch.get(40).payload(), Some(&b""[..]));
+        for (i, value) in want.iter().enumerate() {
+            let r = batch.get(i + 1);
+            assert_eq!(r.payload(), Some(*value));
+            assert_eq!(r.key(), Some(&b"k"[..]));
+            assert_eq!(r.to_record().payload.as_deref(), Some(*value));
+        }
+        let only_empty = {
+            let mut b = RawBatchBuilder::default();
+            b.push(0, None, Some(b""), Some(b""), None, None);
+            b.finish()
+        };
+        assert_eq!(only_empty.get(0).key(), Some(&b""[..]));
+    }
 }

@@ -7,7 +7,6 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
@@ -20,7 +19,7 @@ use super::Shared;
 use super::checkpoints::CheckpointTopic;
 use super::resume::StateTopic;
 use crate::offsets::encode_metadata;
-use crate::record::RawRecord;
+use crate::record::{RawBatch, RawBatchBuilder};
 use crate::task::DrainRequest;
 use crate::telemetry::{CommitResult, Rebalance};
 
@@ -34,40 +33,20 @@ use fetch::{Polled, schema_header, window_partition};
 pub(crate) type SourceConsumer = BaseConsumer<SourceContext>;
 
 struct Feed {
-    tx: mpsc::Sender<Vec<RawRecord>>,
+    tx: mpsc::Sender<RawBatch>,
     drain: Option<oneshot::Sender<DrainRequest>>,
-    /// Keys and values of this partition's records are copied here, so
-    /// that a batch's records share a few allocations instead of two each.
-    arena: Arena,
-    /// Records not yet handed over, and when the first of them arrived.
-    batch: Vec<RawRecord>,
+    /// Records not yet handed over (their keys and values copied into the
+    /// batch's one buffer), and when the first of them arrived.
+    batch: RawBatchBuilder,
     since: Option<Instant>,
     /// Full batches the task had no room for; the partition is paused
     /// while any are waiting.
-    waiting: VecDeque<Vec<RawRecord>>,
+    waiting: VecDeque<RawBatch>,
     paused: bool,
     /// When the partition was paused, for the backpressure metric.
     paused_since: Option<Instant>,
     /// The writer schema the last registry-framed record named.
     last_schema: Option<crate::codec::SchemaRef>,
-}
-
-/// Copies of fetched keys and values, carved from chunks shared by
-/// reference count: a chunk is freed once every record in it is dropped.
-#[derive(Default)]
-struct Arena(BytesMut);
-
-impl Arena {
-    /// Chunk size: a batch of small records shares one or a few.
-    const CHUNK: usize = 256 * 1024;
-
-    fn copy(&mut self, bytes: &[u8]) -> Bytes {
-        if self.0.capacity() - self.0.len() < bytes.len() {
-            self.0 = BytesMut::with_capacity(Self::CHUNK.max(bytes.len()));
-        }
-        self.0.extend_from_slice(bytes);
-        self.0.split().freeze()
-    }
 }
 
 /// Rebalance callbacks and the per-partition feeds they create and end.
@@ -438,36 +417,31 @@ impl SourceContext {
             // Not ours (any more): its new owner reads it from the commit.
             return;
         };
-        let record = RawRecord {
-            offset: m.offset(),
-            timestamp: m.timestamp(),
-            key: m.key().map(|k| feed.arena.copy(k)),
-            payload: m.payload().map(|v| feed.arena.copy(v)),
-            // Only registry-framed input reads headers: the header may
-            // name the value's writer schema.
-            schema_header: if self.shared.schema_headers {
-                schema_header(m)
-            } else {
-                None
-            },
-            window_partition: if self.shared.window_partitions {
-                window_partition(m)
-            } else {
-                None
-            },
+        // Only registry-framed input reads headers: the header may name
+        // the value's writer schema.
+        let schema_header = if self.shared.schema_headers {
+            schema_header(m)
+        } else {
+            None
         };
-        if let (Some(writers), Some(value)) = (
-            self.shared.plan.decoder.writers(),
-            record.payload.as_deref(),
-        ) {
-            writers.note(
-                value,
-                record.schema_header.as_deref(),
-                &mut feed.last_schema,
-            );
+        let window_partition = if self.shared.window_partitions {
+            window_partition(m)
+        } else {
+            None
+        };
+        let payload = m.payload();
+        if let (Some(writers), Some(value)) = (self.shared.plan.decoder.writers(), payload) {
+            writers.note(value, schema_header.as_deref(), &mut feed.last_schema);
         }
+        feed.batch.push(
+            m.offset(),
+            m.timestamp(),
+            m.key(),
+            payload,
+            schema_header,
+            window_partition,
+        );
         feed.since.get_or_insert_with(Instant::now);
-        feed.batch.push(record);
         if feed.batch.len() >= max {
             self.hand_over(consumer, p, feed);
         }
@@ -501,10 +475,7 @@ impl SourceContext {
         if feed.batch.is_empty() {
             return;
         }
-        // The next batch is as large as a rule: room for it now, so that
-        // it does not grow (and move its records) a dozen times.
-        let room = feed.batch.len();
-        let batch = std::mem::replace(&mut feed.batch, Vec::with_capacity(room));
+        let batch = feed.batch.finish_and_renew();
         feed.waiting.push_back(batch);
         self.retry_waiting(consumer, p, feed);
     }

@@ -22,7 +22,7 @@ use super::{Env, PartitionError};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::offsets::{CommitPoint, Frontier};
 use crate::operator::{Context, Operator, OperatorError, Step};
-use crate::record::{RawRecord, Stage};
+use crate::record::{RawBatch, Stage};
 use crate::sink::{Acks, Origin, Output, Report, SendError, Tag, WindowSpan};
 use crate::telemetry::{Outcome, Produced};
 use crate::window::NO_TIME;
@@ -152,7 +152,7 @@ impl<O: Operator> PartitionTask<O> {
     /// What stopped this partition: its pipeline must fail.
     pub async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Vec<RawRecord>>,
+        mut rx: mpsc::Receiver<RawBatch>,
         mut drain: oneshot::Receiver<DrainRequest>,
     ) -> Result<(), PartitionError> {
         let idle = self.env.idle_timeout;
@@ -240,11 +240,10 @@ impl<O: Operator> PartitionTask<O> {
         )
     }
 
-    fn start(&mut self, records: Vec<RawRecord>) {
-        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+    fn start(&mut self, records: RawBatch) {
+        let Some(range) = records.offsets() else {
             return;
         };
-        let range = (first.offset, last.offset);
         self.env.metrics.consumed(records.len() as u64);
         let (tx, rx) = oneshot::channel();
         let step = Arc::clone(&self.step);

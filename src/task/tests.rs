@@ -18,7 +18,7 @@ use crate::offsets::{CommitBoard, CommitPoint};
 use crate::operator::{Operator, Repartition, Windowed};
 use crate::pipeline::Plan;
 use crate::pipeline::clickstream_plan;
-use crate::record::{RawRecord, Stage};
+use crate::record::{RawBatch, RawRecord, Stage};
 use crate::sink::{MemorySink, Output, Sink};
 use crate::telemetry::Metrics;
 use crate::window::NO_TIME;
@@ -77,7 +77,7 @@ fn poison(offset: i64) -> RawRecord {
 struct Harness {
     sink: Arc<MemorySink>,
     env: Arc<Env>,
-    tx: Option<mpsc::Sender<Vec<RawRecord>>>,
+    tx: Option<mpsc::Sender<RawBatch>>,
     drain: Option<oneshot::Sender<DrainRequest>>,
     task: tokio::task::JoinHandle<Result<(), PartitionError>>,
 }
@@ -139,7 +139,12 @@ impl Harness {
     }
 
     async fn send(&self, records: Vec<RawRecord>) {
-        self.tx.as_ref().unwrap().send(records).await.unwrap();
+        self.tx
+            .as_ref()
+            .unwrap()
+            .send(records.into())
+            .await
+            .unwrap();
     }
 
     /// Waits until `cond` holds of what was written (10 s at most).

@@ -149,7 +149,7 @@ impl Windowed {
                 }
             }
             if opened {
-                let first_offset = batch.record(first).offset;
+                let first_offset = batch.record(first).offset();
                 cx.frontier.window_opened(
                     p.last_end,
                     first_offset,
@@ -171,7 +171,7 @@ impl Windowed {
                 continue;
             }
             ok += 1;
-            let offset = batch.record(s.index).offset;
+            let offset = batch.record(s.index).offset();
             let change = self
                 .windows
                 .add_record(
@@ -392,7 +392,7 @@ impl Operator for Windowed {
                     "late: its window had already been emitted (watermark {})",
                     format_millis(self.plan.windowing().lateness.watermark(m))
                 );
-                cx.late(batch.record(i).clone(), reason, m);
+                cx.late(batch.record(i).to_record(), reason, m);
             }
         }
         self.max_event_time = before.max(batch.collected.max_event_time);

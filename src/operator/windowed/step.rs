@@ -20,7 +20,7 @@ use crate::aggregate::Aggregates;
 use crate::operator::Step;
 use crate::operator::batch::{Batch, Collect, Keyed, process};
 use crate::pipeline::Plan;
-use crate::record::{RawRecord, Record, Stage};
+use crate::record::{RawBatch, Record, Stage};
 use crate::window::{Assignment, NO_TIME};
 
 /// The pre-aggregate of one (key, pane) in a batch.
@@ -160,7 +160,7 @@ impl Collect for Panes {
     fn collect(&mut self, plan: &Plan, k: Keyed<'_>) -> Result<(), (Stage, String)> {
         let mut buf = itoa::Buffer::new();
         let (key, event_time) = k.key_and_time(plan, &mut buf)?;
-        let identity = identity(plan, &k.record, k.raw.window_partition.as_ref())?;
+        let identity = identity(plan, &k.record, k.raw.window_partition())?;
         let pane = match plan.windowing().window.assign(event_time) {
             Ok(Assignment::Pane(pane)) => pane,
             Ok(Assignment::InOrder { first_end }) => {
@@ -234,7 +234,7 @@ impl Collect for Panes {
                 &plan.windowing().aggregates,
                 &k.record,
                 event_time,
-                k.raw.offset,
+                k.raw.offset(),
             )
             .map_err(|e| (Stage::Extract, e))?;
         p.members.push(k.index);
@@ -258,7 +258,7 @@ impl WindowStep {
 impl Step for WindowStep {
     type Output = Batch<Panes>;
 
-    fn run(&self, records: Vec<RawRecord>) -> Batch<Panes> {
+    fn run(&self, records: RawBatch) -> Batch<Panes> {
         process(&self.plan, records, Panes::new())
     }
 }

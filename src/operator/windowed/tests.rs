@@ -75,7 +75,7 @@ fn run(
             frontier = Frontier::new(settled);
         }
         let mut outputs = Vec::new();
-        let out = op.step().run(batch.clone());
+        let out = op.step().run(batch.clone().into());
         let mut cx = Context::new(0, &mut frontier, &metrics, &mut outputs);
         op.on_batch(out, &mut cx).expect("no operator error");
         if i >= save_after {
@@ -263,7 +263,7 @@ fn one_batch(plan: &Arc<Plan>, records: Vec<RawRecord>) -> Vec<Output> {
     let mut op = Windowed::new(Arc::clone(plan), NO_TIME);
     let mut frontier = Frontier::new(NO_TIME);
     let mut outputs = Vec::new();
-    let out = op.step().run(records);
+    let out = op.step().run(records.into());
     let mut cx = Context::new(0, &mut frontier, &metrics, &mut outputs);
     op.on_batch(out, &mut cx).expect("no operator error");
     outputs

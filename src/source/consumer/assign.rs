@@ -10,12 +10,12 @@ use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Arena, Feed, SourceConsumer, SourceContext};
+use super::{Feed, SourceConsumer, SourceContext};
 use crate::checkpoint::Checkpoint;
 use crate::offsets::{CommitPoint, decode_metadata};
 use crate::operator::{Operator, Repartition, Stateless, Windowed};
 use crate::pipeline::Shape;
-use crate::record::RawRecord;
+use crate::record::{RawBatch, RawBatchBuilder};
 use crate::source::checkpoints::RestoreError;
 use crate::source::{PipelineError, Stage};
 use crate::task::{DrainRequest, PartitionTask};
@@ -198,8 +198,7 @@ impl SourceContext {
                 Feed {
                     tx,
                     drain: Some(drain_tx),
-                    arena: Arena::default(),
-                    batch: Vec::new(),
+                    batch: RawBatchBuilder::default(),
                     since: None,
                     waiting: VecDeque::new(),
                     paused: false,
@@ -222,7 +221,7 @@ impl SourceContext {
         p: i32,
         operator: O,
         from: Resume,
-        rx: mpsc::Receiver<Vec<RawRecord>>,
+        rx: mpsc::Receiver<RawBatch>,
         drain: oneshot::Receiver<DrainRequest>,
     ) -> bool {
         let mut task = PartitionTask::new(p, Arc::clone(&self.shared.env), operator, from.point);
