@@ -86,6 +86,9 @@ fn gcd(a: i64, b: i64) -> i64 {
 pub struct Pane {
     /// Inclusive start, epoch millis.
     pub start: i64,
+    /// Exclusive end: every event time from `start` up to it is in this
+    /// pane (a batch's records mostly share a few panes).
+    pub end: i64,
     /// End of the first window covering this pane.
     pub first_end: i64,
     /// End of the last window covering this pane.
@@ -136,6 +139,7 @@ impl Windows {
         let first_end = self.ends_covering(start).next().unwrap_or(last_end);
         Ok(Pane {
             start,
+            end: start.saturating_add(self.pane),
             first_end,
             last_end,
         })

@@ -56,6 +56,7 @@ impl Sliding {
         let last_end = t.checked_add(self.size + 2).ok_or(EventTimeOutOfRange(t))?;
         Ok(Pane {
             start: t,
+            end: t + 1,
             first_end: t + 1,
             last_end,
         })

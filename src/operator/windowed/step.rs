@@ -21,7 +21,7 @@ use crate::operator::Step;
 use crate::operator::batch::{Batch, Collect, Keyed, process};
 use crate::pipeline::Plan;
 use crate::record::{RawBatch, Record, Stage};
-use crate::window::{Assignment, NO_TIME};
+use crate::window::{Assignment, NO_TIME, Pane};
 
 /// The pre-aggregate of one (key, pane) in a batch.
 #[derive(Debug, Clone)]
@@ -131,6 +131,9 @@ pub struct Panes {
     /// Partials by (key, pane start): positions in `partials`, which hold
     /// the keys (no second copy of a key).
     index: HashTable<usize>,
+    /// The pane of the last record: the next is most often in it too, and
+    /// then needs no assignment (a few divisions each).
+    last_pane: Option<Pane>,
 }
 
 impl Panes {
@@ -161,8 +164,18 @@ impl Collect for Panes {
         let mut buf = itoa::Buffer::new();
         let (key, event_time) = k.key_and_time(plan, &mut buf)?;
         let identity = identity(plan, &k.record, k.raw.window_partition())?;
-        let pane = match plan.windowing().window.assign(event_time) {
-            Ok(Assignment::Pane(pane)) => pane,
+        let cached = self
+            .last_pane
+            .filter(|p| p.start <= event_time && event_time < p.end);
+        let assigned = match cached {
+            Some(pane) => Ok(Assignment::Pane(pane)),
+            None => plan.windowing().window.assign(event_time),
+        };
+        let pane = match assigned {
+            Ok(Assignment::Pane(pane)) => {
+                self.last_pane = Some(pane);
+                pane
+            }
             Ok(Assignment::InOrder { first_end }) => {
                 // Late records never raise the largest event time, so this
                 // prefix is right whichever records turn out late.
@@ -266,6 +279,56 @@ impl Step for WindowStep {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::WindowConfig;
+    use crate::record::RawRecord;
+
+    #[test]
+    fn each_record_joins_the_pane_of_its_own_event_time() {
+        // Hopping windows, whose panes are the advance: records of a batch
+        // move between panes, back and forth, and across window ends.
+        let plan = Arc::new(crate::pipeline::clickstream_plan(|p| {
+            p.window = Some(WindowConfig::Hopping {
+                size: std::time::Duration::from_secs(10),
+                advance: std::time::Duration::from_secs(2),
+            });
+            p.allowed_lateness = std::time::Duration::from_secs(60);
+        }));
+        let times = [
+            1_000, 1_999, 2_000, 1_500, 9_999, 10_000, 3_999, 4_000, 2_000, 0, 12_345,
+        ];
+        let records: Vec<RawRecord> = times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| RawRecord {
+                offset: i as i64,
+                timestamp: Some(*t),
+                key: None,
+                payload: Some(bytes::Bytes::from(format!(
+                    r#"{{"event_id":"e{i}","user_id":"u","page":"/p","dwell_ms":1,"event_time":{t}}}"#
+                ))),
+                schema_header: None,
+                window_partition: None,
+            })
+            .collect();
+        let out = WindowStep::new(Arc::clone(&plan)).run(records.into());
+        assert!(out.failures.is_empty(), "{:?}", out.failures);
+        let mut seen = 0;
+        for p in &out.collected.partials {
+            for &i in &p.members {
+                let t = times[i as usize];
+                let Ok(Assignment::Pane(want)) = plan.windowing().window.assign(t) else {
+                    panic!("hopping windows assign panes");
+                };
+                assert_eq!(
+                    (p.pane_start, p.first_end, p.last_end),
+                    (want.start, want.first_end, want.last_end),
+                    "the record at {t} ms"
+                );
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, times.len());
+    }
 
     #[test]
     fn a_result_whose_partition_header_is_not_a_number_is_a_decode_dead_letter() {
