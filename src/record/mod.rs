@@ -10,6 +10,6 @@ mod stage;
 mod values;
 
 pub use field::{Field, FieldType, Layout};
-pub use raw::{RawBatch, RawBatchBuilder, RawRecord, RawRef};
+pub use raw::{RawBatch, RawBatchBuilder, RawRecord, RawRef, Recycle};
 pub use stage::Stage;
 pub use values::{FieldError, Record};

@@ -19,7 +19,7 @@ use super::Shared;
 use super::checkpoints::CheckpointTopic;
 use super::resume::StateTopic;
 use crate::offsets::encode_metadata;
-use crate::record::{RawBatch, RawBatchBuilder};
+use crate::record::{RawBatch, RawBatchBuilder, Recycle};
 use crate::task::DrainRequest;
 use crate::telemetry::{CommitResult, Rebalance};
 
@@ -62,6 +62,8 @@ pub(crate) struct SourceContext {
     /// Where each assignment forwards its partitions' fetched records,
     /// while the consumer thread reads it.
     fetch: Mutex<Option<Arc<FetchQueue>>>,
+    /// The large buffers of the feeds' dropped batches.
+    recycle: Arc<Recycle>,
 }
 
 impl ClientContext for SourceContext {
@@ -166,6 +168,7 @@ impl SourceContext {
             state,
             checkpoints,
             fetch: Mutex::new(None),
+            recycle: Arc::default(),
         }
     }
 

@@ -198,7 +198,7 @@ impl SourceContext {
                 Feed {
                     tx,
                     drain: Some(drain_tx),
-                    batch: RawBatchBuilder::default(),
+                    batch: RawBatchBuilder::recycling(Arc::clone(&self.recycle)),
                     since: None,
                     waiting: VecDeque::new(),
                     paused: false,
