@@ -62,13 +62,14 @@ struct Headers {
 }
 
 /// Records of one partition, in offset order, whose keys and values share
-/// one buffer, in chunks (a batch that outgrows its chunk takes another,
-/// and never moves what it holds). Taking a record's bytes takes no reference count: the
-/// consumer copies each record once, with no atomic update per record
-/// (a reference count per record would be a locked instruction each time
-/// a record is copied, and again each time it is dropped).
-/// [`RawRef::to_record`] makes a record of its own, for the few that
-/// leave the batch (dead letters, late and forwarded records).
+/// a few large chunks (a batch that outgrows its chunk takes another, and
+/// never moves what it holds). Reading a record's bytes takes no
+/// reference count: the consumer copies each record once, with no atomic
+/// update per record (a reference count per record would be a locked
+/// instruction each time a record is copied, and again each time it is
+/// dropped). [`RawRef::to_record`] makes a record that shares its chunk,
+/// for the records that leave the batch: dead letters and late records,
+/// and every record a repartition forwards.
 #[derive(Debug, Default)]
 pub struct RawBatch {
     chunks: Vec<Bytes>,
@@ -209,10 +210,22 @@ impl From<Vec<RawRecord>> for RawBatch {
 }
 
 /// One record of a [`RawBatch`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RawRef<'a> {
     batch: &'a RawBatch,
     entry: &'a Entry,
+}
+
+/// Its offset and sizes, not the batch it is in.
+impl std::fmt::Debug for RawRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawRef")
+            .field("offset", &self.offset())
+            .field("timestamp", &self.timestamp())
+            .field("key_len", &self.key().map(<[u8]>::len))
+            .field("payload_len", &self.payload().map(<[u8]>::len))
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> RawRef<'a> {
@@ -272,7 +285,8 @@ pub struct RawBatchBuilder {
     /// Full chunks, and the one being filled.
     chunks: Vec<Vec<u8>>,
     chunk: Vec<u8>,
-    /// Bytes copied: the next batch's first chunk is as large.
+    /// Bytes copied: the next batch's first chunk is as large, within
+    /// `MIN_CHUNK..=MAX_CHUNK`.
     used: usize,
     entries: Vec<Entry>,
     headers: Vec<Headers>,
@@ -348,7 +362,7 @@ impl RawBatchBuilder {
         let start = self.chunk.len();
         self.chunk.extend_from_slice(bytes);
         self.used += bytes.len();
-        // A chunk holds at most one record larger than `MAX_CHUNK`, and
+        // A chunk holds at most one key or value larger than `MAX_CHUNK`, and
         // Kafka's records are under 2 GiB: the positions fit in `u32`.
         Span {
             chunk: self.chunks.len() as u32,
