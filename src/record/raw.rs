@@ -1,7 +1,7 @@
 //! A record as read from Kafka, before anything is decoded: on its own
-//! ([`RawRecord`]), or one of a batch that holds the keys and values of
-//! all its records in one buffer ([`RawBatch`], as the consumer hands
-//! them to a partition task).
+//! ([`RawRecord`]), or one of a batch whose records' keys and values
+//! share a few large chunks ([`RawBatch`], as the consumer hands them to
+//! a partition task).
 
 use std::sync::{Arc, Mutex};
 
@@ -186,6 +186,11 @@ impl RawBatch {
         &self.chunks[s.chunk as usize][s.start as usize..s.end as usize]
     }
 
+    /// The bytes of `s`, sharing their chunk.
+    fn shared(&self, s: Span) -> Bytes {
+        self.chunks[s.chunk as usize].slice(s.start as usize..s.end as usize)
+    }
+
     /// The offsets of the first and the last record, unless it is empty.
     pub fn offsets(&self) -> Option<(i64, i64)> {
         Some((self.entries.first()?.offset, self.entries.last()?.offset))
@@ -265,16 +270,14 @@ impl<'a> RawRef<'a> {
 
     /// The record on its own, sharing the batch's buffer.
     pub fn to_record(&self) -> RawRecord {
-        let bytes = |s: Option<Span>| {
-            s.map(|s| self.batch.chunks[s.chunk as usize].slice(s.start as usize..s.end as usize))
-        };
+        let headers = self.headers();
         RawRecord {
             offset: self.entry.offset,
             timestamp: self.entry.timestamp,
-            key: bytes(self.entry.key),
-            payload: bytes(self.entry.payload),
-            schema_header: self.headers().and_then(|h| h.schema_header.clone()),
-            window_partition: self.window_partition().cloned(),
+            key: self.entry.key.map(|s| self.batch.shared(s)),
+            payload: self.entry.payload.map(|s| self.batch.shared(s)),
+            schema_header: headers.and_then(|h| h.schema_header.clone()),
+            window_partition: headers.and_then(|h| h.window_partition.clone()),
         }
     }
 }

@@ -36,7 +36,7 @@ struct Feed {
     tx: mpsc::Sender<RawBatch>,
     drain: Option<oneshot::Sender<DrainRequest>>,
     /// Records not yet handed over (their keys and values copied into the
-    /// batch's one buffer), and when the first of them arrived.
+    /// batch's chunks), and when the first of them arrived.
     batch: RawBatchBuilder,
     since: Option<Instant>,
     /// Full batches the task had no room for; the partition is paused
