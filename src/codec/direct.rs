@@ -12,7 +12,7 @@
 //! is wrong with it.
 //!
 //! The plan is here; its decoders are by format, in `avro/decode.rs` and
-//! `json/decode.rs`.
+//! `json/` (`decode.rs`, `scan.rs`).
 
 use apache_avro::Schema;
 
@@ -145,6 +145,15 @@ impl DirectPlan {
         self
     }
 
+    /// A record of `Null`s with room for [`Self::room`] values. Filled
+    /// in place: `vec![Value::Null; n]` clones through the general
+    /// `Value::clone`, a measurable cost per record.
+    pub(super) fn blank(&self) -> Vec<apache_avro::types::Value> {
+        let mut values = Vec::with_capacity(self.room);
+        values.resize_with(self.slots.len(), || apache_avro::types::Value::Null);
+        values
+    }
+
     /// Decoded records have room for `fields` values (at least the
     /// schema's).
     #[must_use]
@@ -271,6 +280,13 @@ mod tests {
         prop_oneof![8 => natural, 1 => odd].boxed()
     }
 
+    fn longest_digit_run(text: &str) -> usize {
+        text.split(|c: char| !c.is_ascii_digit())
+            .map(str::len)
+            .max()
+            .unwrap_or(0)
+    }
+
     const NAMES: [&str; 11] = ["s", "i", "l", "f", "d", "b", "ts", "us", "day", "ns", "nd"];
 
     /// A field the schema lacks, and whether it is valid JSON.
@@ -381,6 +397,63 @@ mod tests {
                 // not on a plain match of the schema.
                 Err(GiveUp) => prop_assert!(!plain, "gave up on {text}"),
             }
+        }
+
+        #[test]
+        fn the_scanner_reads_what_serde_json_reads(
+            (text, plain) in json_object(),
+            read in proptest::collection::vec(prop::bool::weighted(0.7), 11),
+        ) {
+            let schema = schema();
+            let plan = DirectPlan::new(&schema.schema).unwrap().reading_only(&read);
+            let by_serde = plan.json_by_serde(text.as_bytes());
+            match plan.scan(text.as_bytes()) {
+                Some(scanned) => {
+                    prop_assert!(by_serde.is_ok(), "scanned what serde_json gives up on: {text}");
+                    prop_assert!(same(&scanned, &by_serde.unwrap()), "{text}");
+                }
+                // The scanner leaves escapes, nested values and integers
+                // of more than 18 digits to serde_json, and nothing else
+                // that is a plain match of the schema.
+                None => prop_assert!(
+                    !plain
+                        || text.contains(['\\', '['])
+                        || text.matches('{').count() > 1
+                        || longest_digit_run(&text) > 18,
+                    "the scanner gave up on {text}"
+                ),
+            }
+        }
+
+        #[test]
+        fn objects_without_escapes_or_nesting_are_scanned(
+            s in "[^\"\\\\\\x00-\\x1f]{0,12}", i in any::<i32>(),
+            l in -999_999_999_999_999_999i64..=999_999_999_999_999_999,
+            f in -1e6f32..1e6, d in prop::num::f64::NORMAL | prop::num::f64::ZERO,
+            b in any::<bool>(), ts in 0i64..=999_999_999_999_999_999,
+            ns in proptest::option::of("[a-zé]{0,4}"),
+            nd in proptest::option::of(-1e12f64..1e12), other in any::<bool>(),
+            pretty in any::<bool>(),
+        ) {
+            let schema = schema();
+            let plan = DirectPlan::new(&schema.schema).unwrap();
+            let mut object = serde_json::json!({
+                "s": s, "i": i, "l": l, "f": f, "d": d, "b": b, "ts": ts, "us": l,
+                "day": i, "ns": ns, "nd": nd,
+            });
+            if other {
+                object["other"] = serde_json::json!(s);
+            }
+            let text = if pretty {
+                serde_json::to_string_pretty(&object)
+            } else {
+                serde_json::to_string(&object)
+            }
+            .unwrap();
+            let scanned = plan.scan(text.as_bytes());
+            prop_assert!(scanned.is_some(), "the scanner gave up on {text}");
+            let by_serde = plan.json_by_serde(text.as_bytes()).unwrap();
+            prop_assert!(same(&scanned.unwrap(), &by_serde), "{text}");
         }
 
         #[test]

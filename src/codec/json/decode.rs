@@ -1,12 +1,14 @@
-//! The direct decoder of JSON objects (see `codec/direct.rs`), and the
-//! generic one through apache-avro.
+//! The direct decoder of JSON objects (see `codec/direct.rs`): the
+//! scanner first (`scan.rs`), then serde_json for what it gives up on;
+//! and the generic decoder through apache-avro.
 
 use std::fmt;
 
 use apache_avro::types::Value;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
-use crate::codec::direct::{DirectPlan, GiveUp, Prim, Slot};
+use crate::codec::direct::{DirectPlan, GiveUp, Slot};
+use crate::codec::json::resolve::{Scalar, put};
 use crate::codec::schema::RecordSchema;
 
 impl DirectPlan {
@@ -15,6 +17,14 @@ impl DirectPlan {
     /// # Errors
     /// [`GiveUp`] on anything but a plain match of the schema.
     pub fn json(&self, bytes: &[u8]) -> Result<Vec<Value>, GiveUp> {
+        match self.scan(bytes) {
+            Some(values) => Ok(values),
+            None => self.json_by_serde(bytes),
+        }
+    }
+
+    /// [`Self::json`] without the scanner: serde_json reads the object.
+    pub(in crate::codec) fn json_by_serde(&self, bytes: &[u8]) -> Result<Vec<Value>, GiveUp> {
         // UTF-8 checked once for the whole text (JSON must be UTF-8 in
         // every part, read or not), not once per string.
         let text = std::str::from_utf8(bytes).map_err(|_| GiveUp)?;
@@ -44,10 +54,7 @@ impl<'de> Visitor<'de> for JsonRecord<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let plan = self.0;
-        // Filled in place: `vec![Value::Null; n]` clones through the
-        // general `Value::clone`, a measurable cost per record.
-        let mut values = Vec::with_capacity(plan.room);
-        values.resize_with(plan.slots.len(), || Value::Null);
+        let mut values = plan.blank();
         let mut present = 0u128;
         // The field found before this key (`n` before the first).
         let mut last = plan.slots.len();
@@ -75,8 +82,6 @@ impl<'de> Visitor<'de> for JsonRecord<'_> {
 }
 
 /// A key of the object: the index of the schema field it names, if any.
-/// Objects list their keys in schema order or sorted, as a rule: the
-/// fields after field `last` in either order are tried first.
 struct FieldName<'p> {
     plan: &'p DirectPlan,
     last: usize,
@@ -98,25 +103,11 @@ impl<'de> Visitor<'de> for FieldName<'_> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        let names = &self.plan.names;
-        let in_schema_order = if self.last == names.len() {
-            0
-        } else {
-            self.last + 1
-        };
-        for guess in [in_schema_order, self.plan.sorted_next[self.last]] {
-            if names.get(guess).is_some_and(|name| name == key) {
-                return Ok(Some(guess));
-            }
-        }
-        Ok(names.iter().position(|name| name == key))
+        Ok(self.plan.field_index(self.last, key.as_bytes()))
     }
 }
 
-/// One field's JSON value, resolved like apache-avro resolves it and
-/// written into its slot of the record (not returned: moving a `Value`
-/// out of a `Result` through the stack cost more than the parse of a
-/// number).
+/// One field's JSON value, resolved by [`put`] into its slot.
 struct JsonField<'v> {
     slot: Slot,
     out: &'v mut Value,
@@ -131,34 +122,8 @@ impl<'de> DeserializeSeed<'de> for JsonField<'_> {
 }
 
 impl JsonField<'_> {
-    /// Writes a resolved non-null value, wrapped in its union branch.
-    fn put<E>(self, v: Value) -> Result<(), E> {
-        *self.out = match self.slot.union {
-            Some((_, branch)) => Value::Union(branch, Box::new(v)),
-            None => v,
-        };
-        Ok(())
-    }
-
-    fn mismatch<E: de::Error>() -> E {
-        E::custom("type mismatch")
-    }
-
-    /// An integer (serde_json gives i64 or u64).
-    fn integer<E: de::Error>(self, n: i64) -> Result<(), E> {
-        let v = match self.slot.prim {
-            Prim::Int => Value::Int(i32::try_from(n).map_err(|_| Self::mismatch::<E>())?),
-            Prim::Long => Value::Long(n),
-            Prim::Float => Value::Float(n as f32),
-            Prim::Double => Value::Double(n as f64),
-            Prim::TimestampMillis => Value::TimestampMillis(n),
-            Prim::TimestampMicros => Value::TimestampMicros(n),
-            // apache-avro turns a JSON integer into an Avro `int` when it
-            // fits, which `date` takes.
-            Prim::Date => Value::Date(i32::try_from(n).map_err(|_| Self::mismatch::<E>())?),
-            Prim::Null | Prim::Boolean | Prim::String => return Err(Self::mismatch()),
-        };
-        self.put(v)
+    fn put<E: de::Error>(self, scalar: Scalar<'_>) -> Result<(), E> {
+        put(self.slot, scalar, self.out).map_err(|_| E::custom("type mismatch"))
     }
 }
 
@@ -170,46 +135,27 @@ impl<'de> Visitor<'de> for JsonField<'_> {
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        *self.out = match (self.slot.prim, self.slot.union) {
-            (_, Some((null, _))) => Value::Union(null, Box::new(Value::Null)),
-            (Prim::Null, None) => Value::Null,
-            _ => return Err(Self::mismatch()),
-        };
-        Ok(())
+        self.put(Scalar::Null)
     }
 
     fn visit_bool<E: de::Error>(self, b: bool) -> Result<(), E> {
-        match self.slot.prim {
-            Prim::Boolean => self.put(Value::Boolean(b)),
-            _ => Err(Self::mismatch()),
-        }
+        self.put(Scalar::Bool(b))
     }
 
     fn visit_i64<E: de::Error>(self, n: i64) -> Result<(), E> {
-        self.integer(n)
+        self.put(Scalar::I64(n))
     }
 
     fn visit_u64<E: de::Error>(self, n: u64) -> Result<(), E> {
-        self.integer(i64::try_from(n).map_err(|_| Self::mismatch::<E>())?)
+        self.put(Scalar::U64(n))
     }
 
     fn visit_f64<E: de::Error>(self, x: f64) -> Result<(), E> {
-        match self.slot.prim {
-            Prim::Float => self.put(Value::Float(x as f32)),
-            Prim::Double => self.put(Value::Double(x)),
-            _ => Err(Self::mismatch()),
-        }
+        self.put(Scalar::F64(x))
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
-        match self.slot.prim {
-            Prim::String if !self.slot.read => {
-                *self.out = Value::Null;
-                Ok(())
-            }
-            Prim::String => self.put(Value::String(s.to_owned())),
-            _ => Err(Self::mismatch()),
-        }
+        self.put(Scalar::Str(s))
     }
 }
 

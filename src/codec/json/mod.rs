@@ -3,6 +3,8 @@
 
 mod decode;
 mod encode;
+mod resolve;
+mod scan;
 mod schema;
 
 pub use decode::json_to_value;
