@@ -596,3 +596,40 @@ fn several_pipelines_in_one_process() {
     }
     assert_eq!(hourly, per_merchant, "both pipelines saw every record");
 }
+
+/// The process's transparent-huge-page setting, from `/proc/PID/status`.
+#[cfg(target_os = "linux")]
+fn thp_enabled(pid: u32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(|v| v.trim().to_string())
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_process_runs_without_transparent_huge_pages() {
+    // This test process has them (the machine's default), so a `0` is
+    // streamfold's own doing.
+    assert_eq!(
+        thp_enabled(std::process::id()).as_deref(),
+        Some("1"),
+        "the kernel reports THP_enabled and this machine allows huge pages"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamfold"))
+        .args(["dev-broker", "--topics", "t:1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = thp_enabled(child.id());
+    while seen.as_deref() != Some("0") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        seen = thp_enabled(child.id());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(seen.as_deref(), Some("0"), "THP_enabled of streamfold");
+}
