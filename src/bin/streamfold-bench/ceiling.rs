@@ -61,14 +61,20 @@ struct Q5Fields {
 /// per hop window end, as standard q5 writes one result per window. Prints
 /// its CPU seconds and peak RSS.
 pub(super) fn ceiling(which: &str, broker: &str, topic: &str, expect: usize) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", broker)
         .set(
             "group.id",
             format!("ceiling-{which}-{}", std::process::id()),
         )
-        .set("enable.auto.commit", "false")
-        .create()?;
+        .set("enable.auto.commit", "false");
+    // The fetch sizes streamfold reads with: a floor that fetched larger
+    // responses would pay for page faults streamfold does not.
+    for (key, v) in streamfold::config::FETCH_SIZES {
+        config.set(key, v);
+    }
+    let consumer: BaseConsumer = config.create()?;
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut tpl = TopicPartitionList::new();
     for p in md.topics()[0].partitions() {

@@ -382,9 +382,10 @@ fn main() -> anyhow::Result<()> {
                 }
             };
             eprintln!(
-                "run {run} {name}: {:.2}s, {:.0} events/s",
+                "run {run} {name}: {:.2}s, {:.0} events/s, {:.2} CPU-s per M events",
                 sample.secs,
-                total as f64 / sample.secs
+                total as f64 / sample.secs,
+                sample.cpu_secs * 1e6 / total as f64
             );
             results
                 .entry(i)
