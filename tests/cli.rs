@@ -615,7 +615,7 @@ fn the_process_runs_without_transparent_huge_pages() {
     assert_eq!(
         thp_enabled(std::process::id()).as_deref(),
         Some("1"),
-        "the kernel reports THP_enabled and this machine allows huge pages"
+        "the kernel reports THP_enabled (4.18 and later), and nothing that started this test turned huge pages off"
     );
     let mut child = Command::new(env!("CARGO_BIN_EXE_streamfold"))
         .args(["dev-broker", "--topics", "t:1"])

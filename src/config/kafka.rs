@@ -55,10 +55,12 @@ impl KafkaConfig {
     }
 }
 
-/// The sizes of fetch responses streamfold asks for, which
-/// `consumer_properties` overrides: at most 1 MiB a response, 128 KiB a
-/// partition (librdkafka's defaults let one reach 50 MiB, 1 MiB a
-/// partition). glibc gives a buffer that large fresh pages per response,
+/// The sizes of fetch responses streamfold asks for, where `properties`
+/// and `consumer_properties` set none: at most 1 MiB a response (or
+/// `message.max.bytes`, if larger), 128 KiB a partition. librdkafka's
+/// defaults let a response reach the prefetch (`queued.max.messages.kbytes`,
+/// 8 MiB by default), 1 MiB a partition. glibc gives a buffer that large
+/// fresh pages per response,
 /// which the kernel faults in and zeroes as the socket is read into them:
 /// in a profile of the benchmark's q7 that was 18% of the process's CPU,
 /// on the fetch thread. A smaller response reuses its buffer and is still
@@ -100,8 +102,25 @@ impl Config {
             // the fetcher would idle most of the time while the queue
             // drains in milliseconds.
             .set("fetch.queue.backoff.ms", "5");
+        // Where `properties` sets no fetch size; `fetch.max.bytes` never
+        // below `message.max.bytes` (librdkafka refuses to start with a
+        // smaller one once it is set).
+        let message_max = k
+            .consumer_properties
+            .get("message.max.bytes")
+            .map(String::as_str)
+            .or(c.get("message.max.bytes"))
+            .and_then(|v| v.trim().parse::<u64>().ok());
         for (key, v) in FETCH_SIZES {
-            c.set(key, v);
+            if c.get(key).is_some() {
+                continue;
+            }
+            let v: u64 = v.parse().expect("FETCH_SIZES are numbers");
+            let v = match (key, message_max) {
+                ("fetch.max.bytes", Some(m)) => v.max(m),
+                _ => v,
+            };
+            c.set(key, v.to_string());
         }
         for (key, v) in &k.consumer_properties {
             c.set(key, v);
@@ -151,7 +170,7 @@ mod tests {
     use std::path::Path;
 
     #[test]
-    fn fetch_responses_are_small_by_default_and_consumer_properties_raise_them() {
+    fn fetch_responses_are_small_unless_the_configuration_says_otherwise() {
         let path = Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/config/clickstream.toml"
@@ -160,11 +179,26 @@ mod tests {
         let c = loaded.config.consumer_config().unwrap();
         assert_eq!(c.get("fetch.max.bytes"), Some("1048576"));
         assert_eq!(c.get("max.partition.fetch.bytes"), Some("131072"));
-        let props = &mut loaded.config.kafka.consumer_properties;
-        props.insert("fetch.max.bytes".into(), "52428800".into());
-        props.insert("max.partition.fetch.bytes".into(), "1048576".into());
+        // Larger messages than a fetch would hold: librdkafka refuses a
+        // `fetch.max.bytes` below `message.max.bytes`.
+        let kafka = &mut loaded.config.kafka;
+        kafka
+            .properties
+            .insert("message.max.bytes".into(), "4000000".into());
+        let c = loaded.config.consumer_config().unwrap();
+        assert_eq!(c.get("fetch.max.bytes"), Some("4000000"));
+        c.create::<rdkafka::consumer::BaseConsumer>()
+            .expect("librdkafka takes the sizes");
+        // Set in `properties`, or in `consumer_properties`: theirs.
+        let kafka = &mut loaded.config.kafka;
+        kafka
+            .properties
+            .insert("max.partition.fetch.bytes".into(), "262144".into());
+        kafka
+            .consumer_properties
+            .insert("fetch.max.bytes".into(), "52428800".into());
         let c = loaded.config.consumer_config().unwrap();
         assert_eq!(c.get("fetch.max.bytes"), Some("52428800"));
-        assert_eq!(c.get("max.partition.fetch.bytes"), Some("1048576"));
+        assert_eq!(c.get("max.partition.fetch.bytes"), Some("262144"));
     }
 }
