@@ -55,20 +55,20 @@ impl KafkaConfig {
     }
 }
 
-/// The sizes of fetch responses streamfold asks for, where `properties`
-/// and `consumer_properties` set none: at most 1 MiB a response (or
-/// `message.max.bytes`, if larger), 128 KiB a partition. librdkafka's
-/// defaults let a response reach the prefetch (`queued.max.messages.kbytes`,
-/// 8 MiB by default), 1 MiB a partition. glibc gives a buffer that large
-/// fresh pages per response,
-/// which the kernel faults in and zeroes as the socket is read into them:
-/// in a profile of the benchmark's q7 that was 18% of the process's CPU,
-/// on the fetch thread. A smaller response reuses its buffer and is still
-/// in cache when it is parsed. A broker far away may want more bytes per
+/// The sizes of fetch responses streamfold asks for, in bytes, where
+/// `properties` and `consumer_properties` set none: at most 1 MiB a
+/// response (or `message.max.bytes`, if larger), 128 KiB a partition.
+/// librdkafka's defaults let a response reach the prefetch
+/// (`queued.max.messages.kbytes`, 8 MiB by default), 1 MiB a partition.
+/// glibc gives a buffer that large fresh pages per response, which the
+/// kernel faults in and zeroes as the socket is read into them: in a
+/// profile of the benchmark's q7 that was 18% of the process's CPU, on
+/// the fetch thread. A smaller response reuses its buffer and is still in
+/// cache when it is parsed. A broker far away may want more bytes per
 /// round trip (one fetch is in flight per broker).
-pub const FETCH_SIZES: [(&str, &str); 2] = [
-    ("fetch.max.bytes", "1048576"),
-    ("max.partition.fetch.bytes", "131072"),
+pub const FETCH_SIZES: [(&str, u64); 2] = [
+    ("fetch.max.bytes", 1_048_576),
+    ("max.partition.fetch.bytes", 131_072),
 ];
 
 impl Config {
@@ -115,7 +115,6 @@ impl Config {
             if c.get(key).is_some() {
                 continue;
             }
-            let v: u64 = v.parse().expect("FETCH_SIZES are numbers");
             let v = match (key, message_max) {
                 ("fetch.max.bytes", Some(m)) => v.max(m),
                 _ => v,

@@ -72,7 +72,7 @@ pub(super) fn ceiling(which: &str, broker: &str, topic: &str, expect: usize) -> 
     // The fetch sizes streamfold reads with: a floor that fetched larger
     // responses would pay for page faults streamfold does not.
     for (key, v) in streamfold::config::FETCH_SIZES {
-        config.set(key, v);
+        config.set(key, v.to_string());
     }
     let consumer: BaseConsumer = config.create()?;
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
