@@ -4,6 +4,7 @@
 
 mod avro;
 mod direct;
+mod fields;
 mod framing;
 mod input;
 mod json;
@@ -11,6 +12,7 @@ mod output;
 mod schema;
 mod writers;
 
+pub use fields::{FieldOut, FieldValue};
 pub use framing::{
     FramingError, SchemaKind, SchemaRef, VALUE_SCHEMA_HEADER, frame_id, guid_text, parse_guid,
     unframe,

@@ -31,11 +31,14 @@ pub struct WindowOutput {
 pub struct OutputEncoder {
     schema: Schema,
     json: serde_json::Value,
-    format: Format,
-    names: Vec<String>,
+    pub(super) format: Format,
+    pub(super) names: Vec<String>,
+    /// The fields by name in byte order: the order of a JSON object's keys
+    /// (a `serde_json` map's).
+    pub(super) json_order: Vec<usize>,
     key_columns: usize,
     /// The Schema Registry frame every value starts with, if any.
-    frame: Option<[u8; 5]>,
+    pub(super) frame: Option<[u8; 5]>,
 }
 
 /// Joins the values of a composite key: `a|b`, with `|` and `\\` escaped by
@@ -144,7 +147,7 @@ impl OutputEncoder {
     /// An encoder of records of `fields` (Avro field definitions), named
     /// `name` in `namespace`: window results ([`Self::encode`], with
     /// `key_columns` key parts after the bounds) or a stateless pipeline's
-    /// records ([`Self::encode_values`]).
+    /// records ([`Self::encode_fields`]).
     ///
     /// # Errors
     /// Two fields of one name, or fields that make no valid schema.
@@ -171,11 +174,14 @@ impl OutputEncoder {
         }
         let schema = Schema::parse_str(&json.to_string())
             .map_err(|e| format!("derived output schema is invalid: {e}"))?;
+        let mut json_order: Vec<usize> = (0..names.len()).collect();
+        json_order.sort_by(|a, b| names[*a].cmp(&names[*b]));
         Ok(Self {
             schema,
             json,
             format,
             names,
+            json_order,
             key_columns,
             frame: None,
         })
@@ -311,32 +317,6 @@ impl OutputEncoder {
                 Ok(out)
             }
         }
-    }
-
-    /// Encodes one record of a stateless pipeline: `values` in the order
-    /// of the fields, each of its field's type.
-    ///
-    /// # Errors
-    /// A value of no output type (the projection rules that out).
-    pub fn encode_values(&self, values: &[Value]) -> Result<Vec<u8>, String> {
-        let mut out = self.frame.map_or_else(Vec::new, |f| f.to_vec());
-        match self.format {
-            Format::Avro => {
-                for v in values {
-                    write_avro(v, &mut out)?;
-                }
-            }
-            Format::Json => {
-                let map: serde_json::Map<String, serde_json::Value> = self
-                    .names
-                    .iter()
-                    .cloned()
-                    .zip(values.iter().cloned().map(avro_to_json))
-                    .collect();
-                serde_json::to_writer(&mut out, &map).map_err(|e| e.to_string())?;
-            }
-        }
-        Ok(out)
     }
 
     /// Window `w` as the record a reader of this schema decodes: every

@@ -52,12 +52,11 @@ impl Collect for Projections {
         let key = projection
             .key(k.raw, &k.record, &plan.field_names)
             .map_err(|e| (Stage::Extract, e))?;
-        let values = projection
-            .values(&k.record)
-            .map_err(|e| (Stage::Extract, e))?;
-        let value = plan
-            .encoder
-            .encode_values(&values)
+        // Room for the input's length: an output of the same fields is
+        // seldom longer (JSON text is longer than its Avro datum).
+        let mut value = Vec::with_capacity(k.raw.payload().map_or(64, <[u8]>::len));
+        projection
+            .encode(&k.record, &plan.encoder, &mut value)
             .map_err(|e| (Stage::Extract, e))?;
         self.max_event_time = self.max_event_time.max(event_time);
         self.records.push(Projected {

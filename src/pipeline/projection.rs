@@ -2,10 +2,9 @@
 //! of each record, after transforms and derived fields, make its output
 //! record, under which names, and what keys it.
 
-use apache_avro::types::Value;
 use serde_json::{Value as Json, json};
 
-use crate::codec::RecordSchema;
+use crate::codec::{FieldOut, FieldValue, OutputEncoder, RecordSchema};
 use crate::config::{OutputKey, PipelineConfig};
 use crate::record::{FieldError, FieldType, Layout, RawRef, Record};
 
@@ -191,29 +190,36 @@ impl Projection {
         }
     }
 
-    /// The output values of `record`, in field order.
+    /// Appends the output value of `record` to `out`, its selected fields
+    /// written by `encoder` straight from the record.
     ///
     /// # Errors
     /// A value that does not fit its field (a transform wrote another
     /// type, a null where none may be), naming the field.
-    pub fn values(&self, record: &Record) -> Result<Vec<Value>, String> {
-        self.fields
-            .iter()
-            .map(|s| {
-                let value = match s.form {
-                    Form::AsRead => return Ok(record.values[s.index].clone()),
-                    Form::Typed { ty, nullable } => match typed(record, s.index, ty) {
-                        Ok(v) if nullable => Value::Union(1, Box::new(v)),
-                        Ok(v) => v,
-                        Err(FieldError::Null { .. }) if nullable => {
-                            Value::Union(0, Box::new(Value::Null))
-                        }
-                        Err(e) => return Err(format!("select: {}", e.in_field(&s.field))),
-                    },
-                };
-                Ok(value)
-            })
-            .collect()
+    pub fn encode(
+        &self,
+        record: &Record,
+        encoder: &OutputEncoder,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        encoder.encode_fields(|i| self.field(record, i), out)
+    }
+
+    /// Output field `i`'s value in `record`.
+    fn field<'a>(&self, record: &'a Record, i: usize) -> Result<FieldOut<'a>, String> {
+        let s = &self.fields[i];
+        let (ty, nullable) = match s.form {
+            Form::AsRead => (FieldType::Other, false),
+            Form::Typed { ty, nullable } => (ty, nullable),
+        };
+        match typed(record, s.index, ty) {
+            Ok(value) => Ok(FieldOut { value, nullable }),
+            Err(FieldError::Null { .. }) if nullable => Ok(FieldOut {
+                value: FieldValue::Null,
+                nullable,
+            }),
+            Err(e) => Err(format!("select: {}", e.in_field(&s.field))),
+        }
     }
 
     /// The key of the output record of `record` (read as `raw`).
@@ -243,13 +249,18 @@ impl Projection {
     }
 }
 
-/// The value at `index` as a value of `ty`.
-fn typed(record: &Record, index: usize, ty: FieldType) -> Result<Value, FieldError> {
+/// The value at `index` as a value of `ty` (`Other`: as read).
+fn typed(record: &Record, index: usize, ty: FieldType) -> Result<FieldValue<'_>, FieldError> {
     Ok(match ty {
-        FieldType::String => Value::String(record.str(index)?.to_string()),
-        FieldType::Long => Value::Long(record.i64(index)?),
-        FieldType::Double => Value::Double(record.f64(index)?),
-        FieldType::TimestampMillis => Value::TimestampMillis(record.i64(index)?),
-        FieldType::Other => record.values[index].clone(),
+        FieldType::String => FieldValue::String(record.str(index)?),
+        FieldType::Long => FieldValue::Long(record.i64(index)?),
+        FieldType::Double => FieldValue::Double(record.f64(index)?),
+        FieldType::TimestampMillis => FieldValue::TimestampMillis(record.i64(index)?),
+        FieldType::Other => FieldValue::AsRead(
+            record
+                .values
+                .get(index)
+                .ok_or(FieldError::Missing { index })?,
+        ),
     })
 }
