@@ -15,6 +15,7 @@
 //! `json/` (`decode.rs`, `scan.rs`).
 
 use apache_avro::Schema;
+use apache_avro::types::Value;
 
 /// A field type the direct path decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,10 +149,20 @@ impl DirectPlan {
     /// A record of `Null`s with room for [`Self::room`] values. Filled
     /// in place: `vec![Value::Null; n]` clones through the general
     /// `Value::clone`, a measurable cost per record.
-    pub(super) fn blank(&self) -> Vec<apache_avro::types::Value> {
+    pub(super) fn blank(&self) -> Vec<Value> {
         let mut values = Vec::with_capacity(self.room);
-        values.resize_with(self.slots.len(), || apache_avro::types::Value::Null);
+        self.reset(&mut values);
         values
+    }
+
+    /// Makes `values` (the last record's, or empty) one slot per field
+    /// again, with room for the fields the transforms add. The slots keep
+    /// what they held, so that decoding a string into one reuses its
+    /// allocation; every slot is written before the record is used.
+    pub(super) fn reset(&self, values: &mut Vec<Value>) {
+        values.truncate(self.slots.len());
+        values.reserve(self.room - values.len());
+        values.resize_with(self.slots.len(), || Value::Null);
     }
 
     /// Decoded records have room for `fields` values (at least the
@@ -163,12 +174,37 @@ impl DirectPlan {
     }
 }
 
+/// `out` as a union on `branch`, its boxed value reused when it was one
+/// already.
+pub(super) fn in_union(out: &mut Value, branch: u32) -> &mut Value {
+    if !matches!(out, Value::Union(..)) {
+        *out = Value::Union(branch, Box::new(Value::Null));
+    }
+    match out {
+        Value::Union(b, inner) => {
+            *b = branch;
+            inner
+        }
+        _ => unreachable!("made a union just above"),
+    }
+}
+
+/// Writes the string `s` into `out`, in the allocation of the string it
+/// held, if any.
+pub(super) fn set_string(out: &mut Value, s: &str) {
+    if let Value::String(old) = out {
+        old.clear();
+        old.push_str(s);
+    } else {
+        *out = Value::String(s.to_owned());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec::json::json_to_value;
     use crate::codec::schema::RecordSchema;
-    use apache_avro::types::Value;
     use proptest::prelude::*;
     use std::path::Path;
 
@@ -503,6 +539,93 @@ mod tests {
                     prop_assert!(same_read(&direct, &generic, &read), "{direct:?}\n{generic:?}");
                 }
                 Err(GiveUp) => prop_assert!(cut != 0, "gave up on a well-formed datum"),
+            }
+        }
+    }
+
+    /// A datum of the test schema: `s`, `ns` and `nd` as given, the other
+    /// fields fixed.
+    fn avro_datum(schema: &RecordSchema, s: &str, ns: Option<&str>, nd: Option<f64>) -> Vec<u8> {
+        let value = Value::Record(vec![
+            ("s".into(), Value::String(s.into())),
+            ("i".into(), Value::Int(-1)),
+            ("l".into(), Value::Long(2)),
+            ("f".into(), Value::Float(0.5)),
+            ("d".into(), Value::Double(1.5)),
+            ("b".into(), Value::Boolean(true)),
+            ("ts".into(), Value::TimestampMillis(3)),
+            ("us".into(), Value::TimestampMicros(4)),
+            ("day".into(), Value::Date(5)),
+            (
+                "ns".into(),
+                match ns {
+                    Some(v) => Value::Union(1, Box::new(Value::String(v.into()))),
+                    None => Value::Union(0, Box::new(Value::Null)),
+                },
+            ),
+            (
+                "nd".into(),
+                match nd {
+                    Some(v) => Value::Union(0, Box::new(Value::Double(v))),
+                    None => Value::Union(1, Box::new(Value::Null)),
+                },
+            ),
+        ]);
+        apache_avro::writer::datum::GenericDatumWriter::builder(&schema.schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(value)
+            .unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn json_decoded_into_the_last_record_s_slots_is_json_decoded_afresh(
+            (first, _) in json_object(),
+            (second, _) in json_object(),
+            read in proptest::collection::vec(prop::bool::weighted(0.7), 11),
+        ) {
+            let schema = schema();
+            let plan = DirectPlan::new(&schema.schema).unwrap().reading_only(&read);
+            // The slots hold the first record, decoded or given up on, and
+            // a value a transform added.
+            let mut values = Vec::new();
+            let _ = plan.json_into(first.as_bytes(), &mut values);
+            values.push(Value::String("derived".into()));
+            let reused = plan.json_into(second.as_bytes(), &mut values).map(|()| values);
+            let afresh = plan.json(second.as_bytes());
+            match (reused, afresh) {
+                (Ok(reused), Ok(afresh)) => prop_assert!(same(&reused, &afresh), "{first}\n{second}"),
+                (Err(GiveUp), Err(GiveUp)) => {}
+                (r, a) => prop_assert!(false, "{first}\n{second}\n{r:?}\n{a:?}"),
+            }
+        }
+
+        #[test]
+        fn avro_decoded_into_the_last_record_s_slots_is_avro_decoded_afresh(
+            s in ("\\PC{0,8}", "\\PC{0,8}"),
+            ns in (proptest::option::of("[a-z]{0,4}"), proptest::option::of("[a-z]{0,4}")),
+            nd in (proptest::option::of(any::<f64>()), proptest::option::of(any::<f64>())),
+            cut in 0usize..3,
+            read in proptest::collection::vec(prop::bool::weighted(0.7), 11),
+        ) {
+            let schema = schema();
+            let plan = DirectPlan::new(&schema.schema).unwrap().reading_only(&read);
+            let first = avro_datum(&schema, &s.0, ns.0.as_deref(), nd.0);
+            let mut second = avro_datum(&schema, &s.1, ns.1.as_deref(), nd.1);
+            match cut {
+                1 => { second.pop(); }
+                2 => second.push(0),
+                _ => {}
+            }
+            let mut values = Vec::new();
+            plan.avro_into(&first, &mut values).unwrap();
+            values.push(Value::String("derived".into()));
+            let reused = plan.avro_into(&second, &mut values).map(|()| values);
+            match (reused, plan.avro(&second)) {
+                (Ok(reused), Ok(afresh)) => prop_assert!(same(&reused, &afresh)),
+                (Err(GiveUp), Err(GiveUp)) => prop_assert!(cut != 0),
+                (r, a) => prop_assert!(false, "{r:?}\n{a:?}"),
             }
         }
     }

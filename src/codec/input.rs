@@ -182,19 +182,43 @@ impl BatchDecoder<'_> {
         payload: Option<&[u8]>,
         schema_header: Option<&[u8]>,
     ) -> Result<Record, DecodeError> {
+        let mut record = Record { values: Vec::new() };
+        self.decode_record_into(payload, schema_header, &mut record)
+            .map(|()| record)
+    }
+
+    /// [`Self::decode_record`] into `record` (the batch's last record, or
+    /// empty): a string field is decoded into the allocation of the string
+    /// it held, so that a batch allocates no strings after its first
+    /// record. Holds the record where it returns `Ok`; anything where it
+    /// fails.
+    ///
+    /// # Errors
+    /// As [`Self::decode_record`].
+    pub fn decode_record_into(
+        &self,
+        payload: Option<&[u8]>,
+        schema_header: Option<&[u8]>,
+        record: &mut Record,
+    ) -> Result<(), DecodeError> {
         let (Some(writers), Some(known)) = (&self.decoder.writers, &self.known) else {
-            return self.decode(payload);
+            let bytes = payload.ok_or(DecodeError::Empty)?;
+            return self
+                .decode_bytes_into(bytes, record)
+                .map_err(|e| self.with_framing_hint(e, bytes));
         };
         let bytes = payload.ok_or(DecodeError::Empty)?;
         let (schema, body) = unframe(bytes, schema_header)?;
         let writer = find(known, &schema).ok_or(DecodeError::NotLookedUp { schema })?;
         match &**writer {
-            Writer::Same | Writer::Json => self.decode_bytes(body),
+            Writer::Same | Writer::Json => self.decode_bytes_into(body, record),
             Writer::Resolved { plan, schema: w } => {
                 if let Some(Ok(values)) = plan.as_ref().map(|p| p.avro(body)) {
-                    return Ok(Record { values });
+                    record.values = values;
+                    return Ok(());
                 }
-                self.decode_resolved(w, writers, schema, body)
+                *record = self.decode_resolved(w, writers, schema, body)?;
+                Ok(())
             }
             Writer::Unusable(reason) => Err(DecodeError::Writer {
                 schema,
@@ -268,14 +292,19 @@ impl BatchDecoder<'_> {
     }
 
     fn decode_bytes(&self, bytes: &[u8]) -> Result<Record, DecodeError> {
+        let mut record = Record { values: Vec::new() };
+        self.decode_bytes_into(bytes, &mut record).map(|()| record)
+    }
+
+    fn decode_bytes_into(&self, bytes: &[u8], record: &mut Record) -> Result<(), DecodeError> {
         let d = self.decoder;
         if let Some(plan) = &d.direct {
             let direct = match d.format {
-                Format::Avro => plan.avro(bytes),
-                Format::Json => plan.json(bytes),
+                Format::Avro => plan.avro_into(bytes, &mut record.values),
+                Format::Json => plan.json_into(bytes, &mut record.values),
             };
-            if let Ok(values) = direct {
-                return Ok(Record { values });
+            if direct.is_ok() {
+                return Ok(());
             }
         }
         // The generic path: the schema or the record is not one the direct
@@ -298,9 +327,10 @@ impl BatchDecoder<'_> {
             })?,
         };
         match value {
-            Value::Record(fields) => Ok(Record {
-                values: fields.into_iter().map(|(_, v)| v).collect(),
-            }),
+            Value::Record(fields) => {
+                record.values = fields.into_iter().map(|(_, v)| v).collect();
+                Ok(())
+            }
             other => Err(DecodeError::Avro {
                 schema: d.name.clone(),
                 reason: format!("decoded to {other:?}, not a record"),

@@ -32,8 +32,9 @@ pub struct Keyed<'a> {
     pub index: u32,
     /// The record as read.
     pub raw: RawRef<'a>,
-    /// The transformed record.
-    pub record: Record,
+    /// The transformed record (the batch's one record buffer: a
+    /// [`Collect`] that keeps it clones it).
+    pub record: &'a Record,
     /// The batch's processing time.
     now: i64,
 }
@@ -52,7 +53,7 @@ impl Keyed<'_> {
         plan: &Plan,
         buf: &'b mut itoa::Buffer,
     ) -> Result<(Cow<'b, str>, i64), (Stage, String)> {
-        extract(plan, self.raw, &self.record, self.now, buf)
+        extract(plan, self.raw, self.record, self.now, buf)
             .map(|x| (x.key, x.event_time))
             .map_err(|e| (Stage::Extract, e))
     }
@@ -65,8 +66,7 @@ impl Keyed<'_> {
     /// Stage `extract`: the field missing, null or of the wrong type, or
     /// the time before the epoch (Kafka refuses such timestamps).
     pub fn timestamp(&self, plan: &Plan) -> Result<i64, (Stage, String)> {
-        event_time(plan, self.raw, &self.record, self.now, i64::MAX)
-            .map_err(|e| (Stage::Extract, e))
+        event_time(plan, self.raw, self.record, self.now, i64::MAX).map_err(|e| (Stage::Extract, e))
     }
 }
 
@@ -221,6 +221,9 @@ pub fn process<C: Collect>(plan: &Plan, records: RawBatch, mut collect: C) -> Ba
     let now = crate::telemetry::now_ms();
     match plan.decoder.batch() {
         Ok(decoder) => {
+            // One record for the batch, decoded into again for each
+            // input record: its strings keep their allocations.
+            let mut rec = Record { values: Vec::new() };
             for (i, r) in records.iter().enumerate() {
                 let index = i as u32;
                 max_event_time_before.push(collect.max_event_time());
@@ -229,13 +232,11 @@ pub fn process<C: Collect>(plan: &Plan, records: RawBatch, mut collect: C) -> Ba
                     stage,
                     reason,
                 };
-                let mut rec = match decoder.decode_record(r.payload(), r.schema_header()) {
-                    Ok(rec) => rec,
-                    Err(e) => {
-                        failures.push(fail(Stage::Decode, e.to_string()));
-                        continue;
-                    }
-                };
+                if let Err(e) = decoder.decode_record_into(r.payload(), r.schema_header(), &mut rec)
+                {
+                    failures.push(fail(Stage::Decode, e.to_string()));
+                    continue;
+                }
                 if let Some((name, e)) = plan.transforms.iter().find_map(|t| {
                     crate::transform::guard::apply(t.as_ref(), &mut rec)
                         .err()
@@ -260,7 +261,7 @@ pub fn process<C: Collect>(plan: &Plan, records: RawBatch, mut collect: C) -> Ba
                 let keyed = Keyed {
                     index,
                     raw: r,
-                    record: rec,
+                    record: &rec,
                     now,
                 };
                 if let Err((stage, reason)) = collect.collect(plan, keyed) {

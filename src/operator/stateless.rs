@@ -50,13 +50,13 @@ impl Collect for Projections {
         };
         let event_time = k.timestamp(plan)?;
         let key = projection
-            .key(k.raw, &k.record, &plan.field_names)
+            .key(k.raw, k.record, &plan.field_names)
             .map_err(|e| (Stage::Extract, e))?;
         // Room for the input's length: an output of the same fields is
         // seldom longer (JSON text is longer than its Avro datum).
         let mut value = Vec::with_capacity(k.raw.payload().map_or(64, <[u8]>::len));
         projection
-            .encode(&k.record, &plan.encoder, &mut value)
+            .encode(k.record, &plan.encoder, &mut value)
             .map_err(|e| (Stage::Extract, e))?;
         self.max_event_time = self.max_event_time.max(event_time);
         self.records.push(Projected {
@@ -79,7 +79,12 @@ impl Step for StatelessStep {
     type Output = Batch<Projections>;
 
     fn run(&self, records: RawBatch) -> Batch<Projections> {
-        process(&self.plan, records, Projections::default())
+        // As a rule one output per record.
+        let collect = Projections {
+            records: Vec::with_capacity(records.len()),
+            ..Projections::default()
+        };
+        process(&self.plan, records, collect)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use apache_avro::types::Value;
 
-use crate::codec::direct::{DirectPlan, GiveUp, Prim, Slot};
+use crate::codec::direct::{DirectPlan, GiveUp, Prim, Slot, in_union, set_string};
 
 impl DirectPlan {
     /// Decodes one Avro datum (binary encoding) of the schema, which must
@@ -10,26 +10,38 @@ impl DirectPlan {
     ///
     /// # Errors
     /// [`GiveUp`] when the bytes are not exactly one such datum.
-    pub fn avro(&self, mut bytes: &[u8]) -> Result<Vec<Value>, GiveUp> {
-        let mut values = Vec::with_capacity(self.room);
-        for slot in &self.slots {
-            let value = match slot.union {
-                None => read_prim(*slot, &mut bytes)?,
+    #[cfg(test)]
+    pub fn avro(&self, bytes: &[u8]) -> Result<Vec<Value>, GiveUp> {
+        let mut values = Vec::new();
+        self.avro_into(bytes, &mut values).map(|()| values)
+    }
+
+    /// Decodes one Avro datum of the schema, which must use all of
+    /// `bytes`, into `values`, a record's slots (the last record's, or
+    /// empty): their strings' allocations are reused. Holds the values
+    /// where it returns `Ok`; anything where it gives up.
+    ///
+    /// # Errors
+    /// [`GiveUp`] when the bytes are not exactly one such datum.
+    pub fn avro_into(&self, mut bytes: &[u8], values: &mut Vec<Value>) -> Result<(), GiveUp> {
+        self.reset(values);
+        for (slot, out) in self.slots.iter().zip(values.iter_mut()) {
+            match slot.union {
+                None => read_prim_into(*slot, &mut bytes, out)?,
                 Some((null, other)) => {
                     let branch = u32::try_from(read_long(&mut bytes)?).map_err(|_| GiveUp)?;
                     if branch == null {
-                        Value::Union(null, Box::new(Value::Null))
+                        *in_union(out, null) = Value::Null;
                     } else if branch == other {
-                        Value::Union(other, Box::new(read_prim(*slot, &mut bytes)?))
+                        read_prim_into(*slot, &mut bytes, in_union(out, other))?;
                     } else {
                         return Err(GiveUp);
                     }
                 }
-            };
-            values.push(value);
+            }
         }
         if bytes.is_empty() {
-            Ok(values)
+            Ok(())
         } else {
             Err(GiveUp)
         }
@@ -60,7 +72,14 @@ fn take<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], GiveUp> {
 }
 
 pub(super) fn read_prim(slot: Slot, bytes: &mut &[u8]) -> Result<Value, GiveUp> {
-    Ok(match slot.prim {
+    let mut v = Value::Null;
+    read_prim_into(slot, bytes, &mut v)?;
+    Ok(v)
+}
+
+/// [`read_prim`] into `out`: a string into the one `out` held, if any.
+fn read_prim_into(slot: Slot, bytes: &mut &[u8], out: &mut Value) -> Result<(), GiveUp> {
+    *out = match slot.prim {
         Prim::Null => Value::Null,
         Prim::Boolean => match take::<1>(bytes)? {
             [0] => Value::Boolean(false),
@@ -80,13 +99,14 @@ pub(super) fn read_prim(slot: Slot, bytes: &mut &[u8]) -> Result<Value, GiveUp> 
             *bytes = rest;
             let s = std::str::from_utf8(s).map_err(|_| GiveUp)?;
             if slot.read {
-                Value::String(s.to_owned())
-            } else {
-                Value::Null
+                set_string(out, s);
+                return Ok(());
             }
+            Value::Null
         }
         Prim::Date => Value::Date(read_int(bytes)?),
         Prim::TimestampMillis => Value::TimestampMillis(read_long(bytes)?),
         Prim::TimestampMicros => Value::TimestampMicros(read_long(bytes)?),
-    })
+    };
+    Ok(())
 }

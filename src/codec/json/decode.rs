@@ -16,11 +16,25 @@ impl DirectPlan {
     ///
     /// # Errors
     /// [`GiveUp`] on anything but a plain match of the schema.
+    #[cfg(test)]
     pub fn json(&self, bytes: &[u8]) -> Result<Vec<Value>, GiveUp> {
-        match self.scan(bytes) {
-            Some(values) => Ok(values),
-            None => self.json_by_serde(bytes),
+        let mut values = Vec::new();
+        self.json_into(bytes, &mut values).map(|()| values)
+    }
+
+    /// Decodes a JSON object into `values`, a record's slots (the last
+    /// record's, or empty): their strings' allocations are reused. Every
+    /// field of the schema must be present. Holds the values where it
+    /// returns `Ok`; anything where it gives up.
+    ///
+    /// # Errors
+    /// [`GiveUp`] on anything but a plain match of the schema.
+    pub fn json_into(&self, bytes: &[u8], values: &mut Vec<Value>) -> Result<(), GiveUp> {
+        if self.scan_into(bytes, values).is_some() {
+            return Ok(());
         }
+        *values = self.json_by_serde(bytes)?;
+        Ok(())
     }
 
     /// [`Self::json`] without the scanner: serde_json reads the object.

@@ -5,7 +5,7 @@
 
 use apache_avro::types::Value;
 
-use crate::codec::direct::{DirectPlan, Prim, Slot};
+use crate::codec::direct::{DirectPlan, Prim, Slot, in_union, set_string};
 
 /// A JSON scalar as serde_json reads it: a non-negative integer that fits
 /// a `u64` is `U64`, a negative one that fits an `i64` is `I64`, any other
@@ -33,11 +33,11 @@ pub(super) struct Mismatch;
 pub(super) fn put(slot: Slot, scalar: Scalar<'_>, out: &mut Value) -> Result<(), Mismatch> {
     let v = match scalar {
         Scalar::Null => {
-            *out = match (slot.prim, slot.union) {
-                (_, Some((null, _))) => Value::Union(null, Box::new(Value::Null)),
-                (Prim::Null, None) => Value::Null,
+            match (slot.prim, slot.union) {
+                (_, Some((null, _))) => *in_union(out, null) = Value::Null,
+                (Prim::Null, None) => *out = Value::Null,
                 _ => return Err(Mismatch),
-            };
+            }
             return Ok(());
         }
         Scalar::Bool(b) => match slot.prim {
@@ -57,15 +57,26 @@ pub(super) fn put(slot: Slot, scalar: Scalar<'_>, out: &mut Value) -> Result<(),
                 *out = Value::Null;
                 return Ok(());
             }
-            Prim::String => Value::String(s.to_owned()),
+            // Into the string the slot held, if any: no allocation for a
+            // record after the first.
+            Prim::String => {
+                set_string(branch(slot, out), s);
+                return Ok(());
+            }
             _ => return Err(Mismatch),
         },
     };
-    *out = match slot.union {
-        Some((_, branch)) => Value::Union(branch, Box::new(v)),
-        None => v,
-    };
+    *branch(slot, out) = v;
     Ok(())
+}
+
+/// Where the value of `slot` goes in `out`: inside its union, if the
+/// field is one.
+fn branch(slot: Slot, out: &mut Value) -> &mut Value {
+    match slot.union {
+        Some((_, branch)) => in_union(out, branch),
+        None => out,
+    }
 }
 
 /// An integer, for a field of type `prim`.

@@ -14,8 +14,18 @@ use crate::codec::json::resolve::{Scalar, put};
 impl DirectPlan {
     /// The values of the object in `bytes`, or `None` where the serde
     /// reader must decide (see the module doc).
+    #[cfg(test)]
     pub(in crate::codec) fn scan(&self, bytes: &[u8]) -> Option<Vec<Value>> {
         let mut values = self.blank();
+        self.scan_into(bytes, &mut values).map(|()| values)
+    }
+
+    /// The values of the object in `bytes` into `values`, a record's
+    /// slots (see [`DirectPlan::reset`]): every one is written where it
+    /// returns `Some`, some may be where it returns `None` (the serde
+    /// reader must then decide).
+    pub(in crate::codec) fn scan_into(&self, bytes: &[u8], values: &mut Vec<Value>) -> Option<()> {
+        self.reset(values);
         let mut c = Cursor { bytes, at: 0 };
         let mut present = 0u128;
         // The field found before this key (`n` before the first).
@@ -52,7 +62,7 @@ impl DirectPlan {
             }
         }
         c.space();
-        (c.at == bytes.len() && present.count_ones() as usize == values.len()).then_some(values)
+        (c.at == bytes.len() && present.count_ones() as usize == values.len()).then_some(())
     }
 }
 

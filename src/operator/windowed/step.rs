@@ -163,7 +163,7 @@ impl Collect for Panes {
     fn collect(&mut self, plan: &Plan, k: Keyed<'_>) -> Result<(), (Stage, String)> {
         let mut buf = itoa::Buffer::new();
         let (key, event_time) = k.key_and_time(plan, &mut buf)?;
-        let identity = identity(plan, &k.record, k.raw.window_partition())?;
+        let identity = identity(plan, k.record, k.raw.window_partition())?;
         let cached = self
             .last_pane
             .filter(|p| p.start <= event_time && event_time < p.end);
@@ -186,7 +186,7 @@ impl Collect for Panes {
                     key,
                     event_time,
                     first_end,
-                    record: k.record,
+                    record: k.record.clone(),
                     identity,
                 });
                 return Ok(());
@@ -245,7 +245,7 @@ impl Collect for Panes {
         p.aggregates
             .add(
                 &plan.windowing().aggregates,
-                &k.record,
+                k.record,
                 event_time,
                 k.raw.offset(),
             )
