@@ -86,6 +86,23 @@ impl KafkaSink {
         self
     }
 
+    /// Reads the metadata of the output and dead-letter topics, so that
+    /// the first record written waits neither for it nor for the
+    /// producer's id: librdkafka asks for an idempotent producer's id on
+    /// each metadata response, and otherwise only on a 500 ms timer that
+    /// a producer started before its broker connection is up waits out.
+    ///
+    /// # Errors
+    /// When the metadata cannot be read (writing will say so again).
+    pub fn warm_up(&self, timeout: std::time::Duration) -> Result<(), KafkaError> {
+        for topic in [&self.output_topic, &self.dead_letter_topic] {
+            self.producer
+                .client()
+                .fetch_metadata(Some(topic), timeout)?;
+        }
+        Ok(())
+    }
+
     /// The underlying producer (for flushing at shutdown).
     pub fn producer(&self) -> &SinkProducer {
         &self.producer

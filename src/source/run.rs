@@ -257,6 +257,14 @@ async fn run_stage(
         kafka = kafka.with_checkpoints(c.name(), c.partitions());
     }
     let kafka = Arc::new(kafka);
+    // While the consumer joins its group: the first outputs then go out
+    // as soon as they are made.
+    let warm = Arc::clone(&kafka);
+    drop(tokio::task::spawn_blocking(move || {
+        if let Err(e) = warm.warm_up(Duration::from_secs(10)) {
+            tracing::debug!(error = %e, "could not read the output topics' metadata yet");
+        }
+    }));
     let env = Env {
         pipeline: plan.name.clone(),
         topic: input_topic.clone(),
