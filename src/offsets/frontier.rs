@@ -24,6 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::holds::Holds;
 use crate::window::NO_TIME;
 
 /// What is committed for a partition.
@@ -52,19 +53,15 @@ struct Written {
     chunks_left: u32,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Hold {
-    count: u32,
-    max_event_time_before: i64,
-}
-
 /// Tracks what keeps the frontier back: unacknowledged dead letters and
 /// windows that are not settled yet.
 #[derive(Debug)]
 pub struct Frontier {
     /// Next offset to process and the largest event time before it.
     position: Option<(i64, i64)>,
-    dead_letters: BTreeMap<i64, Hold>,
+    /// Records whose outputs (dead letters, a stateless pipeline's
+    /// records, forwarded records) are not acknowledged yet.
+    dead_letters: Holds,
     /// Unsettled windows by (end, first offset) and by first offset.
     windows_by_end: BTreeSet<(i64, i64)>,
     windows_by_first: BTreeMap<i64, (i64, i64)>,
@@ -84,7 +81,7 @@ impl Frontier {
     pub fn new(settled: i64) -> Self {
         Self {
             position: None,
-            dead_letters: BTreeMap::new(),
+            dead_letters: Holds::default(),
             windows_by_end: BTreeSet::new(),
             windows_by_first: BTreeMap::new(),
             unacknowledged: BTreeMap::new(),
@@ -166,25 +163,13 @@ impl Frontier {
 
     /// A dead letter for record `offset` was sent and is not acknowledged.
     pub fn hold(&mut self, offset: i64, max_event_time_before: i64) {
-        self.dead_letters
-            .entry(offset)
-            .and_modify(|h| h.count += 1)
-            .or_insert(Hold {
-                count: 1,
-                max_event_time_before,
-            });
+        self.dead_letters.hold(offset, max_event_time_before);
     }
 
     /// The dead letter for record `offset` was acknowledged.
     pub fn release(&mut self, offset: i64) {
-        if let Some(h) = self.dead_letters.get_mut(&offset) {
-            h.count -= 1;
-            if h.count == 0 {
-                self.dead_letters.remove(&offset);
-            }
-        } else {
-            debug_assert!(false, "release of offset {offset} that holds nothing");
-        }
+        let held = self.dead_letters.release(offset);
+        debug_assert!(held, "release of offset {offset} that holds nothing");
     }
 
     /// A window ending at `end` was opened by the record at `first`.
@@ -247,7 +232,7 @@ impl Frontier {
             }
         }
         if let Some(pending) = &mut self.checkpoints {
-            let held_from = self.dead_letters.first_key_value().map(|(o, _)| *o);
+            let held_from = self.dead_letters.first().map(|(o, _)| o);
             while let Some(w) = pending.front() {
                 let ready = w.chunks_left == 0
                     && w.point.settled <= self.settled
@@ -272,11 +257,11 @@ impl Frontier {
             point.offset = offset;
             point.max_event_time = met;
         }
-        if let Some((&offset, h)) = self.dead_letters.first_key_value()
+        if let Some((offset, met)) = self.dead_letters.first()
             && offset < point.offset
         {
             point.offset = offset;
-            point.max_event_time = h.max_event_time_before;
+            point.max_event_time = met;
         }
         if let Some(last) = self.last
             && last.offset > point.offset
@@ -290,12 +275,7 @@ impl Frontier {
 
     /// Number of unsettled windows plus unacknowledged dead letters.
     pub fn holds(&self) -> usize {
-        self.windows_by_first.len()
-            + self
-                .dead_letters
-                .values()
-                .map(|h| h.count as usize)
-                .sum::<usize>()
+        self.windows_by_first.len() + self.dead_letters.len()
     }
 }
 

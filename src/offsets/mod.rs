@@ -3,6 +3,7 @@
 
 mod board;
 mod frontier;
+mod holds;
 
 pub use board::CommitBoard;
 pub use frontier::{

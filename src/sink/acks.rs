@@ -61,8 +61,15 @@ impl Acks {
     }
 
     fn report(&self, report: Report) {
-        self.reports().push(report);
-        self.ready.notify_one();
+        let mut reports = self.reports();
+        reports.push(report);
+        // Only the first report wakes the task: it takes every report
+        // there is once it runs, and checks before it waits again.
+        let first = reports.len() == 1;
+        drop(reports);
+        if first {
+            self.ready.notify_one();
+        }
     }
 
     /// Waits for at least one report, then takes every report there is.
