@@ -48,7 +48,12 @@ impl Holds {
                         .or_insert(fresh);
                 }
             }
-            _ => self.queue.push_back((offset, fresh)),
+            // Above the queue's newest, but perhaps held in the map since
+            // (the queue emptied after it was): counted there.
+            _ => match self.others.get_mut(&offset) {
+                Some(h) => h.count += 1,
+                None => self.queue.push_back((offset, fresh)),
+            },
         }
     }
 
@@ -143,15 +148,17 @@ mod tests {
         ) {
             let (mut holds, mut model) = (Holds::default(), Model::default());
             let mut next = 0;
-            for (is_hold, back, pick) in steps {
+            for (step, (is_hold, back, pick)) in steps.into_iter().enumerate() {
                 if is_hold {
                     // Usually the next offset or the same one again; now
                     // and then one behind.
                     let offset = if back < 30 { next + back % 2 } else { (next - back).max(0) };
                     next = next.max(offset);
-                    // The event time before a record is fixed by its offset.
-                    holds.hold(offset, offset * 10);
-                    model.hold(offset, offset * 10);
+                    // Each hold has an event time of its own: the first
+                    // hold of an offset's is the one that counts.
+                    let met = step as i64;
+                    holds.hold(offset, met);
+                    model.hold(offset, met);
                 } else {
                     let held: Vec<i64> = model.0.keys().copied().collect();
                     let offset = if held.is_empty() { 7 } else { held[pick.index(held.len())] };
@@ -161,6 +168,19 @@ mod tests {
                 prop_assert_eq!(holds.len(), model.len());
             }
         }
+    }
+
+    #[test]
+    fn an_offset_held_behind_then_above_an_emptied_queue_keeps_its_first_hold() {
+        let mut holds = Holds::default();
+        holds.hold(5, 50);
+        holds.hold(3, 30);
+        assert!(holds.release(5));
+        holds.hold(3, 31);
+        assert_eq!((holds.first(), holds.len()), (Some((3, 30)), 2));
+        assert!(holds.release(3));
+        assert!(holds.release(3));
+        assert_eq!((holds.first(), holds.len()), (None, 0));
     }
 
     #[test]

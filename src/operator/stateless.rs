@@ -58,6 +58,11 @@ impl Collect for Projections {
         projection
             .encode(k.record, &plan.encoder, &mut value)
             .map_err(|e| (Stage::Extract, e))?;
+        // A few fields of a large record: the output waits to be written
+        // (behind a full producer queue, at worst) without the input's room.
+        if value.capacity() > 2 * value.len() {
+            value.shrink_to_fit();
+        }
         self.max_event_time = self.max_event_time.max(event_time);
         self.records.push(Projected {
             index: k.index,
