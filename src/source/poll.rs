@@ -159,11 +159,12 @@ fn poll_loop(
                     tracing::warn!(error = %e, "consumer error");
                     break;
                 }
+                None if fetch.events_waiting() => {}
                 None => break,
             }
         }
-        // The records: the wait for them is the loop's wait, so an event
-        // on the consumer queue is served within it (at most 100 ms).
+        // The records: the wait for them is the loop's wait, which an
+        // event reaching the consumer queue ends.
         fetch.take(wait, &mut fetched);
         ctx.accept_fetched(consumer, &fetched);
     }

@@ -7,6 +7,9 @@
 //! The consumer queue keeps everything else (rebalances, errors,
 //! statistics) and is still polled for it: a rebalance must reach the
 //! application, and a batch read would let librdkafka serve it alone.
+//! An event reaching the consumer queue ends the thread's wait on its own
+//! queue, so that the thread serves it at once (a group's first
+//! assignment had waited out the rest of a 100 ms wait for records).
 //! librdkafka keeps the forward through a partition's fetch restarts
 //! (`RD_KAFKA_Q_F_FWD_APP`), clears it when the partition is stopped, and
 //! waits for every stop before it starts the fetches of a new assignment;
@@ -29,7 +32,12 @@ use rdkafka_sys as rdsys;
 use super::SourceConsumer;
 
 /// The consumer thread's queue of fetched records.
-pub(crate) struct FetchQueue(NonNull<rdsys::rd_kafka_queue_t>);
+pub(crate) struct FetchQueue {
+    queue: NonNull<rdsys::rd_kafka_queue_t>,
+    /// The consumer queue, whose first event after it was empty wakes a
+    /// take waiting on `queue`.
+    events: Option<NonNull<rdsys::rd_kafka_queue_t>>,
+}
 
 // SAFETY: librdkafka's queues are locked internally; the handle is only
 // destroyed in `drop`.
@@ -41,9 +49,27 @@ impl FetchQueue {
     /// A new, empty queue of `consumer`'s. It must be dropped before the
     /// consumer is.
     pub(crate) fn new(consumer: &SourceConsumer) -> Self {
+        let rk = consumer.client().native_ptr();
         // SAFETY: the client pointer is valid while `consumer` lives.
-        let q = unsafe { rdsys::rd_kafka_queue_new(consumer.client().native_ptr()) };
-        Self(NonNull::new(q).expect("librdkafka allocates a queue"))
+        let queue = NonNull::new(unsafe { rdsys::rd_kafka_queue_new(rk) })
+            .expect("librdkafka allocates a queue");
+        // SAFETY: a counted reference to the consumer queue (null for a
+        // client without a group), released in `drop`.
+        let events = NonNull::new(unsafe { rdsys::rd_kafka_queue_get_consumer(rk) });
+        if let Some(events) = events {
+            // SAFETY: the callback runs on whichever thread enqueues, with
+            // the consumer queue locked; it only yields `queue`, which
+            // outlives it: `drop` removes the callback (under that lock)
+            // before it destroys `queue`.
+            unsafe {
+                rdsys::rd_kafka_queue_cb_event_enable(
+                    events.as_ptr(),
+                    Some(wake),
+                    queue.as_ptr().cast(),
+                );
+            }
+        }
+        Self { queue, events }
     }
 
     /// Forwards the fetched records of `topic`'s `partitions` here, with
@@ -67,10 +93,20 @@ impl FetchQueue {
                     tracing::warn!(partition = p, "no fetch queue for the partition");
                     continue;
                 }
-                rdsys::rd_kafka_queue_forward(q, self.0.as_ptr());
+                rdsys::rd_kafka_queue_forward(q, self.queue.as_ptr());
                 rdsys::rd_kafka_queue_destroy(q);
             }
         }
+    }
+
+    /// Whether the consumer queue holds events not yet served. A poll of
+    /// it that serves an event (a rebalance, statistics, a log line)
+    /// returns no record, as an empty queue does; and the first event
+    /// after it was empty is the only one that wakes a take.
+    pub(crate) fn events_waiting(&self) -> bool {
+        // SAFETY: a handle of ours, valid until `drop`.
+        self.events
+            .is_some_and(|q| unsafe { rdsys::rd_kafka_queue_length(q.as_ptr()) } > 0)
     }
 
     /// Takes up to `into`'s capacity of fetched records, waiting up to
@@ -85,7 +121,7 @@ impl FetchQueue {
         // the vector's spare capacity and returns how many.
         let n = unsafe {
             rdsys::rd_kafka_consume_batch_queue(
-                self.0.as_ptr(),
+                self.queue.as_ptr(),
                 ms,
                 into.0.as_mut_ptr().cast(),
                 cap,
@@ -99,10 +135,25 @@ impl FetchQueue {
     }
 }
 
+/// The consumer queue's callback: ends a wait on the fetch queue
+/// `opaque`, or the next one if none is waiting.
+unsafe extern "C" fn wake(_: *mut rdsys::rd_kafka_t, opaque: *mut std::ffi::c_void) {
+    // SAFETY: `opaque` is the fetch queue, alive while the callback is set.
+    unsafe { rdsys::rd_kafka_queue_yield(opaque.cast()) };
+}
+
 impl Drop for FetchQueue {
     fn drop(&mut self) {
-        // SAFETY: the handle is ours; its records are freed with it.
-        unsafe { rdsys::rd_kafka_queue_destroy(self.0.as_ptr()) };
+        // SAFETY: the handles are ours. The callback is removed under the
+        // consumer queue's lock, so none runs once this returns; the fetch
+        // queue's records are freed with it.
+        unsafe {
+            if let Some(events) = self.events {
+                rdsys::rd_kafka_queue_cb_event_enable(events.as_ptr(), None, std::ptr::null_mut());
+                rdsys::rd_kafka_queue_destroy(events.as_ptr());
+            }
+            rdsys::rd_kafka_queue_destroy(self.queue.as_ptr());
+        }
     }
 }
 
