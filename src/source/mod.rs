@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     /// `streamfold.window.partition` header is part of their identity.
     pub window_partitions: bool,
     pub drain_deadline: Duration,
+    /// Where a partition without a committed offset starts.
+    pub offset_reset: crate::config::OffsetReset,
     /// The process's shutdown: the consumer drains and commits, then stops.
     pub shutdown: CancellationToken,
     fatal: Mutex<Option<PipelineError>>,

@@ -302,6 +302,7 @@ async fn run_stage(
         health: metrics.health.register(&label, stall_after),
         batch: config.batch.clone(),
         drain_deadline: config.commit.drain_deadline,
+        offset_reset: config.kafka.auto_offset_reset,
         shutdown: shutdown.clone(),
         fatal: Mutex::new(None),
     });

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Feed, SourceConsumer, SourceContext};
 use crate::checkpoint::Checkpoint;
+use crate::config::OffsetReset;
 use crate::offsets::{CommitPoint, decode_metadata};
 use crate::operator::{Operator, Repartition, Stateless, Windowed};
 use crate::pipeline::Shape;
@@ -135,15 +136,26 @@ impl SourceContext {
             let state_dropped = matches!(named, Some(None));
             let checkpoint = named.flatten();
             // Records deleted before they were read: start at the log
-            // start, whatever `auto_offset_reset` says.
+            // start, whatever `auto_offset_reset` says. Without a resume
+            // point: the committed offset read above (one without
+            // streamfold's metadata), else where `auto_offset_reset` says.
+            // Every start is set here, so librdkafka reads no committed
+            // offset of its own: its read could see a later commit than
+            // the resume state was matched with, and its reset after an
+            // empty read waited for the fetcher's next round (about
+            // 100 ms) before the first fetch.
             let start = match (resume, lost.get(&p)) {
-                (_, Some(&(_, low))) => Some(low),
-                (Some(point), None) => Some(point.offset),
-                (None, None) => None,
+                (_, Some(&(_, low))) => Offset::Offset(low),
+                (Some(point), None) => Offset::Offset(point.offset),
+                (None, None) => match committed.find_partition(&topic, p).map(|e| e.offset()) {
+                    Some(Offset::Offset(offset)) => Offset::Offset(offset),
+                    _ => match self.shared.offset_reset {
+                        OffsetReset::Earliest => Offset::Beginning,
+                        OffsetReset::Latest => Offset::End,
+                    },
+                },
             };
-            if let Some(offset) = start
-                && let Err(e) = tpl.set_partition_offset(&topic, p, Offset::Offset(offset))
-            {
+            if let Err(e) = tpl.set_partition_offset(&topic, p, start) {
                 tracing::warn!(partition = p, error = %e, "cannot set the start offset");
             }
             tracing::info!(
