@@ -7,7 +7,7 @@ mod model;
 mod registry;
 mod secret;
 
-pub use kafka::{ClientConfigError, FETCH_SIZES};
+pub use kafka::{ClientConfigError, FETCH_SIZES, RECONNECT_BACKOFF};
 pub use load::{ConfigError, ENV_PREFIX, LoadedConfig, Problem, load, load_all, load_lenient};
 pub use model::*;
 pub use registry::{RegistryAuth, SchemaRegistryConfig, SubjectStrategy};
