@@ -74,6 +74,9 @@ pub(super) fn ceiling(which: &str, broker: &str, topic: &str, expect: usize) -> 
     for (key, v) in streamfold::config::FETCH_SIZES {
         config.set(key, v.to_string());
     }
+    // And its connections as streamfold makes them.
+    let (key, backoff) = streamfold::config::RECONNECT_BACKOFF;
+    config.set(key, backoff);
     let consumer: BaseConsumer = config.create()?;
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut tpl = TopicPartitionList::new();
@@ -87,6 +90,7 @@ pub(super) fn ceiling(which: &str, broker: &str, topic: &str, expect: usize) -> 
                 .set("bootstrap.servers", broker)
                 .set("linger.ms", "5")
                 .set("enable.idempotence", "true")
+                .set(key, backoff)
                 .create()
         })
         .transpose()?;

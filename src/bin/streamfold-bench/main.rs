@@ -180,6 +180,42 @@ fn create_topic(broker: &str, topic: &str, partitions: i32) -> anyhow::Result<()
     Ok(())
 }
 
+/// The names of the topics on the broker.
+fn topics(broker: &str) -> anyhow::Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Topic {
+        name: String,
+    }
+    let out = Command::new("nisshi")
+        .args(["topic", "list", "--broker", &format!("tcp://{broker}")])
+        .output()?;
+    if !out.status.success() {
+        bail!("listing topics: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let listed: Vec<Topic> = serde_json::from_slice(&out.stdout).context("nisshi topic list")?;
+    Ok(listed.into_iter().map(|t| t.name).collect())
+}
+
+/// Deletes every topic but those in `keep`: what a round of measurements
+/// wrote. A broker holding every earlier round's output served the next
+/// round slower, by up to half in the third round of five, for streamfold
+/// and the ceilings alike.
+fn delete_topics_except(broker: &str, keep: &[String]) -> anyhow::Result<()> {
+    for topic in topics(broker)? {
+        if keep.contains(&topic) {
+            continue;
+        }
+        let out = Command::new("nisshi")
+            .args(["topic", "delete", &topic])
+            .args(["--broker", &format!("tcp://{broker}")])
+            .output()?;
+        if !out.status.success() {
+            bail!("deleting {topic}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    Ok(())
+}
+
 /// What one measured run used.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
@@ -281,6 +317,8 @@ fn main() -> anyhow::Result<()> {
     // Peers' results to check against streamfold's once a run is over:
     // (peer query, its query, its output topic, streamfold's query).
     let mut checks: Vec<(&str, &str, String, &str)> = Vec::new();
+    // The inputs: every round starts from a broker holding only them.
+    let inputs = topics(&broker)?;
     for run in 0..args.runs {
         // Odd runs go through the list backwards, so that no measurement
         // always runs right after the same other one (what a run leaves
@@ -402,6 +440,7 @@ fn main() -> anyhow::Result<()> {
             )?;
             eprintln!("run {run} {name}: all {same} windows equal {ours}'s");
         }
+        delete_topics_except(&broker, &inputs)?;
     }
     let table = report::table(
         &args,
