@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use streamfold::config::{Format, OutputKey, SelectConfig};
-use streamfold::generate::{GeneratorOptions, PaymentGenerator};
+use streamfold::generate::{GeneratorOptions, Payment, PaymentGenerator};
 
 /// What the pipeline must write: output value by key (the payment id),
 /// and how many records are dead letters.
@@ -231,4 +231,137 @@ fn sigkill_mid_stream_loses_no_record_of_a_stateless_pipeline() {
         "{} records written, {repeated} of them more than once (identical), across 4 runs",
         want.outputs.len()
     );
+}
+
+/// Commits `offsets` (partition, offset) for the pipeline's group with no
+/// metadata, as another tool of the group's would.
+fn commit_plain(setup: &Setup, offsets: &[(i32, i64)]) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", setup.servers())
+        .set("group.id", format!("group-{}", setup.input))
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for &(p, o) in offsets {
+        tpl.add_partition_offset(&setup.input, p, rdkafka::Offset::Offset(o))
+            .unwrap();
+    }
+    consumer.commit(&tpl, CommitMode::Sync).unwrap();
+}
+
+/// A partition whose committed offset carries no streamfold metadata
+/// starts at that offset; one without a committed offset at the earliest
+/// record (`auto_offset_reset`'s default).
+#[test]
+fn a_partition_starts_at_its_committed_offset_or_else_at_the_earliest_record() {
+    let setup = Setup::new(4);
+    let (events, mut want) = payments(1_200);
+    let at = publish(&setup.servers(), &setup.input, &events);
+    // Partitions 0 and 1: committed halfway through their records.
+    let mut cut = BTreeMap::new();
+    for p in 0..2 {
+        let offsets: Vec<i64> = at.iter().filter(|(q, _)| *q == p).map(|x| x.1).collect();
+        cut.insert(p, offsets[offsets.len() / 2]);
+    }
+    commit_plain(
+        &setup,
+        &cut.iter().map(|(&p, &o)| (p, o)).collect::<Vec<_>>(),
+    );
+    for ((_, e), (p, offset)) in events.iter().zip(&at) {
+        if let (Event::Payment(pay), Some(&c)) = (e, cut.get(p))
+            && *offset < c
+        {
+            want.outputs.remove(&pay.payment_id);
+        }
+    }
+    assert!(want.outputs.len() > 300);
+    let config = stateless_config(&setup);
+    let mut child = start(&setup, &config, 0);
+    let read = read_until(
+        &setup.servers(),
+        &setup.output,
+        Duration::from_secs(60),
+        |r| r.len() >= want.outputs.len(),
+    );
+    assert!(child.terminate().success(), "{}", logs(&setup));
+    assert_eq!(check_outputs(&read, &want), 0, "no restart, no repeat");
+}
+
+/// With `auto_offset_reset = "latest"`, a group without committed offsets
+/// reads only what is written after it was assigned its partitions.
+#[test]
+fn with_latest_a_new_group_reads_only_records_written_after_its_assignment() {
+    let setup = Setup::new(4);
+    let (before, _) = payments(400);
+    publish(&setup.servers(), &setup.input, &before);
+    let config = stateless_config(&setup);
+    edit_config(&config, |c| {
+        c.kafka.auto_offset_reset = streamfold::config::OffsetReset::Latest;
+    });
+    let mut child = start(&setup, &config, 0);
+    let limit = Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + limit;
+    while run_log(&setup, 0).matches("partition assigned").count() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not assigned within {limit:?}\n{}",
+            logs(&setup)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Payments of another seed (other ids) that the filter keeps, one a
+    // partition a round, until records of every partition are out: the
+    // first rounds may land before the consumer found the partitions' ends.
+    let after: Vec<Payment> = PaymentGenerator::new(GeneratorOptions {
+        seed: 32,
+        merchants: 8,
+        step_ms: 20,
+        ..GeneratorOptions::default()
+    })
+    .filter(|p| p.country != "GB" && euros(p).is_some())
+    .take(400)
+    .collect();
+    let mut sent = 0;
+    let read = loop {
+        assert!(
+            std::time::Instant::now() < deadline && sent + 4 <= after.len(),
+            "no output from every partition\n{}",
+            logs(&setup)
+        );
+        let round: Vec<(i32, Event)> = (0..4)
+            .map(|p| (p, Event::Payment(after[sent + p as usize].clone())))
+            .collect();
+        sent += 4;
+        publish(&setup.servers(), &setup.input, &round);
+        std::thread::sleep(Duration::from_millis(100));
+        let read = read_all(&setup, &setup.output);
+        let ids: std::collections::BTreeSet<String> =
+            read.iter().filter_map(|r| r.key.clone()).collect();
+        let partitions: std::collections::BTreeSet<i32> = after[..sent]
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| ids.contains(&p.payment_id))
+            .map(|(i, _)| (i % 4) as i32)
+            .collect();
+        if partitions.len() == 4 {
+            break read;
+        }
+    };
+    assert!(child.terminate().success(), "{}", logs(&setup));
+    let before: std::collections::BTreeSet<&str> = before
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Payment(p) => Some(p.payment_id.as_str()),
+            Event::Poison(_) => None,
+        })
+        .collect();
+    for r in &read {
+        let key = r.key.as_deref().unwrap();
+        assert!(
+            !before.contains(key),
+            "{key} was written before the assignment"
+        );
+        assert!(key.starts_with("p-32-"), "{key}");
+    }
 }
