@@ -104,6 +104,11 @@ fn check_outputs(read: &[Read], want: &Want) -> usize {
     for r in read {
         let key = r.key.clone().expect("every output record is keyed");
         let value: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        assert_eq!(
+            r.timestamp,
+            value["event_time"].as_i64(),
+            "{key}: the record's timestamp is its event time"
+        );
         seen.entry(key).or_default().push(value);
     }
     assert_eq!(

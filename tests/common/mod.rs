@@ -579,6 +579,8 @@ pub struct Read {
     pub key: Option<String>,
     pub headers: BTreeMap<String, String>,
     pub payload: Vec<u8>,
+    /// Its Kafka timestamp in milliseconds, if it has one.
+    pub timestamp: Option<i64>,
 }
 
 /// Reads `topic` from the beginning until `done(&records)` holds or the
@@ -622,6 +624,7 @@ pub fn read_until(
                 key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                 headers,
                 payload: m.payload().unwrap_or_default().to_vec(),
+                timestamp: m.timestamp().to_millis(),
             });
         }
     }
