@@ -144,6 +144,17 @@ fn check_outputs(read: &[Read], want: &Want) -> usize {
     repeated
 }
 
+/// The output, read until it holds as many records as `want` has keys
+/// (or a minute passes).
+fn read_outputs(setup: &Setup, want: &Want) -> Vec<Read> {
+    read_until(
+        &setup.servers(),
+        &setup.output,
+        Duration::from_secs(60),
+        |r| r.len() >= want.outputs.len(),
+    )
+}
+
 #[test]
 fn a_stateless_pipeline_writes_filters_and_dead_letters_each_record_as_defined() {
     let setup = Setup::new(4);
@@ -180,12 +191,7 @@ fn a_stateless_pipeline_writes_filters_and_dead_letters_each_record_as_defined()
     );
 
     let mut child = start(&setup, &config, 0);
-    let read = read_until(
-        &setup.servers(),
-        &setup.output,
-        Duration::from_secs(60),
-        |r| r.len() >= want.outputs.len(),
-    );
+    let read = read_outputs(&setup, &want);
     let letters = read_until(&setup.servers(), &setup.dlq, Duration::from_secs(30), |r| {
         r.len() >= want.dead_letters
     });
@@ -283,12 +289,7 @@ fn a_partition_starts_at_its_committed_offset_or_else_at_the_earliest_record() {
     assert!(want.outputs.len() > 300);
     let config = stateless_config(&setup);
     let mut child = start(&setup, &config, 0);
-    let read = read_until(
-        &setup.servers(),
-        &setup.output,
-        Duration::from_secs(60),
-        |r| r.len() >= want.outputs.len(),
-    );
+    let read = read_outputs(&setup, &want);
     assert!(child.terminate().success(), "{}", logs(&setup));
     assert_eq!(check_outputs(&read, &want), 0, "no restart, no repeat");
 }
